@@ -1,0 +1,196 @@
+/**
+ * Boots the test guest under QEMU and runs one command in it.
+ *
+ * The guest's console (kernel messages) goes to console.log in the run's
+ * directory; the command's output comes back on a second serial port,
+ * followed by a marker with its exit status. A guest that dies, panics or
+ * hangs is a failed run whose result carries the console's tail. QEMU runs
+ * under `setpriv --pdeathsig KILL` and is killed when this process exits,
+ * so no QEMU outlives the harness.
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { HarnessError } from './apt';
+import { DEVICE_BDF, DeviceFiles, DeviceName, deviceArgs } from './devices';
+import { buildInitramfs } from './initramfs';
+import { guestKernel, GuestKernel, KernelKind, Log } from './kernel';
+import { PROJECT_ROOT, runsDir } from './paths';
+import { commandScript } from './shell-quote';
+
+export interface GuestRunOptions {
+  kernel?: KernelKind;
+  devices?: readonly DeviceName[];
+  /** argv of the command; omitted with `interactive`. */
+  command?: readonly string[];
+  /** Working directory in the guest; the project directory by default. */
+  cwd?: string;
+  env?: Readonly<Record<string, string>>;
+  /** Backing files to use instead of fresh ones (they must lie in the project directory). */
+  files?: DeviceFiles;
+  timeoutMs?: number;
+  accel?: 'tcg' | 'kvm';
+  memoryMiB?: number;
+  hugepages?: number;
+  /** The guest's output as it comes. */
+  onOutput?: (text: string) => void;
+  log?: Log;
+  /** An interactive shell on this process's terminal. */
+  interactive?: boolean;
+  /** Keep the run's directory (console log, generated backing files). */
+  keep?: boolean;
+  projectDir?: string;
+}
+
+export interface GuestRunResult {
+  /** The command's exit status; null when the guest did not report one. */
+  status: number | null;
+  /** Why the run failed, when it did not finish normally (death, panic, time-out). */
+  failure?: string;
+  output: string;
+  consoleTail: string;
+  kernel: GuestKernel;
+  files: DeviceFiles;
+  runDir: string;
+  durationMs: number;
+}
+
+export const EXIT_MARKER = /@@NODE-VFIO-EXIT (\d+)@@\r?\n?/;
+
+const live = new Set<ChildProcess>();
+let hooked = false;
+function killAllOnExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      for (const c of live) c.kill('SIGKILL');
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
+/** The last `n` lines of a file, or a note that there is none. */
+export function tailOf(file: string, n = 40): string {
+  if (!fs.existsSync(file)) return '(no console output)';
+  const lines = fs.readFileSync(file, 'utf8').replace(/\r/g, '').split('\n');
+  return lines.slice(-n).join('\n');
+}
+
+export function qemuArgs(o: {
+  kernel: GuestKernel; initrd: string; runDir: string; projectDir: string; devices: readonly DeviceName[];
+  files: DeviceFiles; accel: 'tcg' | 'kvm'; memoryMiB: number; hugepages: number; interactive: boolean;
+}): string[] {
+  const cmdline = [
+    'console=ttyS0', 'intel_iommu=on', 'iommu=strict', 'quiet', 'panic=-1', 'oops=panic',
+    `nodevfio.project=${o.projectDir}`, `nodevfio.run=${o.runDir}`,
+    `nodevfio.bind=${o.devices.map((d) => DEVICE_BDF[d]).join(',')}`,
+    `nodevfio.hugepages=${o.hugepages}`, `nodevfio.mode=${o.interactive ? 'shell' : 'run'}`,
+  ];
+  const machine = o.accel === 'kvm' ? 'q35,accel=kvm,kernel-irqchip=split' : 'q35,accel=tcg';
+  return [
+    '-machine', machine, '-cpu', 'max', '-smp', '2', '-m', String(o.memoryMiB),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-device', 'intel-iommu,intremap=on',
+    '-kernel', o.kernel.bzImage, '-initrd', o.initrd, '-append', cmdline.join(' '),
+    '-chardev', `file,id=console,path=${path.join(o.runDir, 'console.log')}`, '-serial', 'chardev:console',
+    '-chardev', 'stdio,id=command,signal=off', '-serial', 'chardev:command',
+    '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+    '-virtfs', `local,path=${o.projectDir},mount_tag=project,security_model=none,multidevs=remap`,
+    ...deviceArgs(o.devices, o.runDir, o.files),
+  ];
+}
+
+export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResult> {
+  const started = Date.now();
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const projectDir = path.resolve(options.projectDir ?? PROJECT_ROOT);
+  if (/\s/.test(projectDir)) throw new HarnessError(`the project path has white space, which the guest's kernel command line cannot carry: ${projectDir}`);
+  const interactive = options.interactive ?? false;
+  if (!interactive && !options.command?.length) throw new RangeError('runInGuest: no command given');
+  const devices = options.devices ?? ['edu', 'ivshmem', 'nvme'];
+  const kernel = await guestKernel(options.kernel ?? 'custom', log);
+
+  fs.mkdirSync(runsDir(projectDir), { recursive: true });
+  const runDir = fs.mkdtempSync(path.join(runsDir(projectDir), 'run-'));
+  const files: DeviceFiles = { ...options.files };
+  for (const f of Object.values(files)) {
+    if (f && !path.resolve(f).startsWith(projectDir + path.sep)) {
+      throw new HarnessError(`device backing file ${f} must lie inside the project directory, which the guest shares`);
+    }
+  }
+  const initrd = path.join(runDir, 'initramfs.cpio');
+  buildInitramfs(initrd, kernel.modules);
+  const args = qemuArgs({
+    kernel, initrd, runDir, projectDir, devices, files, interactive,
+    accel: options.accel ?? (process.env.NODE_VFIO_ACCEL === 'kvm' ? 'kvm' : 'tcg'),
+    memoryMiB: options.memoryMiB ?? 2048, hugepages: options.hugepages ?? 64,
+  });
+  const env: Record<string, string> = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: '/root', LANG: 'C.UTF-8', TERM: process.env.TERM ?? 'dumb',
+    NODE_VFIO_GUEST: '1', NODE_VFIO_KERNEL: kernel.kind,
+    NODE_VFIO_DEVICES: devices.map((d) => `${d}=${DEVICE_BDF[d]}`).join(','),
+    ...(files.ivshmem ? { NODE_VFIO_IVSHMEM_FILE: files.ivshmem } : {}),
+    ...(files.nvmeImage ? { NODE_VFIO_NVME_IMAGE: files.nvmeImage } : {}),
+    ...options.env,
+  };
+  fs.writeFileSync(path.join(runDir, 'cmd.sh'), commandScript(options.command ?? ['true'], options.cwd ?? projectDir, env));
+
+  killAllOnExit();
+  const qemu = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64', ...args], {
+    stdio: interactive ? 'inherit' : ['pipe', 'pipe', 'pipe'],
+  });
+  live.add(qemu);
+  let output = '';
+  let pending = '';
+  let status: number | null = null;
+  let qemuStderr = '';
+  let failure: string | undefined;
+  const emit = (text: string): void => {
+    output += text;
+    options.onOutput?.(text);
+  };
+  qemu.stdout?.setEncoding('utf8');
+  qemu.stdout?.on('data', (chunk: string) => {
+    pending += chunk;
+    const m = EXIT_MARKER.exec(pending);
+    if (m) {
+      status = Number(m[1]);
+      emit(pending.slice(0, m.index));
+      pending = '';
+      return;
+    }
+    const cut = pending.lastIndexOf('\n') + 1; // hold back a partial line: it may be the marker's start
+    if (cut > 0) { emit(pending.slice(0, cut)); pending = pending.slice(cut); }
+  });
+  qemu.stderr?.setEncoding('utf8');
+  qemu.stderr?.on('data', (chunk: string) => { qemuStderr = (qemuStderr + chunk).slice(-20000); });
+  const timeoutMs = options.timeoutMs ?? 30 * 60_000;
+  const timer = setTimeout(() => {
+    failure = `the guest did not finish within ${Math.round(timeoutMs / 1000)} s and was killed`;
+    qemu.kill('SIGKILL');
+  }, timeoutMs);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+    qemu.on('close', (c, s) => resolve([c, s]));
+    qemu.on('error', (e) => { failure = `cannot start QEMU: ${e.message}`; resolve([null, null]); });
+  });
+  clearTimeout(timer);
+  live.delete(qemu);
+  if (pending) emit(pending);
+  if (interactive && !failure) status = code; // the terminal had the output, marker included
+  fs.writeFileSync(path.join(runDir, 'qemu-stderr.log'), qemuStderr);
+  const consoleTail = tailOf(path.join(runDir, 'console.log'));
+  if (status === null && !failure) {
+    const how = signal ? `QEMU was killed by ${signal}` : `QEMU exited with status ${code}`;
+    const panic = /Kernel panic[^\n]*/.exec(consoleTail)?.[0];
+    failure = `the guest died before the command finished (${how}${panic ? `; ${panic.trim()}` : ''})`;
+  }
+  if (failure) {
+    const stderrTail = qemuStderr.trim().split('\n').slice(-15).join('\n');
+    failure += `\n--- QEMU stderr (tail) ---\n${stderrTail || '(empty)'}\n--- guest console (tail) ---\n${consoleTail}`;
+  }
+  if (!options.keep && !failure) fs.rmSync(runDir, { recursive: true, force: true });
+  return { status, failure, output, consoleTail, kernel, files, runDir, durationMs: Date.now() - started };
+}

@@ -1,0 +1,105 @@
+/**
+ * `npm test`: every suite, guest included, and one closing line
+ * `tests: N passed, N failed` counted from their real results.
+ *
+ *  host     pure TypeScript and the ABI check, on this machine
+ *  harness  the guest harness itself: boots guests, kills them, reads device files
+ *  guest    the library against real VFIO, in a guest on the project's kernel
+ *  stock    the same suite on Debian's stock kernel (legacy type1 only)
+ *
+ * A suite that cannot run (no kernel, a dead guest) counts as failed with its reason.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ensurePackages, HOST_PACKAGES } from '../lib/vm/apt';
+import { runInGuest } from '../lib/vm/guest';
+import { guestKernel, KernelKind } from '../lib/vm/kernel';
+import { PROJECT_ROOT } from '../lib/vm/paths';
+import { prepareWitnessFiles } from './support/witness';
+
+interface Counts { passed: number; failed: number; pending: number; failures: string[] }
+
+const ROOT = PROJECT_ROOT;
+const MOCHA = path.join(ROOT, 'node_modules/mocha/bin/mocha.js');
+const REPORTER = path.join(ROOT, 'dist/test/support/count-reporter.js');
+const resultsDir = path.join(ROOT, '.vm', 'results');
+const log = (line: string): void => { process.stdout.write(`[run-all] ${line}\n`); };
+
+function mochaArgs(dir: string): string[] {
+  return ['--expose-gc', MOCHA, '--reporter', REPORTER, '--timeout', '120000', `dist/test/${dir}/**/*.test.js`];
+}
+
+function readCounts(file: string, why: string): Counts {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Counts;
+  } catch {
+    return { passed: 0, failed: 1, pending: 0, failures: [why] };
+  }
+}
+
+async function hostSuite(dir: string, env: NodeJS.ProcessEnv): Promise<Counts> {
+  const results = path.join(resultsDir, `${dir}.json`);
+  fs.rmSync(results, { force: true });
+  const child = spawn(process.execPath, mochaArgs(dir), {
+    cwd: ROOT, stdio: 'inherit', env: { ...process.env, ...env, NODE_VFIO_RESULTS: results },
+  });
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  return readCounts(results, `the ${dir} suite ended (status ${code}) without reporting results`);
+}
+
+async function guestSuite(kernel: KernelKind): Promise<Counts> {
+  const name = kernel === 'custom' ? 'guest' : 'stock';
+  const results = path.join(resultsDir, `${name}.json`);
+  fs.rmSync(results, { force: true });
+  const files = prepareWitnessFiles(path.join(ROOT, '.vm', `witness-${name}`));
+  const run = await runInGuest({
+    kernel, files, log,
+    command: ['node', ...mochaArgs('guest')],
+    env: { NODE_VFIO_RESULTS: results },
+    onOutput: (t) => process.stdout.write(t),
+    timeoutMs: 40 * 60_000,
+  });
+  if (run.failure) {
+    const counts = readCounts(results, '');
+    return { ...counts, failed: counts.failed + 1, failures: [...counts.failures, `${name} guest: ${run.failure}`] };
+  }
+  return readCounts(results, `the ${name} guest suite exited with status ${run.status} without reporting results`);
+}
+
+async function main(): Promise<void> {
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const suites: [string, Counts][] = [];
+  const env: NodeJS.ProcessEnv = {};
+  let prepared = true;
+  try {
+    ensurePackages(HOST_PACKAGES, log);
+    const custom = await guestKernel('custom', log);
+    await guestKernel('debian', log);
+    env.NODE_VFIO_KERNEL_HEADERS = custom.headers;
+  } catch (err) {
+    prepared = false;
+    const why = `the guest environment could not be prepared: ${(err as Error).message}`;
+    log(why);
+    suites.push(['guest', { passed: 0, failed: 1, pending: 0, failures: [why] }]);
+  }
+  suites.push(['host', await hostSuite('host', env)]);
+  if (prepared) {
+    suites.push(['harness', await hostSuite('harness', env)]);
+    suites.push(['guest', await guestSuite('custom')]);
+    suites.push(['stock', await guestSuite('debian')]);
+  }
+  let passed = 0;
+  let failed = 0;
+  process.stdout.write('\nsummary:\n');
+  for (const [name, c] of suites) {
+    passed += c.passed;
+    failed += c.failed + c.pending; // a skipped test is not a pass: no test is skipped silently
+    process.stdout.write(`  ${name.padEnd(8)} ${c.passed} passed, ${c.failed} failed${c.pending ? `, ${c.pending} skipped (counted as failed)` : ''}\n`);
+    for (const f of c.failures) process.stdout.write(`    ✗ ${f.split('\n').join('\n      ')}\n`);
+  }
+  process.stdout.write(`tests: ${passed} passed, ${failed} failed\n`);
+  process.exitCode = failed === 0 && passed > 0 ? 0 : 1;
+}
+
+void main();
