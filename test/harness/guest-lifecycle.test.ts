@@ -1,0 +1,106 @@
+/**
+ * The guest harness itself, on the host: it boots real guests, reads the
+ * device backing files from outside, and makes sure a dead, panicked or
+ * hung guest is a failure that leaves no QEMU behind.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { runInGuest } from '../../lib/vm/guest';
+import { PROJECT_ROOT } from '../../lib/vm/paths';
+import { ivshmemByte, prepareWitnessFiles } from '../support/witness';
+
+const quiet = (): void => {};
+
+/** QEMU processes that any run of this project started and that are still alive. */
+function ourQemus(): string[] {
+  try {
+    return execFileSync('pgrep', ['-f', `nodevfio.project=${PROJECT_ROOT} `], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
+describe('guest harness', function () {
+  this.timeout(240_000);
+  afterEach(() => assert.deepEqual(ourQemus(), [], 'a QEMU process was left behind'));
+
+  it('runs a command in the project directory and returns its output and exit status', async () => {
+    const r = await runInGuest({ devices: [], log: quiet, command: ['sh', '-c', 'pwd; echo "to stderr" >&2; exit 3'] });
+    assert.equal(r.failure, undefined);
+    assert.equal(r.status, 3);
+    assert.equal(r.output, `${PROJECT_ROOT}\nto stderr\n`);
+  });
+
+  it('moves bytes both ways between the host file and the ivshmem BAR', async () => {
+    const files = prepareWitnessFiles(path.join(PROJECT_ROOT, '.vm', 'witness-harness'));
+    // In the guest: check the host's pattern through the BAR (sysfs resource2 mmap), then write its complement.
+    const script = [
+      'import mmap, os, sys',
+      "f = os.open('/sys/bus/pci/devices/0000:00:04.0/resource2', os.O_RDWR | os.O_SYNC)",
+      'm = mmap.mmap(f, 1 << 20)',
+      'want = bytes(((((i + 1) * 2654435761) & 0xffffffff) >> 24) & 0xff for i in range(1 << 20))',
+      "print('host pattern seen:', m[:] == want)",
+      'm[:] = bytes(b ^ 0xff for b in want)',
+      'm.flush()',
+    ].join('\n');
+    const r = await runInGuest({ devices: ['ivshmem'], files, log: quiet, command: ['python3', '-c', script] });
+    assert.equal(r.failure, undefined);
+    assert.equal(r.status, 0, r.output);
+    assert.equal(r.output, 'host pattern seen: True\n');
+    const seen = fs.readFileSync(files.ivshmem);
+    for (let i = 0; i < seen.length; i++) {
+      if (seen[i] !== (ivshmemByte(i) ^ 0xff)) assert.fail(`byte ${i} of the ivshmem file is ${seen[i]}, the guest wrote ${ivshmemByte(i) ^ 0xff}`);
+    }
+  });
+
+  it('reports a kernel panic as a failure with the console tail', async () => {
+    const r = await runInGuest({ devices: [], log: quiet, command: ['sh', '-c', 'echo c > /proc/sysrq-trigger; sleep 30'] });
+    assert.equal(r.status, null);
+    assert.match(r.failure ?? '', /the guest died before the command finished/);
+    assert.match(r.failure ?? '', /Kernel panic/);
+    assert.match(r.failure ?? '', /--- guest console \(tail\) ---/);
+  });
+
+  it('reports a QEMU killed mid-run as a failure', async () => {
+    let killed = false;
+    const r = await runInGuest({
+      devices: [], log: quiet, command: ['sh', '-c', 'echo ready; sleep 120'],
+      onOutput: (text) => {
+        if (!killed && text.includes('ready')) {
+          killed = true;
+          for (const pid of ourQemus()) process.kill(Number(pid), 'SIGKILL');
+        }
+      },
+    });
+    assert.ok(killed, 'the guest never said ready');
+    assert.equal(r.status, null);
+    assert.match(r.failure ?? '', /QEMU was killed by SIGKILL/);
+  });
+
+  it('kills a guest that runs past its time-out', async () => {
+    const r = await runInGuest({ devices: [], log: quiet, timeoutMs: 15_000, command: ['sleep', '600'] });
+    assert.equal(r.status, null);
+    assert.match(r.failure ?? '', /did not finish within 15 s and was killed/);
+  });
+
+  it('leaves no QEMU behind when the process that started it is killed', async () => {
+    const runner = path.join(PROJECT_ROOT, 'dist/lib/vm/cli.js');
+    const child = spawn(process.execPath, [runner, 'vm', 'run', '--devices', 'edu', '--', 'sh', '-c', 'echo ready; sleep 120'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
+      child.on('close', () => reject(new Error('the CLI ended before the guest said ready')));
+    });
+    assert.equal(ourQemus().length, 1);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('close', r));
+    for (let i = 0; i < 50 && ourQemus().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  });
+
+  it('runs `npx node-vfio vm run` as a new user would', async () => {
+    const out = execFileSync('npx', ['node-vfio', 'vm', 'run', '--', 'sh', '-c', 'ls /dev/iommu /dev/vfio/devices'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 180_000 });
+    assert.match(out, /^\/dev\/iommu$/m);
+    assert.match(out, /^vfio0\nvfio1\nvfio2$/m);
+  });
+});
