@@ -1,0 +1,45 @@
+// JavaScript class Iommufd: /dev/iommu and its IOAS (I/O address space)
+// ioctls. Thin: each method is one ioctl; the IOVA policy lives in lib/.
+#ifndef NVFIO_IOMMUFD_H
+#define NVFIO_IOMMUFD_H
+
+#include "common.h"
+#include "fragment.h"
+#include "pin_table.h"
+
+namespace nvfio {
+
+class Iommufd : public Napi::ObjectWrap<Iommufd> {
+ public:
+  static constexpr const char* kClassName = "Iommufd";
+  static Napi::Function Init(Napi::Env env);
+
+  explicit Iommufd(const Napi::CallbackInfo& info);
+  ~Iommufd() override;
+  int Fd(Napi::Env env) const;
+
+ private:
+  Napi::Value IoasAlloc(const Napi::CallbackInfo& info);
+  Napi::Value Destroy(const Napi::CallbackInfo& info);
+  Napi::Value IovaRanges(const Napi::CallbackInfo& info);
+  Napi::Value AllowIovas(const Napi::CallbackInfo& info);
+  Napi::Value Map(const Napi::CallbackInfo& info);
+  Napi::Value MapList(const Napi::CallbackInfo& info);
+  Napi::Value Copy(const Napi::CallbackInfo& info);
+  Napi::Value Unmap(const Napi::CallbackInfo& info);
+  Napi::Value Option(const Napi::CallbackInfo& info);
+  Napi::Value PinCount(const Napi::CallbackInfo& info);
+  Napi::Value FdGetter(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  // One fragment: user memory (IOMMU_IOAS_MAP) or a file (IOMMU_IOAS_MAP_FILE). Returns the IOVA.
+  uint64_t MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, bool fixed, uint64_t iova, uint32_t flags);
+  void UnmapQuiet(uint32_t ioas, uint64_t iova, uint64_t length);
+
+  UniqueFd fd_;
+  PinTable pins_;
+};
+
+}  // namespace nvfio
+
+#endif
