@@ -16,7 +16,7 @@ export class HarnessError extends Error {
 export const HOST_PACKAGES = [
   'qemu-system-x86', // qemu-system-x86_64
   'busybox-static', // the guest's /init userland
-  'bc', 'flex', 'bison', 'libelf-dev', 'libssl-dev', 'xz-utils', 'cpio', // kernel build
+  'bc', 'flex', 'bison', 'libelf-dev', 'libssl-dev', 'xz-utils', 'cpio', 'rsync', // kernel build (rsync: headers_install)
 ];
 
 export function isInstalled(pkg: string): boolean {

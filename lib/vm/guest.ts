@@ -129,7 +129,8 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
   });
   const env: Record<string, string> = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: '/root', LANG: 'C.UTF-8', TERM: process.env.TERM ?? 'dumb',
+    HOME: '/root', LANG: 'C.UTF-8',
+    ...(interactive || process.stdout.isTTY ? { TERM: process.env.TERM ?? 'xterm' } : { TERM: 'dumb', NO_COLOR: '1' }),
     NODE_VFIO_GUEST: '1', NODE_VFIO_KERNEL: kernel.kind,
     NODE_VFIO_DEVICES: devices.map((d) => `${d}=${DEVICE_BDF[d]}`).join(','),
     ...(files.ivshmem ? { NODE_VFIO_IVSHMEM_FILE: files.ivshmem } : {}),

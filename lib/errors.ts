@@ -1,0 +1,65 @@
+/**
+ * The library's errors. System call failures are VfioError, shaped like
+ * Node's own fs errors (code 'EINVAL', errno -22, syscall
+ * 'ioctl(IOMMU_IOAS_MAP)'), with a message that says what to check. The
+ * class is handed to the native side, which builds it with the facts; the
+ * hints (policy) live here.
+ */
+
+export interface VfioErrorInfo {
+  code: string;
+  errno: number;
+  syscall: string;
+  /** What the call was about: a path, a device name. */
+  detail?: string;
+}
+
+type Hint = [syscall: RegExp, code: RegExp, hint: string];
+
+/** What to check, by system call and error code; the first match is used. */
+const HINTS: Hint[] = [
+  [/^open$/, /^ENOENT$/, 'a missing /dev/iommu means this kernel has no iommufd (CONFIG_IOMMUFD): use the type1 backend; a missing /dev/vfio/* node means the device is not bound to vfio-pci or VFIO is not loaded'],
+  [/^open$/, /^(EACCES|EPERM)$/, 'permissions on /dev/vfio and /dev/iommu: run as root or give your user the device nodes (a udev rule)'],
+  [/^open$/, /^EBUSY$/, 'another process (or another open of this group in this one) holds it'],
+  [/VFIO_GROUP_SET_CONTAINER/, /^EPERM$/, 'the group is not viable: every device in the IOMMU group must be bound to vfio-pci (or no driver)'],
+  [/VFIO_SET_IOMMU/, /^(EINVAL|ENODEV)$/, 'the IOMMU is off or this type is unsupported: boot with intel_iommu=on (or amd_iommu=on) and check /sys/kernel/iommu_groups'],
+  [/VFIO_DEVICE_BIND_IOMMUFD/, /^(EINVAL|EBUSY)$/, 'a cdev binds once, and not while its group is open through the legacy container'],
+  [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/, /^ENOMEM$/, 'pinning was refused: raise RLIMIT_MEMLOCK (ulimit -l) or run with CAP_IPC_LOCK'],
+  [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA)/, /^(EEXIST|EADDRINUSE)$/, 'that IOVA range is already mapped: unmap it first or map elsewhere'],
+  [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/, /^(EINVAL|ERANGE)$/, 'check that the IOVA, length and address are aligned to the IOMMU page size and that the IOVA lies inside the address space\'s IOVA ranges'],
+  [/IOMMU_IOAS_MAP_FILE/, /^(ENODEV|EBADF|EOPNOTSUPP)$/, 'the file cannot be mapped: iommufd maps memfds and VFIO dma-bufs only'],
+  [/(IOMMU_IOAS_UNMAP|VFIO_IOMMU_UNMAP_DMA)/, /^(ENOENT|EINVAL)$/, 'nothing is mapped exactly there: an unmap must cover whole mappings, not cut one'],
+  [/VFIO_DEVICE_FEATURE/, /^(ENOTTY|EINVAL|EOPNOTSUPP)$/, 'this kernel or device does not offer the feature (dma-buf export needs VFIO_PCI_DMABUF and PCI_P2PDMA)'],
+  [/mmap/, /^EINVAL$/, 'the region cannot be mmapped there (not mmap-capable, or the range lies outside its sparse mmap areas)'],
+  [/MAP_HUGETLB/, /^ENOMEM$/, 'no free huge pages: echo N > /proc/sys/vm/nr_hugepages'],
+];
+
+export function hintFor(syscall: string, code: string, detail = ''): string | undefined {
+  const subject = `${syscall} ${detail}`;
+  return HINTS.find(([s, c]) => s.test(subject) && c.test(code))?.[2];
+}
+
+export class VfioError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  readonly detail?: string;
+
+  constructor(message: string, info: VfioErrorInfo) {
+    const hint = hintFor(info.syscall, info.code, info.detail);
+    super(hint ? `${message} (${hint})` : message);
+    this.name = 'VfioError';
+    this.code = info.code;
+    this.errno = info.errno;
+    this.syscall = info.syscall;
+    if (info.detail !== undefined) this.detail = info.detail;
+  }
+}
+
+/** An error of the library's own (not a system call), with a code of the ERR_VFIO_* family. */
+export class VfioStateError extends Error {
+  constructor(message: string, readonly code: string) {
+    super(message);
+    this.name = 'VfioStateError';
+  }
+}

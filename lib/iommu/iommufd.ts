@@ -1,0 +1,150 @@
+/**
+ * The iommufd backend: an IOAS in /dev/iommu; devices through their VFIO
+ * cdev (/dev/vfio/devices/vfioN), bound to the iommufd and attached to the IOAS.
+ *
+ * The library always maps at IOVAs its own allocator chose
+ * (IOMMU_IOAS_MAP_FIXED_IOVA): the kernel never picks an address, so it
+ * cannot hand out one the allocator also hands out. (IOMMU_IOAS_ALLOW_IOVAS
+ * would be the other way; it also constrains which devices may attach, which
+ * fixed IOVAs do not.)
+ */
+import { native, NativeDevice, NativeIommufd, FragmentSource, IovaRange } from '../native';
+import { PciDeviceInfo } from '../sysfs';
+import { VfioStateError } from '../errors';
+import { Access, FlatFragments, IommuBackend } from './backend';
+
+// enum iommufd_ioas_map_flags
+const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
+const IOMMU_IOAS_MAP_READABLE = 1 << 2;
+
+// enum iommufd_option / iommufd_option_ops
+export const IOMMU_OPTION_RLIMIT_MODE = 0;
+export const IOMMU_OPTION_HUGE_PAGES = 1;
+export const IOMMU_OPTION_OP_SET = 0;
+export const IOMMU_OPTION_OP_GET = 1;
+
+export function ioasMapFlags(access: Access): number {
+  return (access.read ? IOMMU_IOAS_MAP_READABLE : 0) | (access.write ? IOMMU_IOAS_MAP_WRITEABLE : 0);
+}
+
+/**
+ * One open /dev/iommu. Several address spaces (IOAS) may share it, which
+ * IOMMU_IOAS_COPY needs. Closed when its last address space closes, or by close().
+ */
+export class IommufdContext {
+  /** @internal */
+  readonly native: NativeIommufd;
+  private users = 0;
+
+  constructor(path = '/dev/iommu') {
+    this.native = new native.Iommufd(path);
+  }
+
+  /** IOMMU_OPTION GET. */
+  getOption(option: number, objectId = 0): bigint {
+    return this.native.option(option, IOMMU_OPTION_OP_GET, objectId, 0n);
+  }
+
+  /** IOMMU_OPTION SET. */
+  setOption(option: number, value: bigint, objectId = 0): void {
+    this.native.option(option, IOMMU_OPTION_OP_SET, objectId, value);
+  }
+
+  /** @internal */
+  acquire(): void {
+    this.users++;
+  }
+
+  /** @internal */
+  release(): void {
+    if (--this.users <= 0) this.close();
+  }
+
+  close(): void {
+    this.native.close();
+  }
+}
+
+export class IommufdBackend implements IommuBackend {
+  readonly kind = 'iommufd' as const;
+  readonly mapsDmaBuf = true;
+  readonly ioas: number;
+  private devices = new Set<NativeDevice>();
+  private closed = false;
+
+  constructor(readonly context: IommufdContext) {
+    context.acquire();
+    try {
+      this.ioas = context.native.ioasAlloc();
+    } catch (err) {
+      context.release();
+      throw err;
+    }
+  }
+
+  private get fd(): NativeIommufd {
+    if (this.closed) throw new VfioStateError('the address space is closed', 'ERR_VFIO_CLOSED');
+    return this.context.native;
+  }
+
+  iovaRanges(): IovaRange[] {
+    return this.fd.iovaRanges(this.ioas).ranges;
+  }
+
+  attachDevice(info: PciDeviceInfo): NativeDevice {
+    if (!info.vfioCdev) {
+      throw new VfioStateError(`${info.bdf} has no VFIO cdev (/sys/bus/pci/devices/${info.bdf}/vfio-dev): the kernel lacks VFIO_DEVICE_CDEV, or the device is not bound to vfio-pci; use the type1 backend`, 'ERR_VFIO_NO_CDEV');
+    }
+    const dev = new native.Device(`/dev/vfio/devices/${info.vfioCdev}`);
+    try {
+      dev.bindIommufd(this.fd);
+      dev.attachPt(this.ioas);
+    } catch (err) {
+      dev.close();
+      throw err;
+    }
+    this.devices.add(dev);
+    return dev;
+  }
+
+  detachDevice(device: NativeDevice): void {
+    this.devices.delete(device);
+  }
+
+  map(source: FragmentSource, offset: bigint, length: bigint, iova: bigint, access: Access, asFile: boolean): void {
+    this.fd.map(this.ioas, source, offset, length, iova, ioasMapFlags(access), asFile);
+  }
+
+  mapList(iova: bigint, fragments: FlatFragments, access: Access): bigint {
+    return this.fd.mapList(this.ioas, iova, fragments, ioasMapFlags(access));
+  }
+
+  unmap(iova: bigint, length: bigint): bigint {
+    return this.fd.unmap(this.ioas, iova, length);
+  }
+
+  /** IOMMU_IOAS_COPY from another IOAS of the same iommufd; no second pinning. */
+  copyFrom(source: IommufdBackend, srcIova: bigint, length: bigint, dstIova: bigint, access: Access): void {
+    if (source.context !== this.context) {
+      throw new VfioStateError('IOMMU_IOAS_COPY works between address spaces of one IommufdContext', 'ERR_VFIO_CONTEXT');
+    }
+    this.fd.copy(this.ioas, source.ioas, srcIova, length, dstIova, ioasMapFlags(access));
+  }
+
+  pinCount(): number {
+    return this.context.native.pinCount();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    for (const d of this.devices) d.close();
+    this.devices.clear();
+    try {
+      this.context.native.destroy(this.ioas);
+    } catch {
+      // the context may be closed already: the kernel destroyed the IOAS with it
+    }
+    this.closed = true;
+    this.context.release();
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The native addon and the types of what it exports. Only the library
+ * talks to it; users see the classes built over it.
+ */
+import * as path from 'node:path';
+import { VfioError } from './errors';
+
+import type { IovaRange } from './iova-allocator';
+
+export type { IovaRange };
+
+export const enum MemoryKindCode {
+  Anonymous = 0,
+  Hugetlb = 1,
+  Memfd = 2,
+  Device = 3,
+}
+
+export interface NativeMemory {
+  readonly length: bigint;
+  readonly address: bigint;
+  readonly kind: MemoryKindCode;
+  readonly fd: number;
+  readonly closed: boolean;
+  arrayBuffer(): ArrayBuffer;
+  read8(offset: number | bigint): number;
+  read16(offset: number | bigint): number;
+  read32(offset: number | bigint): number;
+  read64(offset: number | bigint): bigint;
+  write8(offset: number | bigint, value: number): void;
+  write16(offset: number | bigint, value: number): void;
+  write32(offset: number | bigint, value: number): void;
+  write64(offset: number | bigint, value: bigint): void;
+  close(): void;
+}
+
+export interface NativeFile {
+  readonly fd: number;
+  readonly kind: string;
+  size(): bigint;
+  close(): void;
+}
+
+/** A fragment for mapList: source, offset, length, map-as-file. Flattened in an array. */
+export type FragmentSource = NativeMemory | NativeFile;
+
+export interface NativeIommufd {
+  readonly fd: number;
+  ioasAlloc(): number;
+  destroy(id: number): void;
+  iovaRanges(ioas: number): { ranges: IovaRange[]; alignment: bigint };
+  allowIovas(ioas: number, ranges: IovaRange[]): void;
+  map(ioas: number, source: FragmentSource, offset: bigint, length: bigint, iova: bigint | null, flags: number, asFile: boolean): bigint;
+  mapList(ioas: number, iova: bigint, fragments: (FragmentSource | bigint | boolean)[], flags: number): bigint;
+  copy(dstIoas: number, srcIoas: number, srcIova: bigint, length: bigint, dstIova: bigint | null, flags: number): bigint;
+  unmap(ioas: number, iova: bigint, length: bigint): bigint;
+  option(option: number, op: number, objectId: number, value: bigint): bigint;
+  pinCount(): number;
+  close(): void;
+}
+
+export interface NativeContainer {
+  readonly fd: number;
+  apiVersion(): number;
+  checkExtension(extension: number): number;
+  setIommu(type: number): void;
+  iommuInfo(): { flags: number; iovaPgsizes: bigint; ranges?: IovaRange[]; dmaAvail?: number };
+  mapDma(source: NativeMemory, offset: bigint, length: bigint, iova: bigint, flags: number): void;
+  mapList(iova: bigint, fragments: (FragmentSource | bigint | boolean)[], flags: number): bigint;
+  unmapDma(iova: bigint, length: bigint, flags: number): bigint;
+  pinCount(): number;
+  close(): void;
+}
+
+export interface NativeGroup {
+  readonly fd: number;
+  status(): number;
+  setContainer(container: NativeContainer): void;
+  unsetContainer(): void;
+  getDevice(name: string): NativeDevice;
+  close(): void;
+}
+
+export interface RegionInfoRaw {
+  index: number;
+  flags: number;
+  size: bigint;
+  offset: bigint;
+  sparseAreas?: { offset: bigint; size: bigint }[];
+  type?: { type: number; subtype: number };
+  msixMappable?: boolean;
+}
+
+export interface NativeDevice {
+  readonly fd: number;
+  bindIommufd(iommufd: NativeIommufd): number;
+  attachPt(ptId: number): number;
+  detachPt(): void;
+  info(): { flags: number; numRegions: number; numIrqs: number };
+  regionInfo(index: number): RegionInfoRaw;
+  irqInfo(index: number): { index: number; flags: number; count: number };
+  setIrqs(flags: number, index: number, start: number, count: number, data?: (NativeFile | null | boolean)[]): void;
+  reset(): void;
+  pread(offset: bigint, target: Uint8Array): number;
+  pwrite(offset: bigint, source: Uint8Array): number;
+  mmap(offset: bigint, length: bigint, writable: boolean): NativeMemory;
+  dmaBuf(regionIndex: number, ranges: { offset: bigint; length: bigint }[]): NativeFile;
+  feature(flags: number, data?: Uint8Array): number;
+  close(): void;
+}
+
+export interface Addon {
+  NativeMemory: { allocate(length: bigint, kind: MemoryKindCode, hugePageSize?: bigint): NativeMemory };
+  NativeFile: { eventfd(): NativeFile };
+  Iommufd: new (path?: string) => NativeIommufd;
+  Container: new (path?: string) => NativeContainer;
+  Group: new (path: string) => NativeGroup;
+  Device: new (cdevPath: string) => NativeDevice;
+  setErrorClass(cls: typeof VfioError): void;
+  pageSize: number;
+}
+
+function load(): Addon {
+  const addon = require(path.resolve(__dirname, '../../build/Release/vfio.node')) as Addon;
+  addon.setErrorClass(VfioError);
+  return addon;
+}
+
+/** Loaded once per environment (main thread or worker): the addon keeps no process-wide state. */
+export const native: Addon = load();
