@@ -59,7 +59,7 @@ export class DmaMapping extends EventEmitter implements Disposable {
 
   /** @internal */
   constructor(
-    private readonly owner: { release(m: DmaMapping): void },
+    private readonly owner: { release(m: DmaMapping, inKernel: boolean): void },
     /** The first mapped byte's IOVA. */
     readonly iova: bigint,
     /** Bytes mapped from `iova`. */
@@ -79,7 +79,14 @@ export class DmaMapping extends EventEmitter implements Disposable {
   /** Unmaps (and frees the IOVAs it allocated). Idempotent. */
   unmap(): void {
     if (this.unmapped) return;
-    this.owner.release(this);
+    this.owner.release(this, true);
+    this.unmapped = true;
+  }
+
+  /** @internal the kernel already unmapped it (a covering unmapRange, a closing address space) */
+  forget(): void {
+    if (this.unmapped) return;
+    this.owner.release(this, false);
     this.unmapped = true;
   }
 
@@ -120,7 +127,7 @@ export class IovaWindow implements Disposable {
   release(): void {
     if (this.released) return;
     for (const m of [...this.links]) m.unmap();
-    this.space.freeIova(this.iova, this.length);
+    this.space.freeIova(this.iova, this.length, this);
     this.released = true;
   }
 
@@ -171,6 +178,10 @@ export class AddressSpace implements Disposable {
   /** Opens the PCI device at `bdf` (bound to vfio-pci) and attaches it here. */
   openDevice(bdf: string): VfioPciDevice {
     const info = readPciDevice(bdf, this.sysfs);
+    this.live();
+    if ([...this.devices].some((d) => d.bdf === info.bdf)) {
+      throw new VfioStateError(`${info.bdf} is already open in this address space`, 'ERR_VFIO_BUSY');
+    }
     if (info.driver !== 'vfio-pci') {
       throw new VfioStateError(`${info.bdf} is bound to ${info.driver ?? 'no driver'}, not vfio-pci: echo vfio-pci > /sys/bus/pci/devices/${info.bdf}/driver_override, unbind it, then echo ${info.bdf} > /sys/bus/pci/drivers_probe`, 'ERR_VFIO_NOT_BOUND');
     }
@@ -216,9 +227,10 @@ export class AddressSpace implements Disposable {
     return this.iovas().allocate(length, { align, limit, at });
   }
 
-  /** @internal */
-  freeIova(iova: bigint, length: bigint): void {
-    this.iovas().free(iova, length);
+  /** @internal a window gives its IOVAs back */
+  freeIova(iova: bigint, length: bigint, window?: IovaWindow): void {
+    if (window) this.windows.delete(window);
+    if (!this.closed) this.iovas().free(iova, length);
   }
 
   /** Maps (a slice of) a DMA buffer at an IOVA the allocator picks (or `iova`). */
@@ -314,10 +326,10 @@ export class AddressSpace implements Disposable {
     return m;
   }
 
-  private releaser(freesIova: boolean, onUnmap?: (m: DmaMapping) => void): { release(m: DmaMapping): void } {
+  private releaser(freesIova: boolean, onUnmap?: (m: DmaMapping) => void): { release(m: DmaMapping, inKernel: boolean): void } {
     return {
-      release: (m: DmaMapping): void => {
-        if (!this.closed) this.backend.unmap(m.pages.iova, m.pages.length);
+      release: (m: DmaMapping, inKernel: boolean): void => {
+        if (inKernel && !this.closed) this.backend.unmap(m.pages.iova, m.pages.length);
         this.mappings.delete(m);
         if (freesIova && !this.closed) this.iovas().free(m.pages.iova, m.pages.length);
         onUnmap?.(m);
@@ -337,7 +349,7 @@ export class AddressSpace implements Disposable {
     checkRangeFits(start, len, 'range');
     const done = this.live().unmap(start, len);
     for (const m of [...this.mappings]) {
-      if (m.pages.iova >= start && m.pages.iova + m.pages.length <= start + len) m.unmap();
+      if (m.pages.iova >= start && m.pages.iova + m.pages.length <= start + len) m.forget();
     }
     return done;
   }
@@ -370,14 +382,28 @@ export class AddressSpace implements Disposable {
     return this.backend.pinCount();
   }
 
-  /** Closes devices, unmaps everything, then closes the backend. Idempotent. */
+  /**
+   * Unmaps everything (a device still running faults instead of reaching
+   * memory), closes the devices, then the backend. Idempotent; it always
+   * gets to the end, and throws the first error it met, if any.
+   */
   close(): void {
     if (this.closed) return;
-    for (const d of [...this.devices]) d.close();
-    for (const w of [...this.windows]) w.release();
-    for (const m of [...this.mappings]) m.unmap();
+    const errors: unknown[] = [];
+    const attempt = (fn: () => void): void => {
+      try {
+        fn();
+      } catch (err) {
+        errors.push(err);
+      }
+    };
+    for (const w of [...this.windows]) attempt(() => w.release());
+    for (const m of [...this.mappings]) attempt(() => m.unmap());
+    for (const m of [...this.mappings]) m.forget();
+    for (const d of [...this.devices]) attempt(() => d.close());
     this.closed = true;
-    this.backend.close();
+    attempt(() => this.backend.close());
+    if (errors.length > 0) throw errors[0];
   }
 
   [Symbol.dispose](): void {

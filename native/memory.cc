@@ -120,9 +120,10 @@ Napi::Value Memory::ArrayBuffer(const Napi::CallbackInfo& info) {
   if (!array_buffer_.IsEmpty()) return array_buffer_.Value();
   // One ArrayBuffer per mapping, created once: V8 must not see the same
   // backing store twice. Its finalizer holds a reference of its own.
-  auto* hold = new MappingRef(m);
+  holder_ = std::make_shared<Holder>(Holder{m});
+  auto* hold = new std::shared_ptr<Holder>(holder_);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-      env, m->Addr(), m->Length(), [](Napi::Env, void*, MappingRef* h) { delete h; }, hold);
+      env, m->Addr(), m->Length(), [](Napi::Env, void*, std::shared_ptr<Holder>* h) { delete h; }, hold);
   array_buffer_ = Napi::Reference<Napi::ArrayBuffer>::New(ab, 1);
   return ab;
 }
@@ -178,8 +179,12 @@ Napi::Value Memory::Write(const Napi::CallbackInfo& info) {
 void Memory::Release(Napi::Env env) {
   if (!array_buffer_.IsEmpty()) {
     Napi::ArrayBuffer ab = array_buffer_.Value();
-    if (!ab.IsDetached()) ab.Detach();  // JavaScript loses its view; the memory lives while mapped
+    if (!ab.IsDetached()) {
+      ab.Detach();              // JavaScript loses its view here and now,
+      holder_->mapping.reset();  // so its reference goes too; IOMMU mappings keep theirs
+    }
     array_buffer_.Reset();
+    holder_.reset();
   }
   mapping_.reset();
 }

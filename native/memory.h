@@ -71,7 +71,15 @@ class Memory : public Napi::ObjectWrap<Memory> {
   void Release(Napi::Env env);
 
   MappingRef mapping_;
+  // The ArrayBuffer over the mapping and the reference its finalizer holds.
+  // When close() detaches the ArrayBuffer itself, that reference is dropped
+  // at once (nothing in JavaScript can reach the memory any more); if the
+  // ArrayBuffer was detached elsewhere (transferred), its holder keeps it.
+  struct Holder {
+    MappingRef mapping;
+  };
   Napi::Reference<Napi::ArrayBuffer> array_buffer_;
+  std::shared_ptr<Holder> holder_;
 };
 
 }  // namespace nvfio

@@ -96,13 +96,12 @@ export class Type1Backend implements IommuBackend {
     return dev;
   }
 
+  /**
+   * Groups stay in the container until the address space closes: the last
+   * group leaving would take the IOMMU, and every mapping, with it.
+   */
   detachDevice(device: NativeDevice): void {
-    for (const [id, entry] of this.groups) {
-      if (entry.devices.delete(device) && entry.devices.size === 0) {
-        entry.group.close();
-        this.groups.delete(id);
-      }
-    }
+    for (const entry of this.groups.values()) entry.devices.delete(device);
   }
 
   map(source: FragmentSource, offset: bigint, length: bigint, iova: bigint, access: Access): void {

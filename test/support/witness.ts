@@ -17,7 +17,7 @@ export const NVME_BLOCK = 4096;
 /** The 4 KiB block `lba` of the nvme image as the host wrote it. */
 export function nvmeBlock(lba: number): Buffer {
   const b = Buffer.alloc(NVME_BLOCK);
-  for (let i = 0; i < NVME_BLOCK; i += 4) b.writeUInt32LE(Math.imul(lba + 1, 0x9e3779b1) ^ Math.imul(i, 0x85ebca6b), i);
+  for (let i = 0; i < NVME_BLOCK; i += 4) b.writeUInt32LE((Math.imul(lba + 1, 0x9e3779b1) ^ Math.imul(i, 0x85ebca6b)) >>> 0, i);
   b.write(`node-vfio lba ${lba}\n`, 0, 'latin1');
   return b;
 }

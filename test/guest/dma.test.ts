@@ -1,0 +1,118 @@
+/** DMA through mapped memory, proven by what edu moved, on every backend. */
+import assert from 'node:assert/strict';
+import { AddressSpace, DmaMapping } from '../../lib/address-space';
+import { EduDevice, EDU_DMA_LIMIT } from '../../lib/drivers/edu';
+import { DmaBuffer, DmaMemoryKind, freeHugePages, HUGE_PAGE_SIZE } from '../../lib/memory';
+import { BDF, forEachBackend, kernelLogSince, markKernelLog, pattern, waitFaultLogQuota } from '../support/guest';
+
+forEachBackend('edu DMA', (backend) => {
+  let space: AddressSpace;
+  let edu: EduDevice;
+  before(() => {
+    space = AddressSpace.open({ backend });
+    edu = EduDevice.open(space, BDF.edu);
+  });
+  after(() => space.close());
+
+  it('identifies the device and answers the liveness check', () => {
+    assert.deepEqual(edu.version, { major: 1, minor: 0 });
+    assert.equal(edu.liveness(0x12345678), ~0x12345678 >>> 0);
+  });
+
+  it('round-trips RAM -> device -> RAM for sizes 1..4095 at several offsets, bytes identical', async () => {
+    using src = DmaBuffer.allocate(8192);
+    using dst = DmaBuffer.allocate(8192);
+    const ms = space.map(src, { limit: EDU_DMA_LIMIT });
+    const md = space.map(dst, { limit: EDU_DMA_LIMIT });
+    const cases: [size: number, memOffset: number, devOffset: number][] = [
+      [1, 0, 0], [2, 4095, 1], [3, 1, 4092], [7, 4093, 100], [64, 100, 64], [100, 4000, 1000],
+      [511, 3, 7], [512, 4096, 512], [1000, 2500, 3000], [2048, 1024, 2047], [4000, 123, 0], [4095, 4097, 0],
+    ];
+    for (const [size, memOffset, devOffset] of cases) {
+      const data = pattern(size, size * 31 + memOffset);
+      src.bytes.fill(0xa5);
+      src.bytes.set(data, memOffset);
+      dst.bytes.fill(0x5a);
+      await edu.dmaToDevice(ms.iova + BigInt(memOffset), devOffset, size);
+      await edu.dmaFromDevice(devOffset, md.iova + BigInt(memOffset), size);
+      const got = dst.bytes.subarray(memOffset, memOffset + size);
+      assert.deepEqual(got, data, `size ${size} at memory offset ${memOffset}, device offset ${devOffset}`);
+      assert.equal(dst.bytes[memOffset - 1] ?? 0x5a, 0x5a, 'the byte before was not touched');
+      assert.equal(dst.bytes[memOffset + size] ?? 0x5a, 0x5a, 'the byte after was not touched');
+    }
+    ms.unmap();
+    md.unmap();
+  });
+
+  it('blocks DMA to and from IOVAs that are not mapped: no memory changes, and the IOMMU logs the fault', async function () {
+    this.timeout(30_000);
+    using victim = DmaBuffer.allocate(4096);
+    using out = DmaBuffer.allocate(4096);
+    const mo = space.map(out, { limit: EDU_DMA_LIMIT });
+    const mv = space.map(victim, { limit: EDU_DMA_LIMIT });
+    const victimIova = mv.iova;
+    mv.unmap(); // the IOVA once reached `victim`: now nothing is there
+    victim.bytes.fill(0x11);
+    const secret = pattern(256, 7);
+    out.bytes.set(secret);
+    await edu.dmaToDevice(mo.iova, 0, 256); // the device's buffer now holds `secret`
+    await waitFaultLogQuota();
+    const mark = markKernelLog('isolation');
+    await edu.dmaFromDevice(0, victimIova, 256); // write to an unmapped IOVA
+    assert.ok(victim.bytes.every((b) => b === 0x11), 'a blocked DMA write changed memory');
+    await edu.dmaToDevice(victimIova, 0, 256); // read from an unmapped IOVA
+    out.bytes.fill(0xee);
+    await edu.dmaFromDevice(0, mo.iova, 256);
+    assert.ok(out.bytes.subarray(0, 256).every((b) => b === 0), 'a blocked DMA read must deliver zeros, not memory');
+    const log = kernelLogSince(mark);
+    assert.match(log, /DMAR: \[DMA Write NO_PASID\] Request device \[0000:00:03\.0\] fault addr/);
+    assert.match(log, /DMAR: \[DMA Read NO_PASID\] Request device \[0000:00:03\.0\] fault addr/);
+    mo.unmap();
+  });
+
+  const kinds: DmaMemoryKind[] = ['anonymous', 'memfd', 'hugetlb'];
+  for (const kind of kinds) {
+    it(`maps and unmaps ${kind} memory that the device reads and writes`, async function () {
+      if (kind === 'hugetlb') assert.ok(freeHugePages() > 0, 'the guest reserves huge pages (nodevfio.hugepages)');
+      using buf = DmaBuffer.allocate(kind === 'hugetlb' ? HUGE_PAGE_SIZE : 16384, { kind });
+      const m = space.map(buf, { limit: EDU_DMA_LIMIT, align: kind === 'hugetlb' ? HUGE_PAGE_SIZE : undefined });
+      const data = pattern(1000, kind.length);
+      const last = Number(buf.length) - 4096; // the last page, far from the first
+      buf.bytes.set(data, last);
+      await edu.dmaToDevice(m.iova + BigInt(last), 0, data.length);
+      await edu.dmaFromDevice(0, m.iova + 8n, data.length);
+      assert.deepEqual(buf.bytes.subarray(8, 8 + data.length), data);
+      m.unmap();
+      assert.equal(m.active, false);
+    });
+  }
+
+  it('unmaps a sub-range made of whole mappings; the rest stays reachable', async () => {
+    const bufs = [0, 1, 2, 3].map(() => DmaBuffer.allocate(4096));
+    const window = space.reserve(4 * 4096, { limit: EDU_DMA_LIMIT });
+    const base = window.iova;
+    window.release(); // take the IOVAs back, then map each buffer at a fixed IOVA inside that range
+    const maps: DmaMapping[] = bufs.map((b, i) => space.map(b, { iova: base + BigInt(i) * 4096n }));
+    bufs.forEach((b, i) => b.bytes.fill(i + 1));
+    assert.equal(space.unmapRange(base + 4096n, 2n * 4096n), 2n * 4096n);
+    assert.deepEqual(maps.map((m) => m.active), [true, false, false, true]);
+    await edu.dmaToDevice(base + 3n * 4096n, 0, 16);
+    await edu.dmaFromDevice(0, base, 16);
+    assert.ok(bufs[0].bytes.subarray(0, 16).every((b) => b === 4), 'the outer mappings still work');
+    await edu.dmaFromDevice(0, base + 4096n, 16);
+    assert.ok(bufs[1].bytes.every((b) => b === 2), 'the unmapped middle is out of reach');
+    for (const m of maps) m.unmap();
+    for (const b of bufs) b.close();
+  });
+
+  it('refuses to cut a mapping in two, in the way of its kernel interface', () => {
+    using buf = DmaBuffer.allocate(8192);
+    const m = space.map(buf);
+    const expected = backend === 'iommufd'
+      ? { code: 'ENOENT', syscall: 'ioctl(IOMMU_IOAS_UNMAP)' }
+      : { code: 'EINVAL', syscall: 'ioctl(VFIO_IOMMU_UNMAP_DMA)' };
+    assert.throws(() => space.unmapRange(m.iova, 4096n), { name: 'VfioError', ...expected, message: /cover whole mappings/ });
+    assert.equal(m.active, true);
+    m.unmap();
+  });
+});

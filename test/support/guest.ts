@@ -1,0 +1,125 @@
+/**
+ * What guest tests share: the devices' addresses, the IOMMU backend matrix
+ * of the kernel they run on, and small helpers. Every test runs over every
+ * backend; where a kernel cannot offer a backend, that cell is a test that
+ * asserts the failure.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { AddressSpace } from '../../lib/address-space';
+import { BackendKind } from '../../lib/iommu/backend';
+
+if (process.env.NODE_VFIO_GUEST !== '1') {
+  throw new Error('the guest tests need VFIO: they run inside the test VM (npm test, or npx node-vfio vm run -- ...)');
+}
+
+export const KERNEL = process.env.NODE_VFIO_KERNEL === 'debian' ? 'debian' : 'custom';
+export const BDF = { edu: '0000:00:03.0', ivshmem: '0000:00:04.0', nvme: '0000:00:05.0' } as const;
+
+export interface Cell {
+  backend: BackendKind;
+  /** Why this kernel cannot offer the backend; undefined when it can. */
+  absent?: string;
+}
+
+export const MATRIX: Cell[] = [
+  { backend: 'iommufd', absent: KERNEL === 'debian' ? 'Debian\'s stock kernel is built without CONFIG_IOMMUFD' : undefined },
+  { backend: 'type1' },
+];
+
+/** describe() per backend; for a backend the kernel lacks, one test asserting how opening fails. */
+export function forEachBackend(title: string, body: (backend: BackendKind) => void): void {
+  for (const cell of MATRIX) {
+    describe(`${title} [${cell.backend}]`, () => {
+      if (cell.absent) {
+        it(`fails clearly: ${cell.absent}`, () => {
+          assert.throws(() => AddressSpace.open({ backend: cell.backend }), {
+            name: 'VfioError', code: 'ENOENT', errno: -2, syscall: 'open', message: /\/dev\/iommu.*no iommufd/,
+          });
+        });
+        return;
+      }
+      body(cell.backend);
+    });
+  }
+}
+
+/** Random bytes from a seeded generator (reproducible failures). */
+export function pattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** Kernel log lines written since `since` (a /dev/kmsg reader). */
+export function kernelLogSince(mark: string): string {
+  const log = readKmsg();
+  const at = log.lastIndexOf(mark);
+  return at < 0 ? log : log.slice(at);
+}
+
+/**
+ * The IOMMU driver logs faults under a rate limit (10 lines per 5 s, shared
+ * by all faults): a test that checks a fault is logged waits that long first.
+ */
+export async function waitFaultLogQuota(): Promise<void> {
+  await new Promise((r) => setTimeout(r, 5200));
+}
+
+export function markKernelLog(tag: string): string {
+  const mark = `node-vfio-mark-${tag}-${Date.now()}`;
+  fs.writeFileSync('/dev/kmsg', `${mark}\n`);
+  return mark;
+}
+
+function readKmsg(): string {
+  const fd = fs.openSync('/dev/kmsg', fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const chunks: string[] = [];
+  const buf = Buffer.alloc(8192);
+  try {
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(fd, buf, 0, buf.length, null);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN') break;
+        if (code === 'EPIPE') continue; // overwritten records
+        throw err;
+      }
+      chunks.push(buf.subarray(0, n).toString().split(';').slice(1).join(';'));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return chunks.join('');
+}
+
+export function procStatus(field: 'VmPin' | 'VmLck' | 'VmRSS'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+export function openFdCount(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+export function mapsContain(address: bigint): boolean {
+  const hexAddr = address.toString(16);
+  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => l.startsWith(`${hexAddr}-`));
+}
+
+export async function collectGarbage(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  assert.ok(gc, 'run with --expose-gc');
+  for (let i = 0; i < 6; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+  }
+}
