@@ -14,11 +14,12 @@ export interface VfioErrorInfo {
   detail?: string;
 }
 
-type Hint = [syscall: RegExp, code: RegExp, hint: string];
+type Hint = [syscall: RegExp, code: RegExp, hint: string, detail?: RegExp];
 
 /** What to check, by system call and error code; the first match is used. */
 const HINTS: Hint[] = [
-  [/^open$/, /^ENOENT$/, 'a missing /dev/iommu means this kernel has no iommufd (CONFIG_IOMMUFD): use the type1 backend; a missing /dev/vfio/* node means the device is not bound to vfio-pci or VFIO is not loaded'],
+  [/^open$/, /^ENOENT$/, 'no /dev/iommu: this kernel has no iommufd (CONFIG_IOMMUFD); use the type1 backend', /^\/dev\/iommu$/],
+  [/^open$/, /^ENOENT$/, 'the device is not bound to vfio-pci, or VFIO is not loaded (modprobe vfio-pci)', /^\/dev\/vfio\//],
   [/^open$/, /^(EACCES|EPERM)$/, 'permissions on /dev/vfio and /dev/iommu: run as root or give your user the device nodes (a udev rule)'],
   [/^open$/, /^EBUSY$/, 'another process (or another open of this group in this one) holds it'],
   [/VFIO_GROUP_SET_CONTAINER/, /^EPERM$/, 'the group is not viable: every device in the IOMMU group must be bound to vfio-pci (or no driver)'],
@@ -30,13 +31,12 @@ const HINTS: Hint[] = [
   [/IOMMU_IOAS_MAP_FILE/, /^(ENODEV|EBADF|EOPNOTSUPP)$/, 'the file cannot be mapped: iommufd maps memfds and VFIO dma-bufs only'],
   [/(IOMMU_IOAS_UNMAP|VFIO_IOMMU_UNMAP_DMA)/, /^(ENOENT|EINVAL)$/, 'nothing is mapped exactly there: an unmap must cover whole mappings, not cut one'],
   [/VFIO_DEVICE_FEATURE/, /^(ENOTTY|EINVAL|EOPNOTSUPP)$/, 'this kernel or device does not offer the feature (dma-buf export needs VFIO_PCI_DMABUF and PCI_P2PDMA)'],
-  [/mmap/, /^EINVAL$/, 'the region cannot be mmapped there (not mmap-capable, or the range lies outside its sparse mmap areas)'],
-  [/MAP_HUGETLB/, /^ENOMEM$/, 'no free huge pages: echo N > /proc/sys/vm/nr_hugepages'],
+  [/^mmap$/, /^EINVAL$/, 'the region cannot be mmapped there (not mmap-capable, or the range lies outside its sparse mmap areas)'],
+  [/^mmap$/, /^ENOMEM$/, 'no free huge pages: echo N > /proc/sys/vm/nr_hugepages', /MAP_HUGETLB/],
 ];
 
 export function hintFor(syscall: string, code: string, detail = ''): string | undefined {
-  const subject = `${syscall} ${detail}`;
-  return HINTS.find(([s, c]) => s.test(subject) && c.test(code))?.[2];
+  return HINTS.find(([s, c, , d]) => s.test(syscall) && c.test(code) && (!d || d.test(detail)))?.[2];
 }
 
 export class VfioError extends Error {

@@ -62,7 +62,10 @@ export function readPciDevice(bdf: string, sysfsRoot = '/sys'): PciDeviceInfo {
   if (!fs.existsSync(dir)) throw Object.assign(new Error(`no PCI device ${id} (${dir} does not exist)`), { code: 'ENOENT' });
   const group = linkName(path.join(dir, 'iommu_group'));
   const vfioDev = path.join(dir, 'vfio-dev');
-  const cdev = fs.existsSync(vfioDev) ? fs.readdirSync(vfioDev).find((n) => /^vfio\d+$/.test(n)) : undefined;
+  // vfio-dev/vfioN exists since Linux 6.1; it is a character device (has `dev`) only with VFIO_DEVICE_CDEV.
+  const cdev = fs.existsSync(vfioDev)
+    ? fs.readdirSync(vfioDev).find((n) => /^vfio\d+$/.test(n) && fs.existsSync(path.join(vfioDev, n, 'dev')))
+    : undefined;
   const resourceFile = path.join(dir, 'resource');
   return {
     bdf: id,

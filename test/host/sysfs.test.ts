@@ -21,7 +21,10 @@ function fakeDevice(root: string, bdf: string, o: { driver?: string; group?: num
     fs.mkdirSync(path.join(root, 'kernel/iommu_groups', String(o.group)), { recursive: true });
     fs.symlinkSync(`../../../kernel/iommu_groups/${o.group}`, path.join(dev, 'iommu_group'));
   }
-  if (o.cdev) fs.mkdirSync(path.join(dev, 'vfio-dev', o.cdev), { recursive: true });
+  if (o.cdev) {
+    fs.mkdirSync(path.join(dev, 'vfio-dev', o.cdev), { recursive: true });
+    fs.writeFileSync(path.join(dev, 'vfio-dev', o.cdev, 'dev'), '511:0\n');
+  }
   fs.mkdirSync(path.join(root, 'bus/pci/devices'), { recursive: true });
   fs.symlinkSync(`../../../devices/pci0000:00/${bdf}`, path.join(root, 'bus/pci/devices', bdf));
 }
@@ -33,6 +36,9 @@ describe('sysfs: PCI devices', () => {
     fakeDevice(root, '0000:00:03.0', { driver: 'vfio-pci', group: 3, cdev: 'vfio0', vendor: '0x1234', device: '0x11e8' });
     fakeDevice(root, '0000:00:05.0', { driver: 'nvme', group: 5, vendor: '0x1b36', device: '0x0010' });
     fakeDevice(root, '0000:00:06.0', { vendor: '0x1af4', device: '0x1110' });
+    // Linux 6.1 without VFIO_DEVICE_CDEV: a vfio-dev entry, but no char device
+    fakeDevice(root, '0000:00:07.0', { driver: 'vfio-pci', group: 7, vendor: '0x1234', device: '0x11e8' });
+    fs.mkdirSync(path.join(root, 'devices/pci0000:00/0000:00:07.0/vfio-dev/vfio1'), { recursive: true });
   });
   after(() => fs.rmSync(root, { recursive: true }));
 
@@ -49,9 +55,10 @@ describe('sysfs: PCI devices', () => {
     assert.equal(d.iommuGroup, undefined);
     assert.equal(d.vfioCdev, undefined);
     assert.equal(readPciDevice('0000:00:05.0', root).vfioCdev, undefined);
+    assert.equal(readPciDevice('0000:00:07.0', root).vfioCdev, undefined, 'no dev attribute: no cdev');
   });
   it('lists only the devices bound to vfio-pci', () => {
-    assert.deepEqual(listVfioPciDevices(root).map((d) => d.bdf), ['0000:00:03.0']);
+    assert.deepEqual(listVfioPciDevices(root).map((d) => d.bdf), ['0000:00:03.0', '0000:00:07.0']);
   });
   it('says ENOENT for a device that does not exist', () => {
     assert.throws(() => readPciDevice('0000:00:1f.7', root), { code: 'ENOENT', message: /no PCI device 0000:00:1f.7/ });
