@@ -204,7 +204,8 @@ export class AddressSpace implements Disposable {
   }
 
   private iovas(): IovaAllocator {
-    if (!this.allocator) this.allocator = new IovaAllocator(this.live().iovaRanges(), { pageSize: PAGE_SIZE });
+    // IOVA 0 is never handed out: to many devices and drivers an address of 0 means "none".
+    if (!this.allocator) this.allocator = new IovaAllocator(this.live().iovaRanges(), { pageSize: PAGE_SIZE, reserved: [{ start: 0n, last: PAGE_SIZE - 1n }] });
     return this.allocator;
   }
 
