@@ -12,7 +12,8 @@
         "native/iommufd.cc",
         "native/container.cc",
         "native/group.cc",
-        "native/device.cc"
+        "native/device.cc",
+        "native/eventfd_watch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -99,13 +99,23 @@ export interface NativeDevice {
   info(): { flags: number; numRegions: number; numIrqs: number };
   regionInfo(index: number): RegionInfoRaw;
   irqInfo(index: number): { index: number; flags: number; count: number };
-  setIrqs(flags: number, index: number, start: number, count: number, data?: (NativeFile | null | boolean)[]): void;
+  /** The ioctl's result: positive when MSI/MSI-X could not get `start + count` vectors (that many exist). */
+  setIrqs(flags: number, index: number, start: number, count: number, data?: (NativeFile | null | boolean)[]): number;
   reset(): void;
   pread(offset: bigint, target: Uint8Array): number;
   pwrite(offset: bigint, source: Uint8Array): number;
   mmap(offset: bigint, length: bigint, writable: boolean): NativeMemory;
   dmaBuf(regionIndex: number, ranges: { offset: bigint; length: bigint }[]): NativeFile;
   feature(flags: number, data?: Uint8Array): number;
+  close(): void;
+}
+
+/** Watches an eventfd on this environment's libuv loop; calls back with the counter it read. */
+export interface NativeEventfdWatcher {
+  readonly active: boolean;
+  /** Keep the event loop alive while watching (the default). */
+  ref(): void;
+  unref(): void;
   close(): void;
 }
 
@@ -116,6 +126,7 @@ export interface Addon {
   Container: new (path?: string) => NativeContainer;
   Group: new (path: string) => NativeGroup;
   Device: new (cdevPath: string) => NativeDevice;
+  EventfdWatcher: new (eventfd: NativeFile, callback: (count: number, error?: Error) => void) => NativeEventfdWatcher;
   setErrorClass(cls: typeof VfioError): void;
   pageSize: number;
 }

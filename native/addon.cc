@@ -3,6 +3,7 @@
 #include "common.h"
 #include "container.h"
 #include "device.h"
+#include "eventfd_watch.h"
 #include "file.h"
 #include "group.h"
 #include "iommufd.h"
@@ -34,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add(Container::kClassName, Container::Init(env), data->container_ctor);
   add(Group::kClassName, Group::Init(env), data->group_ctor);
   add(Device::kClassName, Device::Init(env), data->device_ctor);
+  add(EventfdWatcher::kClassName, EventfdWatcher::Init(env), data->eventfd_watcher_ctor);
   exports.Set("setErrorClass", Napi::Function::New<SetErrorClass>(env, "setErrorClass"));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(::sysconf(_SC_PAGESIZE))));
   return exports;

@@ -62,6 +62,7 @@ struct AddonData {
   Napi::FunctionReference container_ctor;
   Napi::FunctionReference group_ctor;
   Napi::FunctionReference device_ctor;
+  Napi::FunctionReference eventfd_watcher_ctor;
 };
 
 inline AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

@@ -166,7 +166,8 @@ Napi::Value Device::IrqInfo(const Napi::CallbackInfo& info) {
 
 // setIrqs(flags, index, start, count, data?) where data is an array of
 // NativeFile (eventfds; null for -1, to tear one vector down) with
-// DATA_EVENTFD, or of booleans with DATA_BOOL.
+// DATA_EVENTFD, or of booleans with DATA_BOOL. Returns the ioctl's result:
+// enabling MSI/MSI-X returns how many vectors there are when fewer than asked.
 Napi::Value Device::SetIrqs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t flags = ToU32(info[0], "flags");
@@ -199,8 +200,9 @@ Napi::Value Device::SetIrqs(const Napi::CallbackInfo& info) {
   set->start = start;
   set->count = count;
   if (!payload.empty()) std::memcpy(set->data(), payload.data(), payload.size());
-  if (Ioctl(Fd(env), u::VFIO_DEVICE_SET_IRQS, buf.data()) < 0) ThrowErrno(env, errno, "ioctl(VFIO_DEVICE_SET_IRQS)");
-  return env.Undefined();
+  int r = Ioctl(Fd(env), u::VFIO_DEVICE_SET_IRQS, buf.data());
+  if (r < 0) ThrowErrno(env, errno, "ioctl(VFIO_DEVICE_SET_IRQS)");
+  return Napi::Number::New(env, r);
 }
 
 Napi::Value Device::Reset(const Napi::CallbackInfo& info) {
