@@ -126,9 +126,9 @@ export class IovaWindow implements Disposable {
   /** Unlinks what is still linked and gives the IOVAs back. Idempotent. */
   release(): void {
     if (this.released) return;
+    this.released = true; // first: unlinking below may call back here
     for (const m of [...this.links]) m.unmap();
     this.space.freeIova(this.iova, this.length, this);
-    this.released = true;
   }
 
   [Symbol.dispose](): void {

@@ -99,6 +99,9 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
 
   /** VFIO_DEVICE_RESET. Revokes dma-bufs exported from the device's BARs. */
   reset(): void {
+    if (!(this.info().flags & VFIO_DEVICE_FLAGS_RESET)) {
+      throw new VfioStateError(`${this.bdf} has no reset method (no FLR, PM or bus reset: VFIO_DEVICE_FLAGS_RESET is not set)`, 'ERR_VFIO_NO_RESET');
+    }
     this.live().reset();
     this.emit('reset');
   }
