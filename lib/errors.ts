@@ -28,6 +28,8 @@ const HINTS: Hint[] = [
   [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/, /^ENOMEM$/, 'pinning was refused: raise RLIMIT_MEMLOCK (ulimit -l) or run with CAP_IPC_LOCK'],
   [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA)/, /^(EEXIST|EADDRINUSE)$/, 'that IOVA range is already mapped: unmap it first or map elsewhere'],
   [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/, /^(EINVAL|ERANGE)$/, 'check that the IOVA, length and address are aligned to the IOMMU page size and that the IOVA lies inside the address space\'s IOVA ranges'],
+  [/^ioctl\(IOMMU_IOAS_MAP\)$/, /^EFAULT$/, 'iommufd pins process memory only: a BAR\'s mmap cannot be pinned, map peer memory through a P2PProvider (dma-buf)'],
+  [/VFIO_IOMMU_MAP_DMA/, /^EFAULT$/, 'the memory cannot be pinned for the access asked (a read-only mapping asked for device writes?)'],
   [/IOMMU_IOAS_MAP_FILE/, /^(ENODEV|EBADF|EOPNOTSUPP)$/, 'the file cannot be mapped: iommufd maps memfds and VFIO dma-bufs only'],
   [/(IOMMU_IOAS_UNMAP|VFIO_IOMMU_UNMAP_DMA)/, /^(ENOENT|EINVAL)$/, 'nothing is mapped exactly there: an unmap must cover whole mappings, not cut one'],
   [/VFIO_DEVICE_FEATURE/, /^(ENOTTY|EINVAL|EOPNOTSUPP)$/, 'this kernel or device does not offer the feature (dma-buf export needs VFIO_PCI_DMABUF and PCI_P2PDMA)'],
