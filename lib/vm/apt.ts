@@ -67,14 +67,19 @@ export class Apt {
   constructor(protected readonly options: readonly string[] = ['-o', 'APT::Sandbox::User=root']) {}
 
   candidate(pkg: string): string | undefined {
-    const out = execFileSync('apt-cache', [...this.options, 'policy', pkg], { encoding: 'utf8' });
+    const out = execFileSync('apt-cache', [...this.options, 'policy', pkg], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const v = /Candidate:\s*(\S+)/.exec(out)?.[1];
     return v && v !== '(none)' ? v : undefined;
   }
 
   /** The first package `pkg` depends on whose name matches `pattern` (a meta-package's target). */
   dependency(pkg: string, pattern: RegExp): string | undefined {
-    const out = execFileSync('apt-cache', [...this.options, 'depends', pkg], { encoding: 'utf8' });
+    let out: string;
+    try {
+      out = execFileSync('apt-cache', [...this.options, 'depends', pkg], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      return undefined; // apt does not know the package (yet)
+    }
     return [...out.matchAll(/Depends:\s*(\S+)/g)].map((m) => m[1]).find((d) => pattern.test(d));
   }
 

@@ -155,8 +155,16 @@ export function moduleLoadOrder(wanted: readonly string[], files: ReadonlyMap<st
 export async function debianKernel(log: Log, cache = cacheDir()): Promise<GuestKernel> {
   const apt = new Apt();
   const meta = process.env.NODE_VFIO_DEBIAN_KERNEL ?? 'linux-image-amd64';
-  const pkg = /^linux-image-\d/.test(meta) ? meta : apt.dependency(meta, /^linux-image-\d/);
-  const version = pkg && apt.candidate(pkg);
+  const resolve = (): [string | undefined, string | undefined] => {
+    const pkg = /^linux-image-\d/.test(meta) ? meta : apt.dependency(meta, /^linux-image-\d/);
+    return [pkg, pkg && apt.candidate(pkg)];
+  };
+  let [pkg, version] = resolve();
+  if ((!pkg || !version) && process.getuid?.() === 0) {
+    log('kernel: refreshing the package lists (apt-get update)');
+    execFileSync('apt-get', ['update'], { stdio: 'ignore' });
+    [pkg, version] = resolve();
+  }
   if (!pkg || !version) throw new HarnessError(`apt knows no ${meta}: run apt-get update`);
   const dir = path.join(cache, 'kernel', `${pkg}_${version}`);
   const done = path.join(dir, 'modules.load');
