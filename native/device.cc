@@ -210,33 +210,33 @@ Napi::Value Device::Reset(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// pread(fileOffset, target: Uint8Array) -> bytes read (region reads: the
-// region's offset from regionInfo plus the offset inside it)
-Napi::Value Device::Pread(const Napi::CallbackInfo& info) {
+namespace {
+
+// One pread or pwrite of a whole typed array at a device fd offset (a
+// region's offset from regionInfo plus the offset inside the region).
+template <bool kWrite>
+Napi::Value RegionIo(const Napi::CallbackInfo& info, int fd) {
   Napi::Env env = info.Env();
   uint64_t offset = ToU64(info[0], "offset");
-  if (!info[1].IsTypedArray()) ThrowType(env, "target must be a Uint8Array");
-  Napi::Uint8Array target = info[1].As<Napi::Uint8Array>();
+  if (!info[1].IsTypedArray()) ThrowType(env, kWrite ? "source must be a Uint8Array" : "target must be a Uint8Array");
+  Napi::TypedArray bytes = info[1].As<Napi::TypedArray>();
+  uint8_t* data = static_cast<uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
   ssize_t n;
   do {
-    n = ::pread(Fd(env), target.Data(), target.ByteLength(), static_cast<off_t>(offset));
+    n = kWrite ? ::pwrite(fd, data, bytes.ByteLength(), static_cast<off_t>(offset))
+               : ::pread(fd, data, bytes.ByteLength(), static_cast<off_t>(offset));
   } while (n < 0 && errno == EINTR);
-  if (n < 0) ThrowErrno(env, errno, "pread", "(device region)");
+  if (n < 0) ThrowErrno(env, errno, kWrite ? "pwrite" : "pread", "(device region)");
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
-Napi::Value Device::Pwrite(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint64_t offset = ToU64(info[0], "offset");
-  if (!info[1].IsTypedArray()) ThrowType(env, "source must be a Uint8Array");
-  Napi::Uint8Array source = info[1].As<Napi::Uint8Array>();
-  ssize_t n;
-  do {
-    n = ::pwrite(Fd(env), source.Data(), source.ByteLength(), static_cast<off_t>(offset));
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) ThrowErrno(env, errno, "pwrite", "(device region)");
-  return Napi::Number::New(env, static_cast<double>(n));
-}
+}  // namespace
+
+// pread(fileOffset, target) -> bytes read
+Napi::Value Device::Pread(const Napi::CallbackInfo& info) { return RegionIo<false>(info, Fd(info.Env())); }
+
+// pwrite(fileOffset, source) -> bytes written
+Napi::Value Device::Pwrite(const Napi::CallbackInfo& info) { return RegionIo<true>(info, Fd(info.Env())); }
 
 // mmap(fileOffset, length, writable) -> NativeMemory over the region (a BAR).
 Napi::Value Device::Mmap(const Napi::CallbackInfo& info) {

@@ -108,7 +108,7 @@ export async function customKernel(log: Log, cache = cacheDir()): Promise<GuestK
   if (fs.existsSync(kernel.bzImage)) return kernel;
   return withLock(`${dir}.lock`, async () => {
     if (fs.existsSync(kernel.bzImage)) return kernel;
-    log(`kernel: building ${pkg} ${version} (cache key ${key}); this takes about 12 minutes on 2 cores`);
+    log(`kernel: building ${pkg} ${version} (cache key ${key}); this takes about 20 minutes on 2 cores`);
     const deb = apt.download(pkg, version, path.join(cache, 'apt', 'debs'));
     const work = path.join(cache, 'build', key);
     try {

@@ -1,37 +1,8 @@
 /** ivshmem's BAR2 through the zero-copy mapping, witnessed by the host's backing file. */
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import { AddressSpace } from '../../lib/address-space';
-import { BDF, forEachBackend, pattern } from '../support/guest';
+import { BDF, forEachBackend, pattern, readIvshmemHost as readHost, writeIvshmemHost as writeHost } from '../support/guest';
 import { ivshmemByte } from '../support/witness';
-
-/** ivshmem's backing file on the host, read and written through 9p. */
-function hostFile(): string {
-  const f = process.env.NODE_VFIO_IVSHMEM_FILE;
-  assert.ok(f, 'NODE_VFIO_IVSHMEM_FILE is set by the harness');
-  return f;
-}
-
-function readHost(offset: number, length: number): Buffer {
-  const fd = fs.openSync(hostFile(), 'r');
-  try {
-    const b = Buffer.alloc(length);
-    fs.readSync(fd, b, 0, length, offset);
-    return b;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function writeHost(offset: number, data: Uint8Array): void {
-  const fd = fs.openSync(hostFile(), 'r+');
-  try {
-    fs.writeSync(fd, data, 0, data.length, offset);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 forEachBackend('ivshmem BAR2', (backend) => {
   // Offsets: the first 64 KiB keep the host's pattern; this suite uses 64..128 KiB.
@@ -55,7 +26,7 @@ forEachBackend('ivshmem BAR2', (backend) => {
     const view = new Uint8Array(bar.buffer);
     const out = pattern(8192, backend === 'iommufd' ? 1 : 2);
     view.set(out, AREA);
-    assert.deepEqual(new Uint8Array(readHost(AREA, out.length)), out);
+    assert.deepEqual(readHost(AREA, out.length), out);
     const back = pattern(4096, backend === 'iommufd' ? 3 : 4);
     writeHost(AREA + 16384, back);
     assert.deepEqual(view.subarray(AREA + 16384, AREA + 16384 + 4096), back);

@@ -3,16 +3,13 @@ import assert from 'node:assert/strict';
 import { AddressSpace, DmaMapping } from '../../lib/address-space';
 import { EduDevice, EDU_DMA_LIMIT } from '../../lib/drivers/edu';
 import { DmaBuffer, DmaMemoryKind, freeHugePages, HUGE_PAGE_SIZE } from '../../lib/memory';
-import { BDF, forEachBackend, kernelLogSince, markKernelLog, pattern, waitFaultLogQuota } from '../support/guest';
+import { BDF, eduFixture, forEachBackend, kernelLogSince, markKernelLog, pattern, waitFaultLogQuota } from '../support/guest';
 
 forEachBackend('edu DMA', (backend) => {
+  const fx = eduFixture(backend);
   let space: AddressSpace;
   let edu: EduDevice;
-  before(() => {
-    space = AddressSpace.open({ backend });
-    edu = EduDevice.open(space, BDF.edu);
-  });
-  after(() => space.close());
+  beforeEach(() => ({ space, edu } = fx));
 
   it('identifies the device and answers the liveness check', () => {
     assert.deepEqual(edu.version, { major: 1, minor: 0 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { AddressSpace } from '../../lib/address-space';
 import { EduDevice } from '../../lib/drivers/edu';
 import { DmaBuffer } from '../../lib/memory';
-import { BDF, forEachBackend } from '../support/guest';
+import { BDF, eduFixture, forEachBackend } from '../support/guest';
 
 describe('argument errors, before any system call', () => {
   it('refuses bad DMA buffer sizes and kinds', () => {
@@ -26,13 +26,10 @@ describe('argument errors, before any system call', () => {
 });
 
 forEachBackend('errors', (backend) => {
+  const fx = eduFixture(backend);
   let space: AddressSpace;
   let edu: EduDevice;
-  before(() => {
-    space = AddressSpace.open({ backend });
-    edu = EduDevice.open(space, BDF.edu);
-  });
-  after(() => space.close());
+  beforeEach(() => ({ space, edu } = fx));
 
   it('checks offsets, lengths and IOVA overflow before mapping', () => {
     using buf = DmaBuffer.allocate(8192);

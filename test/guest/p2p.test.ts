@@ -4,40 +4,12 @@
  * backends accept; revocation when the exporter stops decoding or resets.
  */
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import { AddressSpace } from '../../lib/address-space';
 import { EduDevice, EDU_DMA_LIMIT } from '../../lib/drivers/edu';
 import { DmaBuffer } from '../../lib/memory';
 import { P2PProvider } from '../../lib/p2p-provider';
 import { PhysList } from '../../lib/phys-list';
-import { BDF, forEachBackend, pattern } from '../support/guest';
-
-function hostFile(): string {
-  const f = process.env.NODE_VFIO_IVSHMEM_FILE;
-  assert.ok(f, 'NODE_VFIO_IVSHMEM_FILE is set by the harness');
-  return f;
-}
-
-/** Reads the ivshmem backing file on the host (9p: the host reads its own file). */
-function readHost(offset: number, length: number): Uint8Array {
-  const fd = fs.openSync(hostFile(), 'r');
-  try {
-    const b = Buffer.alloc(length);
-    fs.readSync(fd, b, 0, length, offset);
-    return new Uint8Array(b);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function writeHost(offset: number, data: Uint8Array): void {
-  const fd = fs.openSync(hostFile(), 'r+');
-  try {
-    fs.writeSync(fd, data, 0, data.length, offset);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
+import { BDF, forEachBackend, pattern, readIvshmemHost as readHost, writeIvshmemHost as writeHost } from '../support/guest';
 
 forEachBackend('P2P into ivshmem BAR2', (backend) => {
   // This suite owns ivshmem offsets from 128 KiB; fragments sit far apart in the BAR.

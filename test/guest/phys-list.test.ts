@@ -11,7 +11,7 @@ import { IommufdContext } from '../../lib/iommu/iommufd';
 import { FlatFragments } from '../../lib/iommu/backend';
 import { DmaBuffer, HUGE_PAGE_SIZE } from '../../lib/memory';
 import { CpuFragmentInput, PhysList } from '../../lib/phys-list';
-import { BDF, forEachBackend, KERNEL, pattern, procStatus } from '../support/guest';
+import { BDF, eduFixture, forEachBackend, KERNEL, pattern, procStatus } from '../support/guest';
 
 const PAGE = 4096;
 
@@ -68,13 +68,10 @@ describe('PhysList validation', () => {
 });
 
 forEachBackend('phys_list of CPU memory', (backend) => {
+  const fx = eduFixture(backend);
   let space: AddressSpace;
   let edu: EduDevice;
-  before(() => {
-    space = AddressSpace.open({ backend });
-    edu = EduDevice.open(space, BDF.edu);
-  });
-  after(() => space.close());
+  beforeEach(() => ({ space, edu } = fx));
 
   it('maps 9 fragments of 9 buffers (anonymous, hugetlb, memfd) contiguously; edu reads the concatenation across every boundary', async () => {
     const { list, buffers, parts } = scatterList(backend);

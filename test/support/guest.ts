@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { AddressSpace } from '../../lib/address-space';
+import { EduDevice } from '../../lib/drivers/edu';
 import { BackendKind } from '../../lib/iommu/backend';
 
 if (process.env.NODE_VFIO_GUEST !== '1') {
@@ -122,4 +123,43 @@ export async function collectGarbage(): Promise<void> {
     gc();
     await new Promise((r) => setImmediate(r));
   }
+}
+
+/** ivshmem's backing file on the host; the guest reads and writes it through 9p (served by the host). */
+export function ivshmemHostFile(): string {
+  const f = process.env.NODE_VFIO_IVSHMEM_FILE;
+  assert.ok(f, 'NODE_VFIO_IVSHMEM_FILE is set by the harness');
+  return f;
+}
+
+export function readIvshmemHost(offset: number, length: number): Uint8Array {
+  const fd = fs.openSync(ivshmemHostFile(), 'r');
+  try {
+    const b = Buffer.alloc(length);
+    fs.readSync(fd, b, 0, length, offset);
+    return new Uint8Array(b);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function writeIvshmemHost(offset: number, data: Uint8Array): void {
+  const fd = fs.openSync(ivshmemHostFile(), 'r+');
+  try {
+    fs.writeSync(fd, data, 0, data.length, offset);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** An address space with edu open in it, for the tests of one describe(); closed after them. */
+export function eduFixture(backend: BackendKind): { readonly space: AddressSpace; readonly edu: EduDevice } {
+  const fixture = {} as { space: AddressSpace; edu: EduDevice };
+  before(() => {
+    fixture.space = AddressSpace.open({ backend });
+    fixture.edu = EduDevice.open(fixture.space, BDF.edu);
+  });
+  after(() => fixture.space.close());
+  return fixture;
 }
