@@ -149,7 +149,9 @@ export class AddressSpace implements Disposable {
   static open(options: AddressSpaceOptions = {}): AddressSpace {
     const choice = options.backend ?? 'auto';
     if (!['auto', 'iommufd', 'type1'].includes(choice)) throw new TypeError(`backend must be 'auto', 'iommufd' or 'type1', not ${String(choice)}`);
-    const kind: BackendKind = choice === 'auto' ? (options.iommufd || fs.existsSync('/dev/iommu') ? 'iommufd' : 'type1') : choice;
+    // auto: iommufd where the kernel has it and exposes VFIO device cdevs, else the legacy container.
+    const iommufdUsable = fs.existsSync('/dev/iommu') && fs.existsSync('/dev/vfio/devices');
+    const kind: BackendKind = choice === 'auto' ? (options.iommufd || iommufdUsable ? 'iommufd' : 'type1') : choice;
     let backend: IommuBackend;
     if (kind === 'iommufd') {
       const shared = options.iommufd;

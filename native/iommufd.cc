@@ -100,7 +100,8 @@ std::vector<u::iommu_iova_range> RangesFromJs(Napi::Env env, const Napi::Value& 
 Napi::Value Iommufd::IovaRanges(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t ioas = ToU32(info[0], "ioas");
-  std::vector<u::iommu_iova_range> ranges(4);
+  // Start small: the kernel says how many it has (EMSGSIZE), and the array grows.
+  std::vector<u::iommu_iova_range> ranges(1);
   u::iommu_ioas_iova_ranges cmd{};
   for (;;) {
     cmd = {};
