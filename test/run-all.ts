@@ -8,6 +8,8 @@
  *  stock    the same suite on Debian's stock kernel (legacy type1 only)
  *
  * A suite that cannot run (no kernel, a dead guest) counts as failed with its reason.
+ * The three suites that boot guests run side by side (a guest mostly waits on
+ * its devices' timers); each one's output is printed whole when it ends.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -38,26 +40,40 @@ function readCounts(file: string, why: string): Counts {
   }
 }
 
-async function hostSuite(dir: string, env: NodeJS.ProcessEnv): Promise<Counts> {
+/** A suite's output, kept whole and printed at once so parallel suites do not interleave. */
+class Transcript {
+  private chunks: string[] = [];
+  constructor(private readonly title: string) {}
+  write = (text: string | Buffer): void => {
+    this.chunks.push(text.toString());
+  };
+  flush(): void {
+    process.stdout.write(`\n===== ${this.title} =====\n${this.chunks.join('')}`);
+  }
+}
+
+async function hostSuite(dir: string, env: NodeJS.ProcessEnv, out: Transcript): Promise<Counts> {
   const results = path.join(resultsDir, `${dir}.json`);
   fs.rmSync(results, { force: true });
   const child = spawn(process.execPath, mochaArgs(dir), {
-    cwd: ROOT, stdio: 'inherit', env: { ...process.env, ...env, NODE_VFIO_RESULTS: results },
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env, NODE_VFIO_RESULTS: results },
   });
+  child.stdout.on('data', out.write);
+  child.stderr.on('data', out.write);
   const code = await new Promise<number | null>((r) => child.on('close', r));
   return readCounts(results, `the ${dir} suite ended (status ${code}) without reporting results`);
 }
 
-async function guestSuite(kernel: KernelKind): Promise<Counts> {
+async function guestSuite(kernel: KernelKind, out: Transcript): Promise<Counts> {
   const name = kernel === 'custom' ? 'guest' : 'stock';
   const results = path.join(resultsDir, `${name}.json`);
   fs.rmSync(results, { force: true });
   const files = prepareWitnessFiles(path.join(ROOT, '.vm', `witness-${name}`));
   const run = await runInGuest({
-    kernel, files, log,
+    kernel, files, log: (line) => out.write(`${line}\n`),
     command: ['node', ...mochaArgs('guest')],
     env: { NODE_VFIO_RESULTS: results },
-    onOutput: (t) => process.stdout.write(t),
+    onOutput: out.write,
     timeoutMs: 40 * 60_000,
   });
   if (run.failure) {
@@ -83,11 +99,21 @@ async function main(): Promise<void> {
     log(why);
     suites.push(['guest', { passed: 0, failed: 1, pending: 0, failures: [why] }]);
   }
-  suites.push(['host', await hostSuite('host', env)]);
+  const timed = async (name: string, title: string, run: (out: Transcript) => Promise<Counts>): Promise<[string, Counts]> => {
+    const out = new Transcript(title);
+    const started = Date.now();
+    const counts = await run(out);
+    out.write(`(${name}: ${Math.round((Date.now() - started) / 1000)} s)\n`);
+    out.flush();
+    return [name, counts];
+  };
+  suites.push(await timed('host', 'host suite: no VFIO needed', (out) => hostSuite('host', env, out)));
   if (prepared) {
-    suites.push(['harness', await hostSuite('harness', env)]);
-    suites.push(['guest', await guestSuite('custom')]);
-    suites.push(['stock', await guestSuite('debian')]);
+    suites.push(...await Promise.all([
+      timed('harness', 'harness suite: boots, kills and inspects guests', (out) => hostSuite('harness', env, out)),
+      timed('guest', 'guest suite: VFIO on the project\'s kernel (iommufd and type1)', (out) => guestSuite('custom', out)),
+      timed('stock', 'guest suite: VFIO on Debian\'s stock kernel (type1)', (out) => guestSuite('debian', out)),
+    ]));
   }
   let passed = 0;
   let failed = 0;

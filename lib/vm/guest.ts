@@ -39,6 +39,8 @@ export interface GuestRunOptions {
   interactive?: boolean;
   /** Keep the run's directory (console log, generated backing files). */
   keep?: boolean;
+  /** A word on QEMU's command line (nodevfio.tag=...) to find this run's process by; default $NODE_VFIO_TAG or 'run'. */
+  tag?: string;
   projectDir?: string;
 }
 
@@ -79,7 +81,7 @@ export function tailOf(file: string, n = 40): string {
 }
 
 export function qemuArgs(o: {
-  kernel: GuestKernel; initrd: string; runDir: string; projectDir: string; devices: readonly DeviceName[];
+  kernel: GuestKernel; initrd: string; runDir: string; projectDir: string; devices: readonly DeviceName[]; tag?: string;
   files: DeviceFiles; accel: 'tcg' | 'kvm'; memoryMiB: number; hugepages: number; interactive: boolean;
 }): string[] {
   const cmdline = [
@@ -87,6 +89,7 @@ export function qemuArgs(o: {
     `nodevfio.project=${o.projectDir}`, `nodevfio.run=${o.runDir}`,
     `nodevfio.bind=${o.devices.map((d) => DEVICE_BDF[d]).join(',')}`,
     `nodevfio.hugepages=${o.hugepages}`, `nodevfio.mode=${o.interactive ? 'shell' : 'run'}`,
+    `nodevfio.tag=${o.tag ?? 'run'}`,
   ];
   const machine = o.accel === 'kvm' ? 'q35,accel=kvm,kernel-irqchip=split' : 'q35,accel=tcg';
   return [
@@ -124,6 +127,7 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
   buildInitramfs(initrd, kernel.modules);
   const args = qemuArgs({
     kernel, initrd, runDir, projectDir, devices, files, interactive,
+    tag: options.tag ?? process.env.NODE_VFIO_TAG ?? 'run',
     accel: options.accel ?? (process.env.NODE_VFIO_ACCEL === 'kvm' ? 'kvm' : 'tcg'),
     memoryMiB: options.memoryMiB ?? 2048, hugepages: options.hugepages ?? 64,
   });

@@ -13,10 +13,14 @@ import { ivshmemByte, prepareWitnessFiles } from '../support/witness';
 
 const quiet = (): void => {};
 
-/** QEMU processes that any run of this project started and that are still alive. */
+// Every guest this suite starts (itself or through the CLI) carries this tag on its command line.
+const TAG = `harness-${process.pid}`;
+process.env.NODE_VFIO_TAG = TAG;
+
+/** QEMU processes that this suite started and that are still alive. */
 function ourQemus(): string[] {
   try {
-    return execFileSync('pgrep', ['-f', `nodevfio.project=${PROJECT_ROOT} `], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    return execFileSync('pgrep', ['-f', `nodevfio.tag=${TAG}( |$)`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
@@ -80,9 +84,9 @@ describe('guest harness', function () {
   });
 
   it('kills a guest that runs past its time-out', async () => {
-    const r = await runInGuest({ devices: [], log: quiet, timeoutMs: 15_000, command: ['sleep', '600'] });
+    const r = await runInGuest({ devices: [], log: quiet, timeoutMs: 10_000, command: ['sleep', '600'] });
     assert.equal(r.status, null);
-    assert.match(r.failure ?? '', /did not finish within 15 s and was killed/);
+    assert.match(r.failure ?? '', /did not finish within 10 s and was killed/);
   });
 
   it('leaves no QEMU behind when the process that started it is killed', async () => {
