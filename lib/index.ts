@@ -17,3 +17,4 @@ export { VfioError, VfioStateError } from './errors';
 export { readPciDevice, listVfioPciDevices, normalizeBdf } from './sysfs';
 export type { PciDeviceInfo } from './sysfs';
 export { EduDevice } from './drivers/edu';
+export * from './drivers/nvme';

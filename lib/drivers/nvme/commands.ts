@@ -1,0 +1,143 @@
+/**
+ * NVMe commands: opcodes, the builders of the commands this driver issues,
+ * and the encoding of a 64-byte submission queue entry (NVMe base
+ * specification, "Submission Queue Entry - Command Format"):
+ *
+ *   bytes  0..3   CDW0: opcode, flags (FUSE, PSDT = 0: PRPs), command identifier
+ *   bytes  4..7   NSID
+ *   bytes  8..15  CDW2, CDW3
+ *   bytes 16..23  MPTR (metadata pointer)
+ *   bytes 24..39  DPTR: PRP entry 1, PRP entry 2
+ *   bytes 40..63  CDW10 .. CDW15
+ *
+ * A command is plain data here; the queue pair gives it an identifier and
+ * turns its `data` into PRP entries when it is submitted.
+ */
+import type { IoSegment } from './prp';
+
+export const AdminOpcode = {
+  DELETE_IO_SQ: 0x00,
+  CREATE_IO_SQ: 0x01,
+  GET_LOG_PAGE: 0x02,
+  DELETE_IO_CQ: 0x04,
+  CREATE_IO_CQ: 0x05,
+  IDENTIFY: 0x06,
+  ABORT: 0x08,
+  SET_FEATURES: 0x09,
+  GET_FEATURES: 0x0a,
+  ASYNC_EVENT_REQUEST: 0x0c,
+} as const;
+
+export const IoOpcode = {
+  FLUSH: 0x00,
+  WRITE: 0x01,
+  READ: 0x02,
+  WRITE_ZEROES: 0x08,
+} as const;
+
+/** Identify's Controller or Namespace Structure (CNS) values. */
+export const IdentifyCns = {
+  NAMESPACE: 0x00,
+  CONTROLLER: 0x01,
+  ACTIVE_NAMESPACES: 0x02,
+} as const;
+
+export const FeatureId = {
+  NUMBER_OF_QUEUES: 0x07,
+} as const;
+
+/** Every Identify data structure is 4 KiB. */
+export const IDENTIFY_SIZE = 4096;
+
+/** Read/Write CDW12: Force Unit Access. */
+const RW_FUA = 1 << 30;
+/** Create I/O CQ/SQ CDW11: physically contiguous; interrupts enabled (CQ only). */
+const QUEUE_CONTIGUOUS = 1 << 0;
+const CQ_INTERRUPTS_ENABLED = 1 << 1;
+
+export interface NvmeCommand {
+  /** For messages: 'Read', 'Identify', ... */
+  name: string;
+  opcode: number;
+  nsid?: number;
+  /** Memory the command transfers from or to: becomes PRP1/PRP2 (and a PRP list). */
+  data?: readonly IoSegment[];
+  /** A raw PRP1 that is not a data transfer (the base of a queue being created). */
+  prp1?: bigint;
+  cdw10?: number;
+  cdw11?: number;
+  cdw12?: number;
+  cdw13?: number;
+  cdw14?: number;
+  cdw15?: number;
+}
+
+/** Writes `cmd` as the 64-byte entry at `offset` of `view`, with identifier `cid` and data pointer `prp`. */
+export function encodeCommand(view: DataView, offset: number, cmd: NvmeCommand, cid: number, prp1: bigint, prp2: bigint): void {
+  view.setUint32(offset, ((cmd.opcode & 0xff) | (cid << 16)) >>> 0, true); // flags 0: no fusing, PRPs
+  view.setUint32(offset + 4, (cmd.nsid ?? 0) >>> 0, true);
+  view.setBigUint64(offset + 8, 0n, true);
+  view.setBigUint64(offset + 16, 0n, true);
+  view.setBigUint64(offset + 24, prp1, true);
+  view.setBigUint64(offset + 32, prp2, true);
+  view.setUint32(offset + 40, (cmd.cdw10 ?? 0) >>> 0, true);
+  view.setUint32(offset + 44, (cmd.cdw11 ?? 0) >>> 0, true);
+  view.setUint32(offset + 48, (cmd.cdw12 ?? 0) >>> 0, true);
+  view.setUint32(offset + 52, (cmd.cdw13 ?? 0) >>> 0, true);
+  view.setUint32(offset + 56, (cmd.cdw14 ?? 0) >>> 0, true);
+  view.setUint32(offset + 60, (cmd.cdw15 ?? 0) >>> 0, true);
+}
+
+export function identify(cns: number, data: readonly IoSegment[], nsid = 0): NvmeCommand {
+  return { name: 'Identify', opcode: AdminOpcode.IDENTIFY, nsid, data, cdw10: cns };
+}
+
+/** Set Features, Number of Queues: asks for `count` I/O submission and completion queues. */
+export function setNumberOfQueues(count: number): NvmeCommand {
+  const n = count - 1; // 0's based
+  return { name: 'Set Features (Number of Queues)', opcode: AdminOpcode.SET_FEATURES, cdw10: FeatureId.NUMBER_OF_QUEUES, cdw11: (n << 16) | n };
+}
+
+/** Create I/O Completion Queue at `iova` (contiguous); `vector` enables its interrupts on that MSI-X vector. */
+export function createIoCq(qid: number, entries: number, iova: bigint, vector?: number): NvmeCommand {
+  const irq = vector === undefined ? 0 : (vector << 16) | CQ_INTERRUPTS_ENABLED;
+  return { name: 'Create I/O Completion Queue', opcode: AdminOpcode.CREATE_IO_CQ, prp1: iova, cdw10: ((entries - 1) << 16) | qid, cdw11: irq | QUEUE_CONTIGUOUS };
+}
+
+/** Create I/O Submission Queue at `iova` (contiguous), completing into `cqid`, priority 0. */
+export function createIoSq(qid: number, entries: number, iova: bigint, cqid: number): NvmeCommand {
+  return { name: 'Create I/O Submission Queue', opcode: AdminOpcode.CREATE_IO_SQ, prp1: iova, cdw10: ((entries - 1) << 16) | qid, cdw11: (cqid << 16) | QUEUE_CONTIGUOUS };
+}
+
+export function deleteIoSq(qid: number): NvmeCommand {
+  return { name: 'Delete I/O Submission Queue', opcode: AdminOpcode.DELETE_IO_SQ, cdw10: qid };
+}
+
+export function deleteIoCq(qid: number): NvmeCommand {
+  return { name: 'Delete I/O Completion Queue', opcode: AdminOpcode.DELETE_IO_CQ, cdw10: qid };
+}
+
+/** Asynchronous Event Request: completes only when the controller has an event to report. */
+export function asyncEventRequest(): NvmeCommand {
+  return { name: 'Asynchronous Event Request', opcode: AdminOpcode.ASYNC_EVENT_REQUEST };
+}
+
+/** Read or Write of `blocks` logical blocks from `lba`. */
+export function readWrite(opcode: typeof IoOpcode.READ | typeof IoOpcode.WRITE, nsid: number, lba: bigint, blocks: number, data: readonly IoSegment[], fua = false): NvmeCommand {
+  return {
+    name: opcode === IoOpcode.READ ? 'Read' : 'Write',
+    opcode, nsid, data,
+    cdw10: Number(lba & 0xffffffffn),
+    cdw11: Number(lba >> 32n),
+    cdw12: ((blocks - 1) & 0xffff) | (fua ? RW_FUA : 0), // NLB is 0's based
+  };
+}
+
+export function flush(nsid: number): NvmeCommand {
+  return { name: 'Flush', opcode: IoOpcode.FLUSH, nsid };
+}
+
+/** Write Zeroes of `blocks` logical blocks from `lba` (no data moves). */
+export function writeZeroes(nsid: number, lba: bigint, blocks: number): NvmeCommand {
+  return { name: 'Write Zeroes', opcode: IoOpcode.WRITE_ZEROES, nsid, cdw10: Number(lba & 0xffffffffn), cdw11: Number(lba >> 32n), cdw12: (blocks - 1) & 0xffff };
+}

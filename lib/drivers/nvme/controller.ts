@@ -1,0 +1,338 @@
+/**
+ * An NVMe controller driven from TypeScript (NVMe base specification,
+ * "Controller Initialization" and "Shutdown"):
+ *
+ *   1. disable: CC.EN = 0, wait for CSTS.RDY = 0 (at most CAP.TO)
+ *   2. the admin queue pair: AQA, ASQ, ACQ
+ *   3. enable: CC with the NVM command set, the memory page size, 64-byte
+ *      SQ and 16-byte CQ entries, EN = 1; wait for CSTS.RDY = 1
+ *   4. Identify the controller, the active namespaces, each namespace
+ *   5. Set Features (Number of Queues), then Create I/O Completion Queue and
+ *      Create I/O Submission Queue for each I/O queue pair
+ *
+ * Completions are polled, or signalled by MSI-X vectors (vector 0 for the
+ * admin queue, vector N for I/O queue N). Controller Fatal Status turns
+ * every pending command into an ERR_NVME_FATAL rejection; reset() brings
+ * the controller back. close() deletes the I/O queues, sends the normal
+ * shutdown notification and disables the controller.
+ */
+import { AddressSpace } from '../../address-space';
+import { VfioPciDevice } from '../../device';
+import { VfioStateError } from '../../errors';
+import { DmaBuffer, PAGE_SIZE } from '../../memory';
+import * as cmds from './commands';
+import { Completion } from './completion';
+import { CompletionMode, PolledCompletions } from './completion-modes';
+import { NvmeError } from './errors';
+import { ControllerIdentity, parseControllerIdentity, parseNamespaceIdentity, parseNamespaceList } from './identify';
+import { IoOptions, NamespaceHost, NvmeNamespace } from './namespace';
+import { listPagesFor } from './prp';
+import { QueuePair, SubmitOptions } from './queue-pair';
+import { CC, ControllerStatus, CQ_ENTRY_SHIFT, NvmeRegisters, SQ_ENTRY_SHIFT } from './registers';
+
+/** PCI class code of an NVMe controller: mass storage, non-volatile memory, NVM Express. */
+export const NVME_CLASS_CODE = 0x010802;
+
+export type NvmeCompletionMode = 'polled' | 'interrupt';
+
+export interface NvmeControllerOptions {
+  /** How completions are noticed: 'polled' (default) or 'interrupt' (MSI-X). */
+  mode?: NvmeCompletionMode;
+  /** I/O queue pairs to create (default 1); the controller may grant fewer. */
+  ioQueues?: number;
+  /** Entries per I/O queue (default 64: 63 commands in flight per queue); capped by CAP.MQES. */
+  queueEntries?: number;
+  /** Entries of the admin queues (default 32). */
+  adminQueueEntries?: number;
+  /** Default time-out of a command (default 30 s). */
+  timeoutMs?: number;
+  /** Polled mode: 0 (default) polls on every event-loop turn, else every `pollIntervalMs`. */
+  pollIntervalMs?: number;
+  /** Cap on one command's transfer, below the controller's MDTS (default 2 MiB). */
+  maxTransferBytes?: number;
+}
+
+const DEFAULTS = { ioQueues: 1, queueEntries: 64, adminQueueEntries: 32, timeoutMs: 30_000, pollIntervalMs: 0, maxTransferBytes: 2 << 20 };
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export class NvmeController implements NamespaceHost, AsyncDisposable {
+  readonly registers: NvmeRegisters;
+  /** The controller's memory page size (CC.MPS): the host's page size. */
+  readonly pageSize: number;
+  readonly mode: NvmeCompletionMode;
+  private readonly options: typeof DEFAULTS;
+  private admin?: QueuePair;
+  private ioQueues: QueuePair[] = [];
+  private nextQueue = 0;
+  private fatal?: NvmeError;
+  private closed = false;
+  private identity_?: ControllerIdentity;
+  private namespaces_ = new Map<number, NvmeNamespace>();
+  private maxTransfer = 0;
+
+  /** Use NvmeController.open(); the device must be an NVMe controller opened in `space`. */
+  constructor(readonly space: AddressSpace, readonly device: VfioPciDevice, options: NvmeControllerOptions = {}) {
+    if (device.pci.classCode !== NVME_CLASS_CODE) {
+      throw new VfioStateError(`${device.bdf} has class code ${device.pci.classCode.toString(16).padStart(6, '0')}, not an NVMe controller (010802)`, 'ERR_VFIO_WRONG_DEVICE');
+    }
+    this.options = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
+    this.mode = options.mode ?? 'polled';
+    if (this.mode !== 'polled' && this.mode !== 'interrupt') throw new TypeError(`mode must be 'polled' or 'interrupt', not ${String(this.mode)}`);
+    for (const k of ['ioQueues', 'queueEntries', 'adminQueueEntries', 'timeoutMs', 'maxTransferBytes'] as const) {
+      if (!Number.isInteger(this.options[k]) || this.options[k] < 1) throw new RangeError(`${k} must be a positive integer, not ${this.options[k]}`);
+    }
+    this.registers = new NvmeRegisters(device.bar(0));
+    const cap = this.registers.cap;
+    this.pageSize = Number(PAGE_SIZE);
+    if (this.pageSize < cap.minPageSize || this.pageSize > cap.maxPageSize) {
+      throw new VfioStateError(`the controller's memory page sizes are ${cap.minPageSize}..${cap.maxPageSize} bytes; this host's page is ${this.pageSize}`, 'ERR_NVME_PAGE_SIZE');
+    }
+  }
+
+  /** Opens the controller at `bdf` in `space`, resets it, and brings it up with its I/O queues. */
+  static async open(space: AddressSpace, bdf = '0000:00:05.0', options: NvmeControllerOptions = {}): Promise<NvmeController> {
+    const device = space.openDevice(bdf);
+    let controller: NvmeController | undefined;
+    try {
+      controller = new NvmeController(space, device, options);
+      await controller.start();
+      return controller;
+    } catch (err) {
+      if (controller) await controller.close().catch(() => undefined);
+      else device.close();
+      throw err;
+    }
+  }
+
+  /** Identify Controller data (after open). */
+  get identity(): ControllerIdentity {
+    if (!this.identity_) throw new VfioStateError('the controller is not started', 'ERR_NVME_NOT_READY');
+    return this.identity_;
+  }
+
+  /** The active namespaces, by namespace ID. */
+  get namespaces(): ReadonlyMap<number, NvmeNamespace> {
+    return this.namespaces_;
+  }
+
+  /** An active namespace (1 by default). */
+  namespace(nsid = 1): NvmeNamespace {
+    const ns = this.namespaces_.get(nsid);
+    if (!ns) throw new RangeError(`namespace ${nsid} is not active on this controller (active: ${[...this.namespaces_.keys()].join(', ') || 'none'})`);
+    return ns;
+  }
+
+  get maxTransferBytes(): number {
+    return this.maxTransfer;
+  }
+
+  /** The I/O queue pairs (their stats, entries, mode). */
+  get queues(): readonly QueuePair[] {
+    return this.ioQueues;
+  }
+
+  get adminQueue(): QueuePair {
+    if (!this.admin) throw new VfioStateError('the controller is not started', 'ERR_NVME_NOT_READY');
+    return this.admin;
+  }
+
+  /** Submits an admin command. */
+  adminCommand(cmd: cmds.NvmeCommand, options: SubmitOptions = {}): Promise<Completion> {
+    if (this.fatal) return Promise.reject(this.fatal);
+    return this.adminQueue.submit(cmd, options);
+  }
+
+  /** Submits an I/O command, on `options.queue` or the next queue in turn. */
+  io(cmd: cmds.NvmeCommand, options: IoOptions = {}): Promise<Completion> {
+    if (this.fatal) return Promise.reject(this.fatal);
+    let q: QueuePair | undefined;
+    if (options.queue !== undefined) {
+      q = this.ioQueues[options.queue - 1];
+      if (!q) return Promise.reject(new RangeError(`I/O queue ${options.queue} does not exist (1..${this.ioQueues.length})`));
+    } else {
+      q = this.ioQueues[this.nextQueue++ % this.ioQueues.length];
+      if (!q) return Promise.reject(new VfioStateError('the controller has no I/O queues (not started, or closed)', 'ERR_NVME_NOT_READY'));
+    }
+    return q.submit(cmd, options);
+  }
+
+  /** Identify into a fresh 4 KiB buffer; returns its bytes. */
+  async identify(cns: number, nsid = 0): Promise<Uint8Array> {
+    using buffer = DmaBuffer.allocate(cmds.IDENTIFY_SIZE);
+    const mapping = this.space.map(buffer);
+    try {
+      await this.adminCommand(cmds.identify(cns, [{ iova: mapping.iova, length: cmds.IDENTIFY_SIZE }], nsid));
+      return buffer.bytes.slice();
+    } finally {
+      mapping.unmap();
+    }
+  }
+
+  /** Steps 1-5 above. */
+  private async start(): Promise<void> {
+    this.device.setBusMaster(true);
+    await this.disable();
+    const o = this.options;
+    this.admin ??= this.queuePair(0, Math.min(o.adminQueueEntries, this.registers.cap.maxQueueEntries, 4096), 1);
+    this.registers.setAdminQueues(this.admin.sqIova, this.admin.entries, this.admin.cqIova, this.admin.entries);
+    if (this.mode === 'polled') this.registers.maskInterrupts();
+    await this.enable();
+
+    this.identity_ = parseControllerIdentity(await this.identify(cmds.IdentifyCns.CONTROLLER));
+    const id = this.identity_;
+    if (id.sqEntrySize.required > SQ_ENTRY_SHIFT || id.cqEntrySize.required > CQ_ENTRY_SHIFT) {
+      throw new VfioStateError(`the controller needs ${1 << id.sqEntrySize.required}-byte SQ and ${1 << id.cqEntrySize.required}-byte CQ entries; this driver writes 64 and 16`, 'ERR_NVME_UNSUPPORTED');
+    }
+    const mdtsBytes = id.mdts === 0 ? Infinity : 2 ** id.mdts * this.registers.cap.minPageSize;
+    this.maxTransfer = Math.min(mdtsBytes, o.maxTransferBytes);
+
+    this.namespaces_.clear();
+    for (const nsid of parseNamespaceList(await this.identify(cmds.IdentifyCns.ACTIVE_NAMESPACES))) {
+      const identity = parseNamespaceIdentity(await this.identify(cmds.IdentifyCns.NAMESPACE, nsid));
+      if (identity.size > 0n) this.namespaces_.set(nsid, new NvmeNamespace(this, nsid, identity));
+    }
+
+    const granted = await this.adminCommand(cmds.setNumberOfQueues(o.ioQueues));
+    const count = Math.min(o.ioQueues, (granted.result & 0xffff) + 1, (granted.result >>> 16) + 1);
+    const entries = Math.min(o.queueEntries, this.registers.cap.maxQueueEntries);
+    if (entries < 2) throw new RangeError('queueEntries must be at least 2');
+    const prpPages = listPagesFor(Math.ceil(this.maxTransfer / this.pageSize) + 1, this.pageSize);
+    for (let qid = 1; qid <= count; qid++) {
+      const q = this.queuePair(qid, entries, prpPages);
+      this.ioQueues.push(q);
+      await this.adminCommand(cmds.createIoCq(qid, entries, q.cqIova, q.mode.vector));
+      await this.adminCommand(cmds.createIoSq(qid, entries, q.sqIova, qid));
+    }
+  }
+
+  private queuePair(id: number, entries: number, prpPagesPerCommand: number): QueuePair {
+    return new QueuePair({
+      id, entries, prpPagesPerCommand,
+      registers: this.registers, space: this.space, pageSize: this.pageSize,
+      mode: this.completionMode(id),
+      defaultTimeoutMs: this.options.timeoutMs,
+      health: () => this.health(),
+    });
+  }
+
+  private completionMode(_qid: number): CompletionMode {
+    if (this.mode === 'interrupt') {
+      throw new VfioStateError('interrupt mode needs MSI-X support (lib/interrupts), which this build does not have yet: use mode \'polled\'', 'ERR_NVME_UNSUPPORTED');
+    }
+    return new PolledCompletions(this.options.pollIntervalMs);
+  }
+
+  /** CSTS.CFS, checked by the queues' watchdogs: on the first sight, every pending command fails. */
+  private health(): NvmeError | undefined {
+    if (this.fatal || this.closed) return this.fatal;
+    const csts = this.registers.csts;
+    if (!csts.fatal && csts.raw !== 0xffffffff) return undefined;
+    const why = csts.raw === 0xffffffff ? 'CSTS reads all ones: the controller is gone from the bus' : `the controller reports Controller Fatal Status (CSTS 0x${csts.raw.toString(16)}, CFS set)`;
+    this.fatal = new NvmeError(`${why}; pending commands are failed, and the controller needs reset()`, 'ERR_NVME_FATAL');
+    for (const q of this.queuesAll()) q.fail(this.fatal);
+    return this.fatal;
+  }
+
+  /** The fatal error the controller is in, if any. */
+  get fatalError(): NvmeError | undefined {
+    return this.health();
+  }
+
+  private queuesAll(): QueuePair[] {
+    return this.admin ? [this.admin, ...this.ioQueues] : [...this.ioQueues];
+  }
+
+  /** Polls CSTS until `done`, for at most CAP.TO; ETIMEDOUT, or ERR_NVME_FATAL when `failOnFatal` and CFS shows. */
+  private async waitStatus(done: (csts: ControllerStatus) => boolean, what: string, failOnFatal: boolean): Promise<void> {
+    const limit = Math.max(this.registers.cap.readyTimeoutMs, 500);
+    const deadline = Date.now() + limit;
+    for (;;) {
+      const csts = this.registers.csts;
+      if (done(csts)) return;
+      if (failOnFatal && csts.fatal) throw new NvmeError(`${what}: the controller reports Controller Fatal Status (CSTS 0x${csts.raw.toString(16)})`, 'ERR_NVME_FATAL');
+      if (Date.now() > deadline) throw new NvmeError(`${what}: not done within ${limit} ms (CAP.TO); CSTS is 0x${csts.raw.toString(16)}`, 'ETIMEDOUT');
+      await sleep(1);
+    }
+  }
+
+  /** CC.EN = 0 and CSTS.RDY = 0: the controller drops every queue but the admin queue registers. */
+  private async disable(): Promise<void> {
+    const cc = this.registers.cc;
+    if ((cc & CC.EN) !== 0 && !this.registers.csts.ready) {
+      // EN must not go 1 -> 0 before RDY followed it to 1 (unless the controller failed)
+      await this.waitStatus((s) => s.ready || s.fatal, 'waiting for CSTS.RDY = 1 before disabling', false);
+    }
+    this.registers.cc = cc & ~CC.EN;
+    await this.waitStatus((s) => !s.ready, 'disabling the controller (CSTS.RDY -> 0)', false);
+  }
+
+  private async enable(): Promise<void> {
+    const mps = Math.log2(this.pageSize) - 12;
+    this.registers.cc = CC.EN
+      | (CC.CSS_NVM << CC.CSS_SHIFT)
+      | (mps << CC.MPS_SHIFT)
+      | (CC.AMS_ROUND_ROBIN << CC.AMS_SHIFT)
+      | (SQ_ENTRY_SHIFT << CC.IOSQES_SHIFT)
+      | (CQ_ENTRY_SHIFT << CC.IOCQES_SHIFT);
+    await this.waitStatus((s) => s.ready, 'enabling the controller (CSTS.RDY -> 1)', true);
+    this.fatal = undefined;
+  }
+
+  /**
+   * Controller reset: fails what is pending (ERR_NVME_ABORTED), disables and
+   * re-enables the controller, and creates the I/O queues again. The way
+   * out of ERR_NVME_FATAL, and out of commands that timed out.
+   */
+  async reset(): Promise<void> {
+    this.live();
+    const aborted = new NvmeError('the controller is being reset', 'ERR_NVME_ABORTED');
+    for (const q of this.queuesAll()) q.fail(aborted);
+    await this.disable(); // the controller forgets its queues: their memory can go
+    for (const q of this.ioQueues) q.close();
+    this.ioQueues = [];
+    this.admin?.resetRings();
+    this.fatal = undefined;
+    await this.start();
+  }
+
+  private live(): void {
+    if (this.closed) throw new VfioStateError('the NVMe controller is closed', 'ERR_VFIO_CLOSED');
+  }
+
+  /**
+   * Deletes the I/O queues, sends the normal shutdown notification (CC.SHN)
+   * and waits for CSTS.SHST, disables the controller, frees the queues and
+   * closes the device. Pending commands fail with ERR_NVME_ABORTED. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    const healthy = !this.health() && this.registers.csts.ready;
+    if (healthy) {
+      try {
+        for (const q of [...this.ioQueues].reverse()) {
+          q.fail(new NvmeError('the controller is closing', 'ERR_NVME_ABORTED'));
+          await this.adminCommand(cmds.deleteIoSq(q.id), { timeoutMs: 5000 });
+          await this.adminCommand(cmds.deleteIoCq(q.id), { timeoutMs: 5000 });
+        }
+        this.registers.cc = (this.registers.cc & ~CC.SHN_MASK) | CC.SHN_NORMAL;
+        await this.waitStatus((s) => s.shutdownComplete, 'shutdown notification (CSTS.SHST -> complete)', true);
+      } catch {
+        // a controller that cannot shut down cleanly is still disabled below
+      }
+    }
+    this.closed = true;
+    try {
+      await this.disable();
+    } finally {
+      for (const q of this.queuesAll()) q.close();
+      this.ioQueues = [];
+      this.admin = undefined;
+      this.device.close();
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

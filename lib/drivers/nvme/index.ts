@@ -1,0 +1,34 @@
+/**
+ * An NVMe driver in TypeScript over VFIO: NvmeController (reset, admin
+ * queue, Identify, I/O queue pairs, polled or MSI-X completions, shutdown)
+ * and NvmeNamespace (Read, Write, Flush, Write Zeroes into the library's
+ * DMA mappings, as PRP entries and lists).
+ *
+ *   await using nvme = await NvmeController.open(space, '0000:00:05.0');
+ *   const ns = nvme.namespace(1);
+ *   await ns.read(0n, 8, space.map(buffer));
+ *
+ * Files: registers.ts (BAR0), commands.ts (submission entries),
+ * completion.ts (completion entries), errors.ts (statuses, NvmeError),
+ * prp.ts (data pointers), queue-pair.ts (rings, CIDs, promises),
+ * completion-modes.ts (polling, interrupts), identify.ts (Identify data),
+ * controller.ts, namespace.ts.
+ */
+export { NvmeController, NVME_CLASS_CODE } from './controller';
+export type { NvmeControllerOptions, NvmeCompletionMode } from './controller';
+export { NvmeNamespace } from './namespace';
+export type { IoOptions } from './namespace';
+export { NvmeError, NvmeStatusError, StatusType, statusName } from './errors';
+export type { NvmeErrorCode } from './errors';
+export { AdminOpcode, IoOpcode, IdentifyCns } from './commands';
+export * as nvmeCommands from './commands';
+export type { NvmeCommand } from './commands';
+export type { Completion } from './completion';
+export type { ControllerIdentity, NamespaceIdentity, LbaFormat } from './identify';
+export type { DataPointer, IoSegment } from './prp';
+export { QueuePair } from './queue-pair';
+export type { QueueStats, SubmitOptions } from './queue-pair';
+export { PolledCompletions, InterruptCompletions } from './completion-modes';
+export type { CompletionMode, InterruptSource } from './completion-modes';
+export { NvmeRegisters, decodeCapabilities } from './registers';
+export type { Capabilities, ControllerStatus } from './registers';

@@ -1,0 +1,174 @@
+/**
+ * NVMe controller registers (BAR0, NVMe base specification section 3.1):
+ * offsets, the fields of CAP, CC, CSTS and AQA, and the doorbells, whose
+ * spacing is set by CAP.DSTRD. Every access is a 32-bit access (64-bit
+ * registers as two halves, low first), which the specification allows
+ * for every register and every controller.
+ */
+import { Region } from '../../region';
+
+export const NvmeReg = {
+  CAP: 0x00,
+  VS: 0x08,
+  INTMS: 0x0c,
+  INTMC: 0x10,
+  CC: 0x14,
+  CSTS: 0x1c,
+  NSSR: 0x20,
+  AQA: 0x24,
+  ASQ: 0x28,
+  ACQ: 0x30,
+  /** Submission queue 0 tail doorbell; the others follow at the CAP.DSTRD stride. */
+  DOORBELLS: 0x1000,
+} as const;
+
+/** CC fields (offset 14h). */
+export const CC = {
+  EN: 1 << 0,
+  CSS_SHIFT: 4,
+  CSS_NVM: 0,
+  MPS_SHIFT: 7,
+  AMS_SHIFT: 11,
+  AMS_ROUND_ROBIN: 0,
+  SHN_SHIFT: 14,
+  SHN_MASK: 3 << 14,
+  SHN_NORMAL: 1 << 14,
+  IOSQES_SHIFT: 16,
+  IOCQES_SHIFT: 20,
+} as const;
+
+/** CSTS fields (offset 1Ch). */
+export const CSTS = {
+  RDY: 1 << 0,
+  CFS: 1 << 1,
+  SHST_SHIFT: 2,
+  SHST_MASK: 3 << 2,
+  SHST_COMPLETE: 2 << 2,
+  NSSRO: 1 << 4,
+  PP: 1 << 5,
+} as const;
+
+/** log2 of the queue entry sizes of the NVM command set: 64-byte SQ entries, 16-byte CQ entries. */
+export const SQ_ENTRY_SHIFT = 6;
+export const CQ_ENTRY_SHIFT = 4;
+export const SQ_ENTRY_SIZE = 1 << SQ_ENTRY_SHIFT;
+export const CQ_ENTRY_SIZE = 1 << CQ_ENTRY_SHIFT;
+
+/** CAP (offset 0), decoded. */
+export interface Capabilities {
+  raw: bigint;
+  /** Largest queue the controller takes, in entries (MQES is 0's based). */
+  maxQueueEntries: number;
+  /** Queues must be physically (here: IOVA-) contiguous. */
+  contiguousQueuesRequired: boolean;
+  /** Worst case for CSTS.RDY to follow CC.EN, from CAP.TO (500 ms units). */
+  readyTimeoutMs: number;
+  /** Bytes between doorbell registers: 4 << CAP.DSTRD. */
+  doorbellStride: number;
+  subsystemResetSupported: boolean;
+  /** Command sets supported (CAP.CSS bit field; bit 0: the NVM command set). */
+  commandSets: number;
+  /** Smallest and largest memory page size (CC.MPS) in bytes. */
+  minPageSize: number;
+  maxPageSize: number;
+  controllerMemoryBufferSupported: boolean;
+}
+
+const field = (v: bigint, shift: number, bits: number): number => Number((v >> BigInt(shift)) & ((1n << BigInt(bits)) - 1n));
+
+export function decodeCapabilities(raw: bigint): Capabilities {
+  return {
+    raw,
+    maxQueueEntries: field(raw, 0, 16) + 1,
+    contiguousQueuesRequired: field(raw, 16, 1) === 1,
+    readyTimeoutMs: field(raw, 24, 8) * 500,
+    doorbellStride: 4 << field(raw, 32, 4),
+    subsystemResetSupported: field(raw, 36, 1) === 1,
+    commandSets: field(raw, 37, 8),
+    minPageSize: 1 << (12 + field(raw, 48, 4)),
+    maxPageSize: 2 ** (12 + field(raw, 52, 4)),
+    controllerMemoryBufferSupported: field(raw, 57, 1) === 1,
+  };
+}
+
+/** CSTS, decoded. */
+export interface ControllerStatus {
+  raw: number;
+  ready: boolean;
+  /** Controller Fatal Status: the controller met an error it cannot report through a completion. */
+  fatal: boolean;
+  shutdownComplete: boolean;
+}
+
+export function decodeStatus(raw: number): ControllerStatus {
+  return {
+    raw,
+    ready: (raw & CSTS.RDY) !== 0,
+    fatal: (raw & CSTS.CFS) !== 0,
+    shutdownComplete: (raw & CSTS.SHST_MASK) === CSTS.SHST_COMPLETE,
+  };
+}
+
+/** The register file of one controller. */
+export class NvmeRegisters {
+  readonly cap: Capabilities;
+
+  constructor(readonly bar: Region) {
+    this.cap = decodeCapabilities(this.read64(NvmeReg.CAP));
+  }
+
+  private read64(offset: number): bigint {
+    const lo = this.bar.read32(offset);
+    const hi = this.bar.read32(offset + 4);
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  }
+
+  private write64(offset: number, value: bigint): void {
+    this.bar.write32(offset, Number(value & 0xffffffffn));
+    this.bar.write32(offset + 4, Number(value >> 32n));
+  }
+
+  /** VS: the specification version the controller implements. */
+  get version(): { major: number; minor: number; tertiary: number } {
+    const vs = this.bar.read32(NvmeReg.VS);
+    return { major: vs >>> 16, minor: (vs >>> 8) & 0xff, tertiary: vs & 0xff };
+  }
+
+  get cc(): number {
+    return this.bar.read32(NvmeReg.CC);
+  }
+
+  set cc(value: number) {
+    this.bar.write32(NvmeReg.CC, value >>> 0);
+  }
+
+  get csts(): ControllerStatus {
+    return decodeStatus(this.bar.read32(NvmeReg.CSTS));
+  }
+
+  /** AQA, ASQ, ACQ: where the admin queues are and how many entries they have. */
+  setAdminQueues(sqIova: bigint, sqEntries: number, cqIova: bigint, cqEntries: number): void {
+    this.bar.write32(NvmeReg.AQA, (((cqEntries - 1) << 16) | (sqEntries - 1)) >>> 0);
+    this.write64(NvmeReg.ASQ, sqIova);
+    this.write64(NvmeReg.ACQ, cqIova);
+  }
+
+  /** Masks every pin-based/MSI interrupt (not to be used once MSI-X is on). */
+  maskInterrupts(): void {
+    this.bar.write32(NvmeReg.INTMS, 0xffffffff);
+  }
+
+  /** Submission queue `qid`'s tail doorbell offset. */
+  sqTailDoorbell(qid: number): number {
+    return NvmeReg.DOORBELLS + 2 * qid * this.cap.doorbellStride;
+  }
+
+  /** Completion queue `qid`'s head doorbell offset. */
+  cqHeadDoorbell(qid: number): number {
+    return NvmeReg.DOORBELLS + (2 * qid + 1) * this.cap.doorbellStride;
+  }
+
+  ring(doorbell: number, value: number): void {
+    this.bar.write32(doorbell, value);
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * The NVMe driver against QEMU's nvme device, on every backend and in every
+ * completion mode. The image behind the device is the outside witness: the
+ * host wrote a known pattern into it before boot (nvmeBlock), and the guest
+ * reads the file itself through 9p, which the host serves.
+ *
+ * Writes go only to the last 1 MiB of the image, 64 KiB per (backend, mode)
+ * cell: the rest keeps the host's pattern for every reader.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { AddressSpace, DmaMapping } from '../../lib/address-space';
+import { NvmeController, NvmeCompletionMode, NvmeError, NvmeNamespace, NvmeStatusError, nvmeCommands } from '../../lib/drivers/nvme';
+import { DmaBuffer } from '../../lib/memory';
+import { PhysList } from '../../lib/phys-list';
+import { NVME_IMAGE_SIZE, NVME_SERIAL } from '../../lib/vm/devices';
+import { BDF, forEachBackend, pattern } from '../support/guest';
+import { NVME_BLOCK, nvmeBlock } from '../support/witness';
+
+const MODES: NvmeCompletionMode[] = ['polled'];
+const BLOCKS_4K = NVME_IMAGE_SIZE / NVME_BLOCK;
+/** The last 1 MiB is written by these tests; the host's pattern is trusted below it. */
+const OWNED_FIRST = BLOCKS_4K - 256;
+const CELL_BLOCKS = 16;
+
+function imagePath(): string {
+  const f = process.env.NODE_VFIO_NVME_IMAGE;
+  assert.ok(f, 'NODE_VFIO_NVME_IMAGE is set by the harness');
+  return f;
+}
+
+/** Bytes of the image file, read through 9p (served by the host). */
+function readImage(offset: number, length: number): Buffer {
+  const fd = fs.openSync(imagePath(), 'r');
+  try {
+    const b = Buffer.alloc(length);
+    assert.equal(fs.readSync(fd, b, 0, length, offset), length);
+    return b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Checks `bytes` against the host's pattern from 4 KiB block `block4k` on. */
+function assertHostPattern(bytes: Uint8Array, block4k: number, what: string): void {
+  for (let i = 0; i * NVME_BLOCK < bytes.length; i++) {
+    const got = Buffer.from(bytes.buffer, bytes.byteOffset + i * NVME_BLOCK, Math.min(NVME_BLOCK, bytes.length - i * NVME_BLOCK));
+    if (!got.equals(nvmeBlock(block4k + i).subarray(0, got.length))) {
+      assert.fail(`${what}: 4 KiB block ${block4k + i} differs from the host's pattern (got '${got.subarray(0, 24).toString('latin1')}')`);
+    }
+  }
+}
+
+forEachBackend('NVMe driver', (backend) => {
+  for (const mode of MODES) {
+    describe(`${mode} completions`, () => {
+      const cell = (backend === 'iommufd' ? 0 : 2) + (mode === 'polled' ? 0 : 1);
+      const ownedBlock = OWNED_FIRST + cell * CELL_BLOCKS;
+      let space: AddressSpace;
+      let nvme: NvmeController;
+      let ns: NvmeNamespace;
+      /** 4 KiB blocks -> logical blocks of the namespace. */
+      let lbaOf: (block4k: number) => number;
+      let per4k: number;
+
+      before(async () => {
+        space = AddressSpace.open({ backend });
+        nvme = await NvmeController.open(space, BDF.nvme, { mode });
+        ns = nvme.namespace(1);
+        per4k = NVME_BLOCK / ns.blockSize;
+        lbaOf = (b) => b * per4k;
+      });
+      after(async () => {
+        await nvme?.close();
+        space?.close();
+      });
+
+      /** A fresh buffer mapped in the address space, released by `using`. */
+      function mapped(bytes: number): { buffer: DmaBuffer; mapping: DmaMapping; [Symbol.dispose](): void } {
+        const buffer = DmaBuffer.allocate(bytes);
+        const mapping = space.map(buffer);
+        return { buffer, mapping, [Symbol.dispose]: () => { mapping.unmap(); buffer.close(); } };
+      }
+
+      it('identifies the controller and namespace QEMU was started with', () => {
+        const id = nvme.identity;
+        assert.equal(id.serial, NVME_SERIAL);
+        assert.equal(id.model, 'QEMU NVMe Ctrl');
+        assert.equal(id.vendorId, nvme.device.pci.vendor);
+        assert.ok(id.version.major >= 1 && id.namespaceCount >= 1, `version ${JSON.stringify(id.version)}, ${id.namespaceCount} namespaces`);
+        assert.deepEqual([...nvme.namespaces.keys()], [1]);
+        assert.equal(fs.statSync(imagePath()).size, NVME_IMAGE_SIZE);
+        assert.ok([512, 4096].includes(ns.blockSize), `block size ${ns.blockSize}`);
+        assert.equal(ns.blocks, BigInt(NVME_IMAGE_SIZE / ns.blockSize));
+        assert.equal(ns.bytes, BigInt(NVME_IMAGE_SIZE));
+        assert.equal(nvme.queues.length, 1);
+        assert.equal(nvme.queues[0].mode.kind, mode);
+      });
+
+      it('reads back the pattern the host wrote into the image before boot', async () => {
+        using m = mapped(NVME_BLOCK);
+        for (const block of [0, 1, 2, 777, 4096, 12345, OWNED_FIRST - 1]) {
+          m.buffer.bytes.fill(0xee);
+          await ns.read(lbaOf(block), per4k, m.mapping);
+          assertHostPattern(m.buffer.bytes, block, `block ${block}`);
+        }
+      });
+
+      it('reads into a PhysList of four DmaBuffers linked into an IovaWindow: PRP1 inside a page, then a PRP list', async () => {
+        const bufs = [0, 1, 2, 3].map(() => DmaBuffer.allocate(NVME_BLOCK));
+        try {
+          for (const b of bufs) b.bytes.fill(0xee);
+          // 512 B at the end of the first buffer, two whole buffers, 3.5 KiB at the start of the last: 12 KiB
+          const list = PhysList.cpu([
+            { buffer: bufs[0], offset: 3584, length: 512 },
+            { buffer: bufs[1] },
+            { buffer: bufs[2] },
+            { buffer: bufs[3], offset: 0, length: 3584 },
+          ]);
+          using window = space.reserve(list.span);
+          const link = window.link(list);
+          assert.equal(link.iova % 4096n, 3584n, 'the mapping starts inside a page');
+          const start = 3000;
+          await ns.read(lbaOf(start), 3 * per4k, link);
+          const got = Buffer.concat([bufs[0].bytes.subarray(3584), bufs[1].bytes, bufs[2].bytes, bufs[3].bytes.subarray(0, 3584)]);
+          assertHostPattern(got, start, 'phys_list read');
+          assert.ok(bufs[0].bytes.subarray(0, 3584).every((b) => b === 0xee), 'nothing before the list was written');
+          assert.ok(bufs[3].bytes.subarray(3584).every((b) => b === 0xee), 'nothing after the list was written');
+        } finally {
+          for (const b of bufs) b.close();
+        }
+      });
+
+      it('moves the controller\'s largest transfer (MDTS) in one command through a PRP list, and refuses one block more', async () => {
+        const max = ns.maxTransferBlocks;
+        assert.equal(max * ns.blockSize, nvme.maxTransferBytes);
+        using m = mapped(nvme.maxTransferBytes + NVME_BLOCK);
+        const start = 200;
+        await ns.read(lbaOf(start), max, { mapping: m.mapping, offset: 0 });
+        assertHostPattern(m.buffer.bytes.subarray(0, nvme.maxTransferBytes), start, 'MDTS read');
+        await assert.rejects(ns.read(lbaOf(start), max + 1, m.mapping), { name: 'RangeError', message: /blocks must be an integer in 1\.\.\d+.*MDTS/ });
+        await assert.rejects(ns.read(0, 1, { mapping: m.mapping, offset: m.mapping.length }), { name: 'RangeError', message: /needs \d+ bytes at offset/ });
+      });
+
+      it('writes through the driver, Flush, and the bytes are in the image file at the right offset', async () => {
+        const blocks = 4;
+        using m = mapped(blocks * NVME_BLOCK);
+        const data = pattern(blocks * NVME_BLOCK, 1000 + cell);
+        m.buffer.bytes.set(data);
+        await ns.write(lbaOf(ownedBlock), blocks * per4k, m.mapping);
+        await ns.flush();
+        assert.deepEqual(new Uint8Array(readImage(ownedBlock * NVME_BLOCK, data.length)), data);
+        // and the neighbours are untouched
+        assert.ok(readImage((ownedBlock + blocks) * NVME_BLOCK, NVME_BLOCK).equals(nvmeBlock(ownedBlock + blocks)));
+        m.buffer.bytes.fill(0);
+        await ns.read(lbaOf(ownedBlock), blocks * per4k, m.mapping);
+        assert.deepEqual(m.buffer.bytes, data);
+      });
+
+      it('1000 random 4 KiB reads at queue depth 32 all match the image', async function () {
+        this.timeout(300_000);
+        const depth = 32;
+        const total = 1000;
+        using m = mapped(depth * NVME_BLOCK);
+        const before = nvme.queues[0].stats.peakInFlight;
+        let issued = 0;
+        let x = 12345 + cell;
+        const random = (): number => {
+          x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+          return x % OWNED_FIRST;
+        };
+        const started = process.hrtime.bigint();
+        const lane = async (i: number): Promise<void> => {
+          const view = m.buffer.bytes.subarray(i * NVME_BLOCK, (i + 1) * NVME_BLOCK);
+          while (issued < total) {
+            issued++;
+            const block = random();
+            view.fill(0xee);
+            await ns.read(lbaOf(block), per4k, { mapping: m.mapping, offset: i * NVME_BLOCK });
+            assertHostPattern(view, block, `random read of block ${block}`);
+          }
+        };
+        await Promise.all(Array.from({ length: depth }, (_, i) => lane(i)));
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        const iops = Math.round(total / seconds);
+        console.log(`      [${backend}, ${mode}] ${total} x 4 KiB random reads at QD${depth}: ${iops} IOPS (${(seconds * 1000).toFixed(0)} ms)`);
+        assert.ok(nvme.queues[0].stats.peakInFlight >= depth || before >= depth, `peak in flight ${nvme.queues[0].stats.peakInFlight}`);
+      });
+
+      it('an error completion is an NvmeStatusError with the status code type and code', async () => {
+        using m = mapped(2 * NVME_BLOCK);
+        await assert.rejects(ns.read(ns.blocks, 1, m.mapping), (err: NvmeStatusError) => {
+          assert.equal(err.name, 'NvmeStatusError');
+          assert.equal(err.code, 'ERR_NVME_STATUS');
+          assert.equal(err.statusCodeType, 0);
+          assert.equal(err.statusCode, 0x80);
+          assert.equal(err.statusName, 'LBA Out of Range');
+          assert.equal(err.command, 'Read');
+          assert.equal(err.queue, 1);
+          assert.match(err.message, /^Read \(opcode 0x02\) on queue 1, command \d+ failed: LBA Out of Range \(SCT 0 Generic Command Status, SC 0x80\)/);
+          return true;
+        });
+        // straddling the end is out of range too
+        await assert.rejects(ns.read(ns.blocks - 1n, 2, m.mapping), { code: 'ERR_NVME_STATUS', statusCode: 0x80 });
+        await assert.rejects(nvme.io({ name: 'Vendor 7Fh', opcode: 0x7f, nsid: 1 }), {
+          name: 'NvmeStatusError', statusCodeType: 0, statusCode: 0x01, message: /Invalid Command Opcode/,
+        });
+        // the queue goes on
+        await ns.read(0, per4k, m.mapping);
+        assertHostPattern(m.buffer.bytes.subarray(0, NVME_BLOCK), 0, 'after errors');
+      });
+
+      it('a command that gets no completion times out with ETIMEDOUT, and the controller goes on', async () => {
+        // an Asynchronous Event Request completes only when an event happens: none will
+        const started = Date.now();
+        await assert.rejects(nvme.adminCommand(nvmeCommands.asyncEventRequest(), { timeoutMs: 300 }), (err: NvmeError) => {
+          assert.equal(err.name, 'NvmeError');
+          assert.equal(err.code, 'ETIMEDOUT');
+          assert.equal(err.queue, 0);
+          assert.match(err.message, /^Asynchronous Event Request \(opcode 0x0c\) on queue 0, command \d+: no completion within 300 ms/);
+          return true;
+        });
+        assert.ok(Date.now() - started >= 300);
+        using m = mapped(NVME_BLOCK);
+        await ns.read(lbaOf(5), per4k, m.mapping);
+        assertHostPattern(m.buffer.bytes, 5, 'after a time-out');
+        assert.equal(nvme.adminQueue.inFlight, 1, 'the timed-out command keeps its identifier');
+      });
+
+      it('Controller Fatal Status fails pending commands with ERR_NVME_FATAL, and reset() recovers', async () => {
+        using m = mapped(NVME_BLOCK);
+        nvme.device.setBusMaster(false); // the controller can no longer fetch commands: QEMU's reports CFS
+        await assert.rejects(ns.read(lbaOf(9), per4k, m.mapping, { timeoutMs: 10_000 }), (err: NvmeError) => {
+          assert.equal(err.code, 'ERR_NVME_FATAL');
+          assert.match(err.message, /Controller Fatal Status/);
+          return true;
+        });
+        await assert.rejects(ns.read(lbaOf(9), per4k, m.mapping), { code: 'ERR_NVME_FATAL' });
+        await nvme.reset();
+        assert.equal(nvme.fatalError, undefined);
+        assert.equal(nvme.adminQueue.inFlight, 0, 'the reset freed every identifier');
+        await ns.read(lbaOf(9), per4k, m.mapping);
+        assertHostPattern(m.buffer.bytes, 9, 'after reset');
+      });
+    });
+  }
+});
