@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { VfioStateError } from './errors';
+import { DeviceInterrupts } from './interrupts';
 import { NativeDevice, NativeFile } from './native';
 import { PciRegion, Region, regionInfo, RegionInfo } from './region';
 import { PciDeviceInfo } from './sysfs';
@@ -32,6 +33,7 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
   /** @internal */
   readonly native: NativeDevice;
   private regionCache = new Map<number, Region>();
+  private irqs?: DeviceInterrupts;
   private closed = false;
 
   /** @internal */
@@ -121,6 +123,13 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
   /** VFIO_DEVICE_GET_IRQ_INFO */
   irqInfo(index: number): { index: number; flags: number; count: number } {
     return this.live().irqInfo(index);
+  }
+
+  /** The device's interrupts: INTx, MSI or MSI-X as events (torn down when the device closes). */
+  get interrupts(): DeviceInterrupts {
+    this.live();
+    if (!this.irqs || this.irqs.isClosed) this.irqs = new DeviceInterrupts(this);
+    return this.irqs;
   }
 
   get isClosed(): boolean {

@@ -33,6 +33,7 @@ const HINTS: Hint[] = [
   [/IOMMU_IOAS_MAP_FILE/, /^(ENODEV|EBADF|EOPNOTSUPP)$/, 'the file cannot be mapped: iommufd maps memfds and VFIO dma-bufs only'],
   [/(IOMMU_IOAS_UNMAP|VFIO_IOMMU_UNMAP_DMA)/, /^(ENOENT|EINVAL)$/, 'nothing is mapped exactly there: an unmap must cover whole mappings, not cut one'],
   [/VFIO_DEVICE_FEATURE/, /^(ENOTTY|EINVAL|EOPNOTSUPP)$/, 'this kernel or device does not offer the feature (dma-buf export needs VFIO_PCI_DMABUF and PCI_P2PDMA)'],
+  [/VFIO_DEVICE_SET_IRQS/, /^EINVAL$/, 'the device is in another interrupt mode (disable that one first), or the vectors lie outside what VFIO_DEVICE_GET_IRQ_INFO reports'],
   [/^mmap$/, /^EINVAL$/, 'the region cannot be mmapped there (not mmap-capable, or the range lies outside its sparse mmap areas)'],
   [/^mmap$/, /^ENOMEM$/, 'no free huge pages: echo N > /proc/sys/vm/nr_hugepages', /MAP_HUGETLB/],
 ];

@@ -4,6 +4,8 @@ export type { AddressSpaceOptions, AllocationOptions, MapOptions, BackendChoice 
 export { VfioPciDevice, PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from './device';
 export { Region, PciRegion } from './region';
 export type { RegionInfo } from './region';
+export { DeviceInterrupts, IrqVector, IrqIndex } from './interrupts';
+export type { IrqInfo, IrqMode, IrqWaitOptions } from './interrupts';
 export { DmaBuffer, PAGE_SIZE, HUGE_PAGE_SIZE, freeHugePages } from './memory';
 export type { DmaMemoryKind } from './memory';
 export { PhysList } from './phys-list';

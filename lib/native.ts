@@ -116,7 +116,8 @@ export interface NativeEventfdWatcher {
   /** Keep the event loop alive while watching (the default). */
   ref(): void;
   unref(): void;
-  close(): void;
+  /** Stops watching (idempotent); returns what the counter still held. */
+  close(): number;
 }
 
 export interface Addon {

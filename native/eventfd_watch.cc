@@ -137,9 +137,13 @@ void EventfdWatcher::Stop(StopReason reason) {
   }
 }
 
+// close() -> what the counter still held (counted, not yet delivered), so
+// that nothing signalled before the close is lost.
 Napi::Value EventfdWatcher::Close(const Napi::CallbackInfo& info) {
+  uint64_t rest = 0;
+  if (poll_ != nullptr && ::read(fd_.Get(), &rest, sizeof(rest)) != static_cast<ssize_t>(sizeof(rest))) rest = 0;
   Stop(StopReason::kClose);
-  return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), static_cast<double>(rest));
 }
 
 Napi::Value EventfdWatcher::RefLoop(const Napi::CallbackInfo& info) {

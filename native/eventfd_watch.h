@@ -3,7 +3,8 @@
 // back with the counter it reads each time the eventfd becomes readable.
 //
 //   new EventfdWatcher(eventfd: NativeFile, callback(count, error?))
-//   watcher.close()          stop watching (idempotent)
+//   watcher.close()          stop watching (idempotent); returns the count
+//                            still unread
 //   watcher.ref(), unref()   whether the watch keeps the loop alive
 //   watcher.active
 //

@@ -10,6 +10,7 @@
 import { AddressSpace } from '../address-space';
 import { VfioPciDevice } from '../device';
 import { VfioStateError } from '../errors';
+import { IrqVector, IrqWaitOptions } from '../interrupts';
 import { Region } from '../region';
 import { hex, toBigInt } from '../validate';
 
@@ -50,6 +51,12 @@ export interface EduWaitOptions {
   timeoutMs?: number;
   /** Raise the completion interrupt (for interrupt-driven use). */
   interrupt?: boolean;
+  /**
+   * Wait for the completion interrupt on this vector (MSI or INTx) instead
+   * of polling; it is handled: acknowledged, and INTx unmasked.
+   */
+  irq?: IrqVector;
+  signal?: AbortSignal;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -105,8 +112,8 @@ export class EduDevice implements Disposable {
 
   /** n! modulo 2^32, computed by the device (polled). */
   async factorial(n: number, options: EduWaitOptions = {}): Promise<number> {
-    this.startFactorial(n, options.interrupt);
-    await this.poll(() => this.factorialBusy, options.timeoutMs, 'factorial');
+    this.startFactorial(n, options.interrupt || options.irq !== undefined);
+    await this.complete(() => this.factorialBusy, EDU_IRQ_FACTORIAL, 'factorial', options);
     return this.factorialResult;
   }
 
@@ -132,14 +139,14 @@ export class EduDevice implements Disposable {
 
   /** Copies `length` bytes from memory at `iova` into the device's buffer at `bufferOffset`. */
   async dmaToDevice(iova: bigint, bufferOffset: number, length: number, options: EduWaitOptions = {}): Promise<void> {
-    this.startDma(true, iova, bufferOffset, length, options.interrupt);
-    await this.poll(() => this.dmaBusy, options.timeoutMs, 'DMA to the device');
+    this.startDma(true, iova, bufferOffset, length, options.interrupt || options.irq !== undefined);
+    await this.complete(() => this.dmaBusy, EDU_IRQ_DMA, 'DMA to the device', options);
   }
 
   /** Copies `length` bytes from the device's buffer at `bufferOffset` to memory at `iova`. */
   async dmaFromDevice(bufferOffset: number, iova: bigint, length: number, options: EduWaitOptions = {}): Promise<void> {
-    this.startDma(false, iova, bufferOffset, length, options.interrupt);
-    await this.poll(() => this.dmaBusy, options.timeoutMs, 'DMA from the device');
+    this.startDma(false, iova, bufferOffset, length, options.interrupt || options.irq !== undefined);
+    await this.complete(() => this.dmaBusy, EDU_IRQ_DMA, 'DMA from the device', options);
   }
 
   get interruptStatus(): number {
@@ -152,6 +159,34 @@ export class EduDevice implements Disposable {
 
   acknowledgeInterrupt(value: number): void {
     this.bar0.write32(EduReg.IRQ_ACK, value >>> 0);
+  }
+
+  /**
+   * An interrupt handler as edu's spec asks for: writes the interrupt status
+   * to the acknowledge register (which lowers INTx; MSI needs it too), then
+   * unmasks an automasked (INTx) vector. Returns the status it acknowledged.
+   */
+  acknowledgePending(irq?: IrqVector): number {
+    const status = this.interruptStatus;
+    if (status !== 0) this.acknowledgeInterrupt(status);
+    if (irq?.automasked) irq.unmask();
+    return status;
+  }
+
+  /** Waits for the next interrupt on `irq` and handles it (acknowledgePending); returns the status. */
+  async handleInterrupt(irq: IrqVector, options: IrqWaitOptions = {}): Promise<number> {
+    await irq.wait(options);
+    return this.acknowledgePending(irq);
+  }
+
+  /** Waits for an operation: its interrupt (which must carry `bit`) when options.irq is given, else by polling. */
+  private async complete(busy: () => boolean, bit: number, what: string, options: EduWaitOptions): Promise<void> {
+    const { irq, timeoutMs = 5000, signal } = options;
+    if (!irq) return this.poll(busy, timeoutMs, what);
+    const status = await this.handleInterrupt(irq, { timeoutMs, signal });
+    if ((status & bit) === 0 || busy()) {
+      throw new VfioStateError(`edu ${what}: interrupted with status ${hex(status)}, not its completion (${hex(bit)})`, 'ERR_VFIO_UNEXPECTED_IRQ');
+    }
   }
 
   private async poll(busy: () => boolean, timeoutMs = 5000, what = 'operation'): Promise<void> {

@@ -1,0 +1,428 @@
+/**
+ * Interrupts as events. VFIO hands a device's interrupts to userspace
+ * through eventfds (VFIO_DEVICE_SET_IRQS); each eventfd here is watched on
+ * Node's own event loop by a native EventfdWatcher (no thread, no polling),
+ * and surfaces as an IrqVector: an EventEmitter ('interrupt' with the count
+ * the eventfd accumulated) and an async iterator that takes an AbortSignal.
+ *
+ * One DeviceInterrupts per device (`device.interrupts`) owns the vectors of
+ * the one interrupt mode the device is in: INTx, MSI or MSI-X. INTx is
+ * automasked by the kernel: the handler quiets the device, then unmask()s.
+ * Everything is torn down when the device closes.
+ */
+import { EventEmitter, on } from 'node:events';
+import type { VfioPciDevice } from './device';
+import { VfioError, VfioStateError } from './errors';
+import { native, NativeEventfdWatcher, NativeFile } from './native';
+
+/** vfio-pci's IRQ indexes (VFIO_PCI_*_IRQ_INDEX). */
+export const IrqIndex = { INTX: 0, MSI: 1, MSIX: 2, ERR: 3, REQ: 4 } as const;
+export type IrqIndex = (typeof IrqIndex)[keyof typeof IrqIndex];
+const NUM_IRQ_INDEXES = 5;
+const INDEX_NAMES = ['INTx', 'MSI', 'MSI-X', 'ERR', 'REQ'];
+
+/** struct vfio_irq_info flags. */
+export const VFIO_IRQ_INFO_EVENTFD = 1 << 0;
+export const VFIO_IRQ_INFO_MASKABLE = 1 << 1;
+export const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
+export const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
+
+/** struct vfio_irq_set flags: one data type, one action. */
+export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
+export const VFIO_IRQ_SET_DATA_BOOL = 1 << 1;
+export const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
+export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
+export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
+export const VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
+
+const SET_IRQS = 'ioctl(VFIO_DEVICE_SET_IRQS)';
+
+export interface IrqInfo {
+  index: number;
+  /** Vectors (interrupts) the index offers; 0 when the device lacks it. */
+  count: number;
+  flags: number;
+  eventfd: boolean;
+  maskable: boolean;
+  /** The kernel masks the interrupt when it fires (INTx): unmask() after handling it. */
+  automasked: boolean;
+  /** MSI-X only: vectors can be added while enabled (dynamic MSI-X); else disable and enable anew. */
+  resizable: boolean;
+}
+
+export type IrqMode = 'none' | 'intx' | 'msi' | 'msix';
+const MODE_INDEX: Record<Exclude<IrqMode, 'none'>, IrqIndex> = { intx: IrqIndex.INTX, msi: IrqIndex.MSI, msix: IrqIndex.MSIX };
+
+export interface IrqWaitOptions {
+  signal?: AbortSignal;
+  /** Give up after this long with a VfioStateError 'ETIMEDOUT'. */
+  timeoutMs?: number;
+}
+
+/** What a vector asks of its controller. */
+interface VectorOwner {
+  readonly device: VfioPciDevice;
+  unmask(vector: IrqVector): void;
+  mask(vector: IrqVector): void;
+  trigger(vectors: number | Iterable<number>): void;
+}
+
+function checkInteger(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, not ${value === null ? 'null' : typeof value}`);
+  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer in ${min}..${max}, not ${value}`);
+  return value;
+}
+
+/**
+ * One interrupt vector: its own eventfd, watched on the event loop.
+ * Events: 'interrupt' (count: how many times it fired since the last event;
+ * more than 1 when interrupts came faster than the loop turned), 'error'
+ * (reading the eventfd failed), 'close' (torn down). While 'interrupt' has
+ * listeners the vector keeps the event loop alive.
+ */
+export class IrqVector extends EventEmitter {
+  /** Every interrupt counted on this vector so far. */
+  count = 0;
+  private readonly eventfd: NativeFile;
+  private readonly watcher: NativeEventfdWatcher;
+  private closed = false;
+
+  /** @internal */
+  constructor(private readonly owner: VectorOwner, readonly index: IrqIndex, readonly vector: number) {
+    super();
+    this.eventfd = native.NativeFile.eventfd();
+    try {
+      this.watcher = new native.EventfdWatcher(this.eventfd, (n, err) => this.signalled(n, err));
+    } catch (err) {
+      this.eventfd.close();
+      throw err;
+    }
+    this.watcher.unref();
+    this.on('newListener', (event: string | symbol) => {
+      if (event === 'interrupt' && !this.closed) this.watcher.ref();
+    });
+    this.on('removeListener', (event: string | symbol) => {
+      if (event === 'interrupt' && !this.closed && this.listenerCount('interrupt') === 0) this.watcher.unref();
+    });
+  }
+
+  /** e.g. 'MSI-X vector 3 of 0000:00:05.0' */
+  get name(): string {
+    return `${INDEX_NAMES[this.index]} vector ${this.vector} of ${this.owner.device.bdf}`;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** INTx: the kernel masks the line each time it fires; unmask() once the device is quiet. */
+  get automasked(): boolean {
+    return this.index === IrqIndex.INTX;
+  }
+
+  /** @internal the eventfd handed to VFIO_DEVICE_SET_IRQS */
+  get file(): NativeFile {
+    return this.eventfd;
+  }
+
+  private signalled(n: number, err?: Error): void {
+    if (err) {
+      this.emit('error', err);
+      return;
+    }
+    this.count += n;
+    this.emit('interrupt', n);
+  }
+
+  /** INTx: lets the line interrupt again (VFIO_IRQ_SET_ACTION_UNMASK). Acknowledge the device first. */
+  unmask(): void {
+    this.owner.unmask(this.live());
+  }
+
+  /** INTx: masks the line (VFIO_IRQ_SET_ACTION_MASK). */
+  mask(): void {
+    this.owner.mask(this.live());
+  }
+
+  /** Signals this vector from the kernel, as if the device had (VFIO's loopback trigger). */
+  trigger(): void {
+    this.live();
+    this.owner.trigger(this.vector);
+  }
+
+  /** The next interrupt's count. Rejects on abort, on timeout, and when the vector is torn down. */
+  wait(options: IrqWaitOptions = {}): Promise<number> {
+    const { signal, timeoutMs } = options;
+    if (timeoutMs !== undefined) checkInteger(timeoutMs, 'timeoutMs', 0, 2 ** 31 - 1);
+    return new Promise((resolve, reject) => {
+      const settle = (fn: () => void): void => {
+        this.off('interrupt', onInterrupt);
+        this.off('close', onClose);
+        signal?.removeEventListener('abort', onAbort);
+        clearTimeout(timer);
+        fn();
+      };
+      const onInterrupt = (n: number): void => settle(() => resolve(n));
+      const onClose = (): void => settle(() => reject(new VfioStateError(`${this.name} was torn down`, 'ERR_VFIO_CLOSED')));
+      const onAbort = (): void => settle(() => reject(signal!.reason));
+      const timer = timeoutMs === undefined ? undefined
+        : setTimeout(() => settle(() => reject(new VfioStateError(`no interrupt on ${this.name} within ${timeoutMs} ms`, 'ETIMEDOUT'))), timeoutMs);
+      if (this.closed) return onClose();
+      if (signal?.aborted) return onAbort();
+      this.on('interrupt', onInterrupt);
+      this.once('close', onClose);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * The interrupts as an async iterator of counts, buffered from this call
+   * on (none is missed while the consumer is busy). It ends when the vector
+   * is torn down and throws an AbortError when `signal` aborts.
+   */
+  events(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<number> {
+    const source = on(this, 'interrupt', { signal: options.signal, close: ['close'] }) as AsyncIterableIterator<unknown[]>;
+    if (this.closed) void source.return?.();
+    const done = { done: true, value: undefined } as IteratorReturnResult<undefined>;
+    const iterator: AsyncIterableIterator<number> = {
+      next: async () => {
+        const r = await source.next();
+        return r.done ? done : { done: false, value: r.value[0] as number };
+      },
+      return: async () => {
+        await source.return?.();
+        return done;
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<number> {
+    return this.events();
+  }
+
+  private live(): this {
+    if (this.closed) throw new VfioStateError(`${this.name} was torn down`, 'ERR_VFIO_CLOSED');
+    return this;
+  }
+
+  /**
+   * @internal Stops watching and closes the eventfd (after the kernel let go
+   * of it). What the eventfd still held is delivered, then 'close', both on
+   * the next tick.
+   */
+  dispose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const rest = this.watcher.close();
+    this.eventfd.close();
+    if (rest > 0) this.count += rest;
+    process.nextTick(() => {
+      if (rest > 0) this.emit('interrupt', rest);
+      this.emit('close');
+    });
+  }
+}
+
+/**
+ * A device's interrupts: info about each IRQ index, and one interrupt mode
+ * at a time (INTx, MSI or MSI-X) with its vectors. Get it as
+ * `device.interrupts`; it is torn down with the device, and by close().
+ */
+export class DeviceInterrupts implements VectorOwner, Disposable {
+  private currentMode: IrqMode = 'none';
+  private readonly armed = new Map<number, IrqVector>();
+  /** Vectors the kernel allocated when the mode was enabled. */
+  private allocated = 0;
+  private closed = false;
+  private readonly onDeviceClose = (): void => this.close();
+
+  constructor(readonly device: VfioPciDevice) {
+    if (device.isClosed) throw new VfioStateError(`device ${device.bdf} is closed`, 'ERR_VFIO_CLOSED');
+    device.once('close', this.onDeviceClose);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** The interrupt mode the device is in. */
+  get mode(): IrqMode {
+    return this.currentMode;
+  }
+
+  /** The live vectors, by vector number. */
+  get vectors(): IrqVector[] {
+    return [...this.armed.values()].sort((a, b) => a.vector - b.vector);
+  }
+
+  vector(n: number): IrqVector | undefined {
+    return this.armed.get(n);
+  }
+
+  /** VFIO_DEVICE_GET_IRQ_INFO for an IRQ index (IrqIndex.INTX, MSI, MSIX, ERR, REQ). */
+  info(index: number): IrqInfo {
+    checkInteger(index, 'index', 0, NUM_IRQ_INDEXES - 1);
+    const { count, flags } = this.live().irqInfo(index);
+    return {
+      index, count, flags,
+      eventfd: (flags & VFIO_IRQ_INFO_EVENTFD) !== 0,
+      maskable: (flags & VFIO_IRQ_INFO_MASKABLE) !== 0,
+      automasked: (flags & VFIO_IRQ_INFO_AUTOMASKED) !== 0,
+      resizable: index === IrqIndex.MSIX && (flags & VFIO_IRQ_INFO_NORESIZE) === 0,
+    };
+  }
+
+  /** INTx with an eventfd. Automasked: handle, acknowledge the device, then vector.unmask(). */
+  enableIntx(): IrqVector {
+    return this.enable('intx', 1)[0];
+  }
+
+  /** MSI with n vectors (1..info(IrqIndex.MSI).count). */
+  enableMsi(n = 1): IrqVector[] {
+    return this.enable('msi', n);
+  }
+
+  /** MSI-X with n vectors (1..info(IrqIndex.MSIX).count). */
+  enableMsix(n: number): IrqVector[] {
+    return this.enable('msix', n);
+  }
+
+  private enable(mode: Exclude<IrqMode, 'none'>, n: number): IrqVector[] {
+    const index = MODE_INDEX[mode];
+    const what = `${INDEX_NAMES[index]} vectors`;
+    checkInteger(n, what, 1, 2 ** 32 - 1);
+    const { count } = this.info(index);
+    if (count === 0) throw new RangeError(`${this.device.bdf} has no ${INDEX_NAMES[index]}`);
+    checkInteger(n, what, 1, count);
+    if (this.currentMode !== 'none') {
+      throw new VfioStateError(`${this.device.bdf} is in ${INDEX_NAMES[MODE_INDEX[this.currentMode]]} mode: disable() it first`, 'ERR_VFIO_IRQ_BUSY');
+    }
+    const vectors: IrqVector[] = [];
+    try {
+      for (let i = 0; i < n; i++) vectors.push(new IrqVector(this, index, i));
+      const got = this.setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index, 0, n, vectors.map((v) => v.file));
+      if (got > 0) {
+        throw new VfioError(`ENOSPC: ${this.device.bdf} got ${got} of the ${n} ${INDEX_NAMES[index]} vectors asked for, ${SET_IRQS}`, {
+          code: 'ENOSPC', errno: -28, syscall: SET_IRQS,
+        });
+      }
+    } catch (err) {
+      for (const v of vectors) v.dispose();
+      throw err;
+    }
+    this.currentMode = mode;
+    this.allocated = n;
+    for (const v of vectors) this.armed.set(v.vector, v);
+    return vectors;
+  }
+
+  /**
+   * Changes one vector of the enabled mode: a fresh eventfd (and IrqVector)
+   * for vector `n`, or, with null, none (the kernel frees its handler). The
+   * vector it replaces is torn down; the others are untouched. Without
+   * dynamic MSI-X (`info().resizable`), n must be below the count enabled.
+   */
+  setVector(n: number): IrqVector;
+  setVector(n: number, value: null): undefined;
+  setVector(n: number, value?: null): IrqVector | undefined {
+    const index = this.modeIndex('setVector');
+    const info = this.info(index);
+    const limit = info.resizable ? info.count : this.allocated;
+    checkInteger(n, 'vector', 0, 2 ** 32 - 1);
+    if (n >= limit) {
+      throw new RangeError(`${INDEX_NAMES[index]} of ${this.device.bdf} has ${limit} vectors${info.resizable ? '' : ' enabled and cannot grow (VFIO_IRQ_INFO_NORESIZE): disable and enable more'}; ${n} is out of range`);
+    }
+    const fresh = value === null ? undefined : new IrqVector(this, index, n);
+    try {
+      this.setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index, n, 1, [fresh?.file ?? null]);
+    } catch (err) {
+      fresh?.dispose();
+      throw err;
+    }
+    this.armed.get(n)?.dispose();
+    this.armed.delete(n);
+    if (fresh) this.armed.set(n, fresh);
+    return fresh;
+  }
+
+  /** Signals vectors from the kernel without the device (VFIO's loopback trigger), one ioctl for all. */
+  trigger(vectors: number | Iterable<number>): void {
+    const index = this.modeIndex('trigger');
+    const list = typeof vectors === 'number' ? [vectors] : [...vectors];
+    if (list.length === 0) return;
+    for (const v of list) {
+      checkInteger(v, 'vector', 0, 2 ** 32 - 1);
+      if (!this.armed.has(v)) throw new RangeError(`${INDEX_NAMES[index]} vector ${v} of ${this.device.bdf} is not armed`);
+    }
+    const start = Math.min(...list);
+    const fire = new Array<boolean>(Math.max(...list) - start + 1).fill(false);
+    for (const v of list) fire[v - start] = true;
+    this.setIrqs(VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER, index, start, fire.length, fire);
+  }
+
+  /** @internal */
+  unmask(vector: IrqVector): void {
+    this.intxAction(vector, VFIO_IRQ_SET_ACTION_UNMASK, 'unmask');
+  }
+
+  /** @internal */
+  mask(vector: IrqVector): void {
+    this.intxAction(vector, VFIO_IRQ_SET_ACTION_MASK, 'mask');
+  }
+
+  private intxAction(vector: IrqVector, action: number, what: string): void {
+    if (vector.index !== IrqIndex.INTX) {
+      throw new VfioStateError(`${what}() is for INTx: ${vector.name} is not masked by the kernel`, 'ERR_VFIO_IRQ_MODE');
+    }
+    this.setIrqs(VFIO_IRQ_SET_DATA_NONE | action, IrqIndex.INTX, 0, 1);
+  }
+
+  /**
+   * Disables the enabled mode (VFIO_IRQ_SET_DATA_NONE | ACTION_TRIGGER with
+   * count 0) and tears its vectors down, even when the kernel refused.
+   */
+  disable(): void {
+    if (this.currentMode === 'none') return;
+    const index = MODE_INDEX[this.currentMode];
+    try {
+      if (!this.device.isClosed) this.setIrqs(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, index, 0, 0);
+    } finally {
+      for (const v of this.armed.values()) v.dispose();
+      this.armed.clear();
+      this.currentMode = 'none';
+      this.allocated = 0;
+    }
+  }
+
+  /** Disables interrupts and lets go of the device. Idempotent; the device's close does it too. */
+  close(): void {
+    if (this.closed) return;
+    try {
+      this.disable();
+    } finally {
+      this.closed = true;
+      this.device.off('close', this.onDeviceClose);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  private live(): VfioPciDevice {
+    if (this.closed) throw new VfioStateError(`the interrupts of ${this.device.bdf} are closed`, 'ERR_VFIO_CLOSED');
+    return this.device;
+  }
+
+  private modeIndex(what: string): IrqIndex {
+    this.live();
+    if (this.currentMode === 'none') throw new VfioStateError(`${what}(): no interrupt mode is enabled on ${this.device.bdf}`, 'ERR_VFIO_IRQ_MODE');
+    return MODE_INDEX[this.currentMode];
+  }
+
+  private setIrqs(flags: number, index: number, start: number, count: number, data?: (NativeFile | null | boolean)[]): number {
+    return this.live().native.setIrqs(flags, index, start, count, data);
+  }
+}
