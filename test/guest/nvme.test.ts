@@ -16,8 +16,9 @@ import { PhysList } from '../../lib/phys-list';
 import { NVME_IMAGE_SIZE, NVME_SERIAL } from '../../lib/vm/devices';
 import { BDF, forEachBackend, pattern } from '../support/guest';
 import { NVME_BLOCK, nvmeBlock } from '../support/witness';
+import { buildPrps, prpEntries } from '../../lib/drivers/nvme/prp';
 
-const MODES: NvmeCompletionMode[] = ['polled'];
+const MODES: NvmeCompletionMode[] = ['polled', 'interrupt'];
 const BLOCKS_4K = NVME_IMAGE_SIZE / NVME_BLOCK;
 /** The last 1 MiB is written by these tests; the host's pattern is trusted below it. */
 const OWNED_FIRST = BLOCKS_4K - 256;
@@ -95,6 +96,8 @@ forEachBackend('NVMe driver', (backend) => {
         assert.equal(ns.bytes, BigInt(NVME_IMAGE_SIZE));
         assert.equal(nvme.queues.length, 1);
         assert.equal(nvme.queues[0].mode.kind, mode);
+        assert.equal(nvme.interruptVectors.length, mode === 'interrupt' ? 2 : 0, 'MSI-X: the admin queue\'s vector and one I/O vector');
+        assert.equal(nvme.queues[0].mode.vector, mode === 'interrupt' ? 1 : undefined);
       });
 
       it('reads back the pattern the host wrote into the image before boot', async () => {
@@ -163,6 +166,7 @@ forEachBackend('NVMe driver', (backend) => {
         const total = 1000;
         using m = mapped(depth * NVME_BLOCK);
         const before = nvme.queues[0].stats.peakInFlight;
+        const interruptsBefore = nvme.interruptVectors[1]?.count ?? 0;
         let issued = 0;
         let x = 12345 + cell;
         const random = (): number => {
@@ -183,8 +187,11 @@ forEachBackend('NVMe driver', (backend) => {
         await Promise.all(Array.from({ length: depth }, (_, i) => lane(i)));
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         const iops = Math.round(total / seconds);
-        console.log(`      [${backend}, ${mode}] ${total} x 4 KiB random reads at QD${depth}: ${iops} IOPS (${(seconds * 1000).toFixed(0)} ms)`);
+        const interrupts = (nvme.interruptVectors[1]?.count ?? 0) - interruptsBefore;
+        console.log(`      [${backend}, ${mode}] ${total} x 4 KiB random reads at QD${depth}: ${iops} IOPS (${(seconds * 1000).toFixed(0)} ms${mode === 'interrupt' ? `, ${interrupts} interrupts` : ''})`);
         assert.ok(nvme.queues[0].stats.peakInFlight >= depth || before >= depth, `peak in flight ${nvme.queues[0].stats.peakInFlight}`);
+        if (mode === 'interrupt') assert.ok(interrupts > 0, 'the I/O queue\'s MSI-X vector fired');
+        else assert.equal(nvme.interruptVectors.length, 0);
       });
 
       it('an error completion is an NvmeStatusError with the status code type and code', async () => {
@@ -244,4 +251,36 @@ forEachBackend('NVMe driver', (backend) => {
       });
     });
   }
+});
+
+describe('NVMe PRP lists', () => {
+  const PAGE = 4096;
+  function area(pages: number): { iova: bigint; view: DataView; offset: number; pages: number } {
+    return { iova: 0x100000n, view: new DataView(new ArrayBuffer(pages * PAGE + 64)), offset: 64, pages };
+  }
+
+  it('one page: PRP1 only; two pages: PRP2 is the second page', () => {
+    assert.deepEqual(buildPrps([{ iova: 0x5000n, length: 4096 }], PAGE, area(1)), { prp1: 0x5000n, prp2: 0n });
+    assert.deepEqual(buildPrps([{ iova: 0x5200n, length: 4096 }], PAGE, area(1)), { prp1: 0x5200n, prp2: 0x6000n });
+  });
+
+  it('a transfer past two pages points PRP2 at a list; past 512 entries the list chains to its next page', () => {
+    const a = area(2);
+    const pages = 600;
+    const { prp1, prp2 } = buildPrps([{ iova: 0x10000000n, length: pages * PAGE }], PAGE, a);
+    assert.equal(prp1, 0x10000000n);
+    assert.equal(prp2, a.iova);
+    const entry = (i: number): bigint => a.view.getBigUint64(a.offset + 8 * i, true);
+    for (let i = 0; i < 511; i++) assert.equal(entry(i), 0x10000000n + BigInt((i + 1) * PAGE));
+    assert.equal(entry(511), a.iova + BigInt(PAGE), 'the first list page\'s last entry points to the second');
+    for (let i = 512; i < pages; i++) assert.equal(entry(i), 0x10000000n + BigInt(i * PAGE));
+  });
+
+  it('refuses what PRPs cannot express, and more list pages than a command has', () => {
+    assert.throws(() => prpEntries([{ iova: 0x1002n, length: 8 }], PAGE), /dword aligned/);
+    assert.throws(() => prpEntries([{ iova: 0x1000n, length: 100 }, { iova: 0x9000n, length: 4096 }], PAGE), /segment 0 ends .* inside a page/);
+    assert.throws(() => prpEntries([{ iova: 0x1000n, length: 4096 }, { iova: 0x9010n, length: 4096 }], PAGE), /segment 1 starts .* inside a page/);
+    assert.deepEqual(prpEntries([{ iova: 0x1800n, length: 2048 }, { iova: 0x9000n, length: 5000 }], PAGE), [0x1800n, 0x9000n, 0xa000n]);
+    assert.throws(() => buildPrps([{ iova: 0n, length: 600 * PAGE }], PAGE, area(1)), /needs 600 PRP entries \(2 list pages\); this queue has 1 per command/);
+  });
 });

@@ -26,6 +26,8 @@ export interface CompletionMode {
   attach(queue: Reaper): void;
   /** Commands were submitted: completions will follow. */
   kick(): void;
+  /** No command is awaited any more (they timed out or failed). */
+  idle(): void;
   detach(): void;
 }
 
@@ -64,6 +66,10 @@ export class PolledCompletions implements CompletionMode {
     else this.scheduled = false;
   };
 
+  idle(): void {
+    // the loop stops by itself once nothing is awaited
+  }
+
   detach(): void {
     this.queue = undefined;
   }
@@ -75,26 +81,46 @@ export interface InterruptSource {
   off(event: 'interrupt', listener: () => void): unknown;
 }
 
+/**
+ * Listens to its vector only while commands are awaited, so that an idle
+ * controller does not keep the event loop alive; a completion that comes
+ * while nobody listens is reaped with the next one.
+ */
 export class InterruptCompletions implements CompletionMode {
   readonly kind = 'interrupt';
   private queue?: Reaper;
+  private listening = false;
   private readonly onInterrupt = (): void => {
-    this.queue?.reap();
+    const q = this.queue;
+    if (!q) return;
+    q.reap();
+    if (q.awaited === 0) this.stopListening();
   };
 
   constructor(readonly vector: number, private readonly source: InterruptSource) {}
 
   attach(queue: Reaper): void {
     this.queue = queue;
-    this.source.on('interrupt', this.onInterrupt);
   }
 
   kick(): void {
-    // the controller signals the vector when it posts completions
+    if (this.listening || !this.queue) return;
+    this.source.on('interrupt', this.onInterrupt);
+    this.listening = true;
+  }
+
+  idle(): void {
+    this.stopListening();
+  }
+
+  private stopListening(): void {
+    if (!this.listening) return;
+    this.source.off('interrupt', this.onInterrupt);
+    this.listening = false;
   }
 
   detach(): void {
-    this.source.off('interrupt', this.onInterrupt);
+    this.stopListening();
     this.queue = undefined;
   }
 }

@@ -19,10 +19,11 @@
 import { AddressSpace } from '../../address-space';
 import { VfioPciDevice } from '../../device';
 import { VfioStateError } from '../../errors';
+import { IrqIndex, IrqVector } from '../../interrupts';
 import { DmaBuffer, PAGE_SIZE } from '../../memory';
 import * as cmds from './commands';
 import { Completion } from './completion';
-import { CompletionMode, PolledCompletions } from './completion-modes';
+import { CompletionMode, InterruptCompletions, PolledCompletions } from './completion-modes';
 import { NvmeError } from './errors';
 import { ControllerIdentity, parseControllerIdentity, parseNamespaceIdentity, parseNamespaceList } from './identify';
 import { IoOptions, NamespaceHost, NvmeNamespace } from './namespace';
@@ -70,6 +71,7 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
   private identity_?: ControllerIdentity;
   private namespaces_ = new Map<number, NvmeNamespace>();
   private maxTransfer = 0;
+  private vectors: IrqVector[] = [];
 
   /** Use NvmeController.open(); the device must be an NVMe controller opened in `space`. */
   constructor(readonly space: AddressSpace, readonly device: VfioPciDevice, options: NvmeControllerOptions = {}) {
@@ -169,9 +171,15 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     }
   }
 
+  /** The MSI-X vectors in interrupt mode (vector N serves queue N), with their counts. */
+  get interruptVectors(): readonly IrqVector[] {
+    return this.vectors;
+  }
+
   /** Steps 1-5 above. */
   private async start(): Promise<void> {
     this.device.setBusMaster(true);
+    if (this.mode === 'interrupt' && this.vectors.length === 0) this.enableMsix();
     await this.disable();
     const o = this.options;
     this.admin ??= this.queuePair(0, Math.min(o.adminQueueEntries, this.registers.cap.maxQueueEntries, 4096), 1);
@@ -216,11 +224,19 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     });
   }
 
-  private completionMode(_qid: number): CompletionMode {
-    if (this.mode === 'interrupt') {
-      throw new VfioStateError('interrupt mode needs MSI-X support (lib/interrupts), which this build does not have yet: use mode \'polled\'', 'ERR_NVME_UNSUPPORTED');
-    }
-    return new PolledCompletions(this.options.pollIntervalMs);
+  /** One MSI-X vector for the admin queue and one per I/O queue asked for, as far as the device has them. */
+  private enableMsix(): void {
+    const irqs = this.device.interrupts;
+    const available = irqs.info(IrqIndex.MSIX).count;
+    if (available === 0) throw new VfioStateError(`${this.device.bdf} offers no MSI-X: use mode 'polled'`, 'ERR_NVME_UNSUPPORTED');
+    this.vectors = irqs.enableMsix(Math.min(available, 1 + this.options.ioQueues));
+  }
+
+  /** Queue N completes on vector N (queues share vectors when the device has fewer). */
+  private completionMode(qid: number): CompletionMode {
+    if (this.mode === 'polled') return new PolledCompletions(this.options.pollIntervalMs);
+    const v = this.vectors[qid % this.vectors.length];
+    return new InterruptCompletions(v.vector, v);
   }
 
   /** CSTS.CFS, checked by the queues' watchdogs: on the first sight, every pending command fails. */
@@ -328,7 +344,8 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
       for (const q of this.queuesAll()) q.close();
       this.ioQueues = [];
       this.admin = undefined;
-      this.device.close();
+      this.vectors = [];
+      this.device.close(); // and its interrupts
     }
   }
 

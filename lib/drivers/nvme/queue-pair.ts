@@ -265,7 +265,10 @@ export class QueuePair implements Reaper {
         w.reject(this.timeout(w));
       }
     }
-    if (this.awaited === 0) this.disarmWatchdog();
+    if (this.awaited === 0) {
+      this.disarmWatchdog();
+      this.mode.idle();
+    }
   };
 
   private timeout(w: Waiter, cid?: number): NvmeError {
@@ -291,6 +294,7 @@ export class QueuePair implements Reaper {
     this.backlog = [];
     for (const w of waiting) w.reject(withContext(error, this.context(w.cmd)));
     this.disarmWatchdog();
+    this.mode.idle();
   }
 
   /**
