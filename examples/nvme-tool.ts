@@ -16,6 +16,9 @@
 import * as fs from 'node:fs';
 import { AddressSpace, BackendChoice, DmaBuffer, NvmeCompletionMode, NvmeController, NvmeNamespace } from '../lib';
 
+/** A mistake in the command line: printed as its message alone. */
+class UsageError extends Error {}
+
 interface Args {
   command: string;
   positional: string[];
@@ -33,13 +36,13 @@ function parse(argv: string[]): Args {
     else positional.push(argv[i]);
   }
   const command = positional.shift();
-  if (!command) throw new Error(USAGE);
+  if (!command) throw new UsageError(USAGE);
   return { command, positional, flags };
 }
 
 function intArg(value: string | undefined, name: string): number {
   const n = Number(value);
-  if (value === undefined || !Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, not ${value ?? 'missing'}\n${USAGE}`);
+  if (value === undefined || !Number.isSafeInteger(n) || n < 0) throw new UsageError(`${name} must be a non-negative integer, not ${value ?? 'missing'}\n${USAGE}`);
   return n;
 }
 
@@ -155,7 +158,7 @@ async function main(): Promise<void> {
         try {
           const ns = nvme.namespace(nsid);
           const n = blocks ?? Math.max(1, 4096 / ns.blockSize);
-          await bench(space, ns, qd, Math.min(200, count), n); // warm-up
+          await bench(space, ns, qd, Math.min(1000, count), n); // warm-up: the JIT's fresh code is new code for an emulating guest too
           const iops = await bench(space, ns, qd, count, n);
           results.get(mode)!.push(iops);
           console.log(`round ${r + 1} ${mode}: ${count} random reads of ${n * ns.blockSize} B at QD${qd} (${space.kind}): ${Math.round(iops)} IOPS`);
@@ -180,7 +183,7 @@ async function main(): Promise<void> {
       await read(space, ns, BigInt(intArg(a.positional[0], 'LBA')), intArg(a.positional[1] ?? '1', 'COUNT'), a.flags.get('out'));
       break;
     case 'write':
-      if (!a.positional[1]) throw new Error(USAGE);
+      if (!a.positional[1]) throw new UsageError(USAGE);
       await write(space, ns, BigInt(intArg(a.positional[0], 'LBA')), a.positional[1]);
       break;
     case 'flush':
@@ -188,11 +191,15 @@ async function main(): Promise<void> {
       console.log(`namespace ${ns.nsid} flushed`);
       break;
     default:
-      throw new Error(`unknown command '${a.command}'\n${USAGE}`);
+      throw new UsageError(`unknown command '${a.command}'\n${USAGE}`);
   }
 }
 
 main().catch((err) => {
-  console.error(err instanceof Error && err.message.startsWith('usage') ? err.message : err);
+  // usage mistakes and the driver's own errors (they carry a code) say enough in their message
+  const code = (err as { code?: unknown }).code;
+  if (err instanceof UsageError) console.error(err.message);
+  else if (err instanceof Error && typeof code === 'string') console.error(`nvme-tool: ${err.message} [${code}]`);
+  else console.error(err);
   process.exitCode = 1;
 });

@@ -212,6 +212,10 @@ forEachBackend('NVMe driver', (backend) => {
         await assert.rejects(nvme.io({ name: 'Vendor 7Fh', opcode: 0x7f, nsid: 1 }), {
           name: 'NvmeStatusError', statusCodeType: 0, statusCode: 0x01, message: /Invalid Command Opcode/,
         });
+        // segments PRPs cannot express are refused before the controller sees them
+        await assert.rejects(ns.read(0, 2 * per4k, [{ iova: m.mapping.iova, length: 100 }, { iova: m.mapping.iova + 4096n, length: 2 * NVME_BLOCK - 100 }]), {
+          name: 'RangeError', message: /segment 0 ends at IOVA 0x[0-9a-f]+, inside a page/,
+        });
         // the queue goes on
         await ns.read(0, per4k, m.mapping);
         assertHostPattern(m.buffer.bytes.subarray(0, NVME_BLOCK), 0, 'after errors');

@@ -73,8 +73,7 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
   private maxTransfer = 0;
   private vectors: IrqVector[] = [];
 
-  /** Use NvmeController.open(); the device must be an NVMe controller opened in `space`. */
-  constructor(readonly space: AddressSpace, readonly device: VfioPciDevice, options: NvmeControllerOptions = {}) {
+  private constructor(readonly space: AddressSpace, readonly device: VfioPciDevice, options: NvmeControllerOptions = {}) {
     if (device.pci.classCode !== NVME_CLASS_CODE) {
       throw new VfioStateError(`${device.bdf} has class code ${device.pci.classCode.toString(16).padStart(6, '0')}, not an NVMe controller (010802)`, 'ERR_VFIO_WRONG_DEVICE');
     }

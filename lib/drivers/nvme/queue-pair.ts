@@ -151,6 +151,10 @@ export class QueuePair implements Reaper {
         return;
       }
       const timeoutMs = options.timeoutMs ?? this.o.defaultTimeoutMs;
+      if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
+        reject(new RangeError(`timeoutMs must be a non-negative number of milliseconds, not ${timeoutMs}`));
+        return;
+      }
       const waiter: Waiter = { cmd, resolve, reject, timeoutMs, deadline: Date.now() + timeoutMs };
       this.stats.submitted++;
       const slot = this.free.pop();
@@ -170,8 +174,8 @@ export class QueuePair implements Reaper {
     try {
       prp = w.cmd.data ? buildPrps(w.cmd.data, this.o.pageSize, slot.prp) : { prp1: w.cmd.prp1 ?? 0n, prp2: 0n };
     } catch (err) {
-      this.free.push(slot);
-      w.reject(err as Error);
+      w.reject(err as Error); // a data pointer PRPs cannot express: the slot goes on to the next command
+      this.release(slot);
       return;
     }
     encodeCommand(this.view, this.sqTail * SQ_ENTRY_SIZE, w.cmd, slot.cid, prp.prp1, prp.prp2);
