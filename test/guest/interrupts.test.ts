@@ -335,6 +335,7 @@ forEachBackend('interrupts', (backend) => {
     const nirqs = nvme.interrupts;
     const info = nirqs.info(IrqIndex.MSIX);
     nirqs.enableMsix(2);
+    console.log(`      MSI-X of nvme [${backend}]: ${info.resizable ? 'dynamic (grows while enabled)' : 'VFIO_IRQ_INFO_NORESIZE'}`);
     if (!info.resizable) {
       assert.throws(() => nirqs.setVector(5), { name: 'RangeError', message: /cannot grow/ });
       return;
