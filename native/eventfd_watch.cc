@@ -89,7 +89,7 @@ void EventfdWatcher::Deliver(int status) {
   Napi::HandleScope scope(env);
   uint64_t count = 0;
   int err = status < 0 ? -status : 0;
-  const char* syscall = "epoll_wait";
+  const char* syscall = "uv_poll";  // libuv reported the error
   if (err == 0) {
     ssize_t n;
     do {
