@@ -122,15 +122,15 @@ export function asyncEventRequest(): NvmeCommand {
   return { name: 'Asynchronous Event Request', opcode: AdminOpcode.ASYNC_EVENT_REQUEST };
 }
 
+/** CDW10-12 of the commands that address a block range: starting LBA (64 bits), NLB (0's based). */
+function blockRange(lba: bigint, blocks: number): Pick<NvmeCommand, 'cdw10' | 'cdw11' | 'cdw12'> {
+  return { cdw10: Number(lba & 0xffffffffn), cdw11: Number(lba >> 32n), cdw12: (blocks - 1) & 0xffff };
+}
+
 /** Read or Write of `blocks` logical blocks from `lba`. */
 export function readWrite(opcode: typeof IoOpcode.READ | typeof IoOpcode.WRITE, nsid: number, lba: bigint, blocks: number, data: readonly IoSegment[], fua = false): NvmeCommand {
-  return {
-    name: opcode === IoOpcode.READ ? 'Read' : 'Write',
-    opcode, nsid, data,
-    cdw10: Number(lba & 0xffffffffn),
-    cdw11: Number(lba >> 32n),
-    cdw12: ((blocks - 1) & 0xffff) | (fua ? RW_FUA : 0), // NLB is 0's based
-  };
+  const range = blockRange(lba, blocks);
+  return { name: opcode === IoOpcode.READ ? 'Read' : 'Write', opcode, nsid, data, ...range, cdw12: range.cdw12! | (fua ? RW_FUA : 0) };
 }
 
 export function flush(nsid: number): NvmeCommand {
@@ -139,5 +139,5 @@ export function flush(nsid: number): NvmeCommand {
 
 /** Write Zeroes of `blocks` logical blocks from `lba` (no data moves). */
 export function writeZeroes(nsid: number, lba: bigint, blocks: number): NvmeCommand {
-  return { name: 'Write Zeroes', opcode: IoOpcode.WRITE_ZEROES, nsid, cdw10: Number(lba & 0xffffffffn), cdw11: Number(lba >> 32n), cdw12: (blocks - 1) & 0xffff };
+  return { name: 'Write Zeroes', opcode: IoOpcode.WRITE_ZEROES, nsid, ...blockRange(lba, blocks) };
 }

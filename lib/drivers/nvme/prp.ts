@@ -31,8 +31,10 @@ export type DataPointer =
 /** The first `byteLength` bytes of `data` as segments; RangeError when it holds fewer. */
 export function segmentsOf(data: DataPointer, byteLength: number): IoSegment[] {
   if (Array.isArray(data)) return take(data as readonly IoSegment[], byteLength);
-  const { mapping, offset } = data instanceof DmaMapping ? { mapping: data, offset: 0n } : { mapping: (data as { mapping: DmaMapping }).mapping, offset: toBigInt((data as { offset?: number | bigint }).offset ?? 0, 'offset') };
+  const slice = data instanceof DmaMapping ? { mapping: data } : data as { mapping: DmaMapping; offset?: number | bigint };
+  const { mapping } = slice;
   if (!(mapping instanceof DmaMapping)) throw new TypeError('data must be a DmaMapping, { mapping, offset } or an array of { iova, length } segments');
+  const offset = toBigInt(slice.offset ?? 0, 'offset');
   if (!mapping.active) throw new RangeError('the DmaMapping is unmapped');
   if (offset + BigInt(byteLength) > mapping.length) {
     throw new RangeError(`the transfer needs ${byteLength} bytes at offset ${offset} of a ${mapping.length}-byte mapping`);
