@@ -156,8 +156,24 @@ forEachBackend('NVMe driver', (backend) => {
         // and the neighbours are untouched
         assert.ok(readImage((ownedBlock + blocks) * NVME_BLOCK, NVME_BLOCK).equals(nvmeBlock(ownedBlock + blocks)));
         m.buffer.bytes.fill(0);
-        await ns.read(lbaOf(ownedBlock), blocks * per4k, m.mapping);
+        await ns.read(lbaOf(ownedBlock), blocks * per4k, m.mapping, { fua: true });
         assert.deepEqual(m.buffer.bytes, data);
+      });
+
+      it('Write with FUA and Write Zeroes reach the image too', async () => {
+        const block = ownedBlock + 8;
+        using m = mapped(2 * NVME_BLOCK);
+        const data = pattern(2 * NVME_BLOCK, 2000 + cell);
+        m.buffer.bytes.set(data);
+        await ns.write(lbaOf(block), 2 * per4k, m.mapping, { fua: true });
+        assert.deepEqual(new Uint8Array(readImage(block * NVME_BLOCK, data.length)), data);
+        await ns.writeZeroes(lbaOf(block) + 1, per4k); // from the second logical block of the first 4 KiB
+        await ns.flush();
+        const image = readImage(block * NVME_BLOCK, data.length);
+        const zeroFrom = ns.blockSize;
+        assert.deepEqual(new Uint8Array(image.subarray(0, zeroFrom)), data.subarray(0, zeroFrom), 'the block before is kept');
+        assert.ok(image.subarray(zeroFrom, zeroFrom + NVME_BLOCK).every((b) => b === 0), 'zeroed');
+        assert.deepEqual(new Uint8Array(image.subarray(zeroFrom + NVME_BLOCK)), data.subarray(zeroFrom + NVME_BLOCK), 'the blocks after are kept');
       });
 
       it('1000 random 4 KiB reads at queue depth 32 all match the image', async function () {
@@ -252,6 +268,23 @@ forEachBackend('NVMe driver', (backend) => {
         assert.equal(nvme.adminQueue.inFlight, 0, 'the reset freed every identifier');
         await ns.read(lbaOf(9), per4k, m.mapping);
         assertHostPattern(m.buffer.bytes, 9, 'after reset');
+      });
+
+      it('opens anew with four I/O queue pairs, each with its own vector, and spreads commands over them', async () => {
+        await nvme.close();
+        nvme = await NvmeController.open(space, BDF.nvme, { mode, ioQueues: 4, queueEntries: 16 });
+        ns = nvme.namespace(1);
+        assert.deepEqual(nvme.queues.map((q) => [q.id, q.entries, q.mode.vector]), [1, 2, 3, 4].map((id) => [id, 16, mode === 'interrupt' ? id : undefined]));
+        using m = mapped(64 * NVME_BLOCK);
+        // 64 reads at once: 15 fit in each queue (16 entries), the rest wait for a free identifier
+        await Promise.all(Array.from({ length: 64 }, (_, i) => ns.read(lbaOf(i * 7), per4k, { mapping: m.mapping, offset: i * NVME_BLOCK })));
+        for (let i = 0; i < 64; i++) assertHostPattern(m.buffer.bytes.subarray(i * NVME_BLOCK, (i + 1) * NVME_BLOCK), i * 7, `read ${i}`);
+        for (const q of nvme.queues) {
+          assert.equal(q.stats.completed, 16, `queue ${q.id} completed its share`);
+          assert.ok(q.stats.peakInFlight <= 15, 'never more than entries - 1 in flight');
+        }
+        if (mode === 'interrupt') for (const v of nvme.interruptVectors.slice(1)) assert.ok(v.count > 0, `vector ${v.vector} fired`);
+        await assert.rejects(ns.read(0, per4k, m.mapping, { queue: 5 }), { name: 'RangeError', message: /I\/O queue 5 does not exist \(1\.\.4\)/ });
       });
     });
   }
