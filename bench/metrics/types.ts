@@ -1,0 +1,62 @@
+/**
+ * What a benchmark metric is: the addon's side (through the library's
+ * public API), the C program's side (a spec native-bench runs with the same
+ * system calls), an optional JavaScript-loop side, and the target the issue
+ * sets. Metrics whose subject has not landed are listed as pending.
+ */
+import type { AddressSpace, BackendKind, VfioPciDevice } from '../../lib';
+
+/** The addon's side of one metric, ready to run. */
+export interface Prepared {
+  /** One sample's work: `Metric.per` operations. */
+  run(): void;
+  close(): void;
+}
+
+export interface AddonPrepared extends Prepared {
+  /** Fields of the C spec only the addon's run can tell (the IOVA its allocator picked). */
+  cSpec: Record<string, string | number>;
+}
+
+export interface BenchContext {
+  space: AddressSpace;
+  device(bdf: string): VfioPciDevice;
+}
+
+export interface Target {
+  /** addon / C must be at most this. */
+  maxRatio: number;
+  /** The JavaScript loop must take at least this many times the addon's time. */
+  minSpeedupOverJsLoop?: number;
+}
+
+export interface Metric {
+  /** Unique, e.g. 'map.iommufd.4KiB'. */
+  id: string;
+  label: string;
+  backend: BackendKind;
+  /** PCI addresses to open and attach (both sides). */
+  devices: readonly string[];
+  target: Target;
+  /** Timed samples per round and side. */
+  samples: number;
+  /** Untimed runs before them. */
+  warmup: number;
+  /** Operations per sample (the results are per operation). */
+  per: number;
+  /** The C spec: op and its parameters (id, samples and warmup are added). */
+  cSpec: Record<string, string | number>;
+  addon(ctx: BenchContext): AddonPrepared;
+  /** The same work as a loop of single calls in JavaScript. */
+  jsLoop?(ctx: BenchContext): Prepared;
+}
+
+/** A metric that cannot be measured yet, and why. */
+export interface PendingMetric {
+  id: string;
+  label: string;
+  target: string;
+  pending: string;
+}
+
+export const BDF = { edu: '0000:00:03.0', ivshmem: '0000:00:04.0', nvme: '0000:00:05.0' } as const;

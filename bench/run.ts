@@ -1,0 +1,125 @@
+/**
+ * npm run bench: the addon against the same system calls in C, side by side
+ * in one guest run.
+ *
+ *   node dist/bench/run.js [--rounds N] [--quick] [--kernel custom|debian] [--out FILE]
+ *
+ * On the host it builds what it needs (native-bench; the addon if it was
+ * never built), boots the test guest with this script in it, then prints
+ * the table and writes the JSON (bench/results/latest.json by default). In
+ * the guest it measures.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runInGuest } from '../lib/vm/guest';
+import { PROJECT_ROOT } from '../lib/vm/paths';
+import { runGuestBench } from './guest';
+import { buildNativeBench } from './native-side';
+import { Report, Row, table, toRows } from './report';
+
+interface Options {
+  rounds: number;
+  scale: number;
+  kernel: 'custom' | 'debian';
+  out: string;
+  /** In the guest: where the rows go for the host. */
+  inGuest?: string;
+}
+
+function parse(argv: string[]): Options {
+  const o: Options = { rounds: 3, scale: 1, kernel: 'custom', out: path.join(PROJECT_ROOT, 'bench', 'results', 'latest.json') };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--rounds') o.rounds = Math.max(1, Number(argv[++i]) || 1);
+    else if (a === '--quick') { o.rounds = 2; o.scale = 0.25; }
+    else if (a === '--kernel') o.kernel = argv[++i] === 'debian' ? 'debian' : 'custom';
+    else if (a === '--out') o.out = path.resolve(argv[++i]);
+    else if (a === '--in-guest') o.inGuest = path.resolve(argv[++i]);
+    else throw new RangeError(`unknown argument ${a}`);
+  }
+  return o;
+}
+
+const log = (line: string): void => { process.stderr.write(`${line}\n`); };
+
+interface GuestOutput {
+  guestKernel: string;
+  node: string;
+  rows: Row[];
+}
+
+function measure(o: Options): GuestOutput {
+  buildNativeBench(log);
+  const warmupMs = o.scale < 1 ? { first: 500, later: 100 } : { first: 1500, later: 300 };
+  const rows = toRows(runGuestBench({ rounds: o.rounds, scale: o.scale, warmupMs, log }));
+  return { guestKernel: os.release(), node: process.version, rows };
+}
+
+function ensureAddon(): void {
+  if (fs.existsSync(path.join(PROJECT_ROOT, 'build', 'Release', 'vfio.node'))) return;
+  log('bench: building the addon (npm run install)');
+  execFileSync('npm', ['run', 'install'], { cwd: PROJECT_ROOT, stdio: 'inherit' });
+}
+
+function qemuVersion(): string {
+  try {
+    return execFileSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' }).split('\n')[0].replace(/^QEMU emulator version /, '');
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function measureInGuest(o: Options): Promise<GuestOutput> {
+  ensureAddon();
+  buildNativeBench(log);
+  const raw = path.join(PROJECT_ROOT, '.vm', 'bench', `guest-${process.pid}.json`);
+  fs.mkdirSync(path.dirname(raw), { recursive: true });
+  const args = ['--rounds', String(o.rounds), ...(o.scale !== 1 ? ['--quick'] : []), '--in-guest', raw];
+  const r = await runInGuest({
+    kernel: o.kernel, command: ['node', 'dist/bench/run.js', ...args],
+    timeoutMs: 15 * 60_000, log, onOutput: (t) => process.stderr.write(t),
+  });
+  if (r.failure || r.status !== 0 || !fs.existsSync(raw)) {
+    throw new Error(`the benchmark failed in the guest (status ${r.status})${r.failure ? `: ${r.failure}` : ''}`);
+  }
+  const out = JSON.parse(fs.readFileSync(raw, 'utf8')) as GuestOutput;
+  fs.rmSync(raw);
+  return out;
+}
+
+function report(o: Options, g: GuestOutput, accel: string): Report {
+  return {
+    date: new Date().toISOString().slice(0, 10),
+    machine: {
+      cores: os.cpus().length, guest: `${accel}, 2 vCPUs`, guestKernel: g.guestKernel,
+      qemu: qemuVersion(), node: g.node,
+    },
+    rounds: o.rounds,
+    unit: 'ns per operation',
+    metrics: g.rows,
+  };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const o = parse(argv);
+  const guest = process.env.NODE_VFIO_GUEST === '1';
+  if (guest && o.inGuest) {
+    fs.writeFileSync(o.inGuest, JSON.stringify(measure(o)));
+    return;
+  }
+  const g = guest ? measure(o) : await measureInGuest(o);
+  const accel = guest ? 'guest' : (process.env.NODE_VFIO_ACCEL === 'kvm' ? 'KVM' : 'TCG');
+  const r = report(o, g, accel);
+  fs.mkdirSync(path.dirname(o.out), { recursive: true });
+  fs.writeFileSync(o.out, `${JSON.stringify(r, null, 1)}\n`);
+  const m = r.machine;
+  process.stdout.write(`${table(r)}\n\n${m.cores} cores, ${m.guest}, guest kernel ${m.guestKernel}, QEMU ${m.qemu}, Node ${m.node}, ${r.date}; ` +
+    `medians of ${r.rounds} interleaved rounds; written to ${path.relative(process.cwd(), o.out)}\n`);
+}
+
+main(process.argv.slice(2)).catch((err: Error) => {
+  process.stderr.write(`bench: ${err.message}\n`);
+  process.exitCode = 1;
+});
