@@ -67,6 +67,15 @@ describe('guest harness', function () {
     assert.match(r.failure ?? '', /--- guest console \(tail\) ---/);
   });
 
+  it('boots again, once, when the guest dies before the command starts', async () => {
+    const lines: string[] = [];
+    const r = await runInGuest({ devices: [], log: (l) => lines.push(l), append: ['nodevfio.failfirstboot=1'], command: ['echo', 'second boot'] });
+    assert.equal(r.failure, undefined);
+    assert.equal(r.status, 0);
+    assert.match(r.output, /second boot\n$/, 'the command ran on the second boot');
+    assert.match(lines.join('\n'), /died before the command started; booting again/);
+  });
+
   it('reports a QEMU killed mid-run as a failure', async () => {
     let killed = false;
     const r = await runInGuest({
