@@ -290,24 +290,28 @@ export class AddressSpace implements Disposable {
     const flat: FlatFragments = [];
     const holds: object[] = [];
     const head = list.headOffset;
-    list.fragments.forEach((f, i) => {
+    const frags = list.fragments;
+    const last = frags.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const f = frags[i];
       // The IOMMU maps whole pages: the first fragment from its page start, the last to its page end.
+      // PhysList checked that every fragment lies in its memory; only that rounded-up end can pass it.
       const start = i === 0 ? f.offset - head : f.offset;
-      const end = i === list.fragments.length - 1 ? ((f.offset + f.length + PAGE_SIZE - 1n) / PAGE_SIZE) * PAGE_SIZE : f.offset + f.length;
+      const length = i === last ? ((f.offset + f.length + PAGE_SIZE - 1n) / PAGE_SIZE) * PAGE_SIZE - start : i === 0 ? f.length + head : f.length;
       if (list.kind === 'cpu') {
         const c = f as CpuFragment;
         if (c.buffer.closed) throw new VfioStateError(`fragment ${i}: DmaBuffer is closed`, 'ERR_VFIO_CLOSED');
-        if (end > c.buffer.length) throw new RangeError(`fragment ${i} ends inside its buffer's last page, which the buffer does not fully hold`);
-        flat.push(c.buffer.native, start, end - start, c.asFile);
+        if (i === last && start + length > c.buffer.length) throw new RangeError(`fragment ${i} ends inside its buffer's last page, which the buffer does not fully hold`);
+        flat.push(c.buffer.native, start, length, c.asFile);
         holds.push(c.buffer);
       } else {
         const provider = list.provider!;
-        if (end > provider.size) throw new RangeError(`fragment ${i} runs past the provider's region`);
-        const s = provider.fragmentSource(backend.kind, start, end - start);
+        if (i === last && start + length > provider.size) throw new RangeError(`fragment ${i} runs past the provider's region`);
+        const s = provider.fragmentSource(backend.kind, start, length);
         flat.push(s.source, s.offset, s.length, s.asFile);
         holds.push(s.source);
       }
-    });
+    }
     const span = list.span;
     backend.mapList(iova, flat, acc);
     const release = this.releaser(false, onUnmap);

@@ -41,6 +41,8 @@ export class DmaBuffer implements Disposable {
   readonly native: NativeMemory;
   readonly kind: DmaMemoryKind;
   readonly length: bigint;
+  // Only close() closes the native memory: knowing it here spares a native call per check (per map, per fragment).
+  private isClosed = false;
 
   private constructor(mem: NativeMemory, kind: DmaMemoryKind) {
     this.native = mem;
@@ -77,15 +79,16 @@ export class DmaBuffer implements Disposable {
   }
 
   get closed(): boolean {
-    return this.native.closed;
+    return this.isClosed;
   }
 
   private check(): void {
-    if (this.native.closed) throw new VfioStateError('DmaBuffer is closed', 'ERR_VFIO_CLOSED');
+    if (this.isClosed) throw new VfioStateError('DmaBuffer is closed', 'ERR_VFIO_CLOSED');
   }
 
   /** Drops JavaScript's hold; mappings keep the memory until unmapped. Idempotent. */
   close(): void {
+    this.isClosed = true;
     this.native.close();
   }
 

@@ -41,8 +41,15 @@ export interface NativeFile {
   close(): void;
 }
 
-/** A fragment for mapList: source, offset, length, map-as-file. Flattened in an array. */
+/** What a fragment of a mapList maps: user memory or a file (memfd, dma-buf). */
 export type FragmentSource = NativeMemory | NativeFile;
+
+/** A list for mapList: fragment i maps sources[i] from ranges[2i] for ranges[2i + 1] bytes, through its file if asFile[i]. */
+export interface PackedFragments {
+  sources: FragmentSource[];
+  ranges: BigUint64Array;
+  asFile: Uint8Array;
+}
 
 export interface NativeIommufd {
   readonly fd: number;
@@ -51,7 +58,7 @@ export interface NativeIommufd {
   iovaRanges(ioas: number): { ranges: IovaRange[]; alignment: bigint };
   allowIovas(ioas: number, ranges: IovaRange[]): void;
   map(ioas: number, source: FragmentSource, offset: bigint, length: bigint, iova: bigint | null, flags: number, asFile: boolean): bigint;
-  mapList(ioas: number, iova: bigint, fragments: (FragmentSource | bigint | boolean)[], flags: number): bigint;
+  mapList(ioas: number, iova: bigint, fragments: PackedFragments, flags: number): bigint;
   copy(dstIoas: number, srcIoas: number, srcIova: bigint, length: bigint, dstIova: bigint | null, flags: number): bigint;
   unmap(ioas: number, iova: bigint, length: bigint): bigint;
   option(option: number, op: number, objectId: number, value: bigint): bigint;
@@ -66,7 +73,7 @@ export interface NativeContainer {
   setIommu(type: number): void;
   iommuInfo(): { flags: number; iovaPgsizes: bigint; ranges?: IovaRange[]; dmaAvail?: number };
   mapDma(source: NativeMemory, offset: bigint, length: bigint, iova: bigint, flags: number): void;
-  mapList(iova: bigint, fragments: (FragmentSource | bigint | boolean)[], flags: number): bigint;
+  mapList(iova: bigint, fragments: PackedFragments, flags: number): bigint;
   unmapDma(iova: bigint, length: bigint, flags: number): bigint;
   pinCount(): number;
   close(): void;

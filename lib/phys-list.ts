@@ -103,9 +103,11 @@ export class PhysList {
     })));
   }
 
+  private bytes?: bigint;
+
   /** Bytes the list holds. */
   get length(): bigint {
-    return this.fragments.reduce((sum, f) => sum + f.length, 0n);
+    return (this.bytes ??= this.fragments.reduce((sum, f) => sum + f.length, 0n));
   }
 
   /** Offset of the first byte inside its page: the mapping's IOVA has the same offset. */

@@ -10,7 +10,7 @@ Fragment ReadFragment(Napi::Env env, const Napi::Value& source, uint64_t offset,
   f.offset = offset;
   f.length = length;
   if (length == 0) ThrowRange(env, "a fragment's length must not be 0");
-  if (source.IsObject() && source.As<Napi::Object>().InstanceOf(data.memory_ctor.Value())) {
+  if (Memory::Is(source)) {
     Memory* m = Napi::ObjectWrap<Memory>::Unwrap(source.As<Napi::Object>());
     m->CheckRange(env, offset, length);
     f.memory = m->Get(env);
@@ -25,16 +25,28 @@ Fragment ReadFragment(Napi::Env env, const Napi::Value& source, uint64_t offset,
 }
 
 std::vector<Fragment> ReadFragmentList(Napi::Env env, const Napi::Value& value, uint64_t iova, uint64_t* total) {
-  if (!value.IsArray()) ThrowType(env, "fragments must be an array");
-  Napi::Array list = value.As<Napi::Array>();
-  const uint32_t n = list.Length();
-  if (n == 0 || n % 4 != 0) ThrowType(env, "fragments must be a flat array of (source, offset, length, asFile) quadruples");
+  const char* shape = "fragments must be { sources: array, ranges: BigUint64Array of (offset, length) pairs, asFile: Uint8Array }";
+  if (!value.IsObject()) ThrowType(env, shape);
+  Napi::Object packed = value.As<Napi::Object>();
+  Napi::Value sources_v = packed.Get("sources"), ranges_v = packed.Get("ranges"), as_file_v = packed.Get("asFile");
+  if (!sources_v.IsArray() || !ranges_v.IsTypedArray() || !as_file_v.IsTypedArray() ||
+      ranges_v.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
+      as_file_v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowType(env, shape);
+  }
+  Napi::Array sources = sources_v.As<Napi::Array>();
+  Napi::BigUint64Array ranges_a = ranges_v.As<Napi::BigUint64Array>();
+  Napi::Uint8Array as_file_a = as_file_v.As<Napi::Uint8Array>();
+  const uint32_t n = sources.Length();
+  if (n == 0 || ranges_a.ElementLength() != 2 * size_t{n} || as_file_a.ElementLength() != n) ThrowType(env, shape);
+  // Copied first: reading `sources` could run JavaScript that detaches the typed arrays.
+  std::vector<uint64_t> ranges(ranges_a.Data(), ranges_a.Data() + 2 * size_t{n});
+  std::vector<uint8_t> as_file(as_file_a.Data(), as_file_a.Data() + n);
   std::vector<Fragment> frags;
-  frags.reserve(n / 4);
+  frags.reserve(n);
   uint64_t sum = 0;
-  for (uint32_t i = 0; i < n; i += 4) {
-    frags.push_back(ReadFragment(env, list.Get(i), ToU64(list.Get(i + 1), "offset"), ToU64(list.Get(i + 2), "length"),
-                                 list.Get(i + 3).ToBoolean()));
+  for (uint32_t i = 0; i < n; i++) {
+    frags.push_back(ReadFragment(env, sources.Get(i), ranges[2 * i], ranges[2 * i + 1], as_file[i] != 0));
     uint64_t len = frags.back().length;
     if (sum + len < sum || iova + (sum + len - 1) < iova) ThrowRange(env, "the list runs past the end of the IOVA space");
     sum += len;

@@ -21,7 +21,8 @@ struct Fragment {
 
 // source: a NativeMemory or a NativeFile; asFile maps a memfd NativeMemory through its fd.
 Fragment ReadFragment(Napi::Env env, const Napi::Value& source, uint64_t offset, uint64_t length, bool as_file);
-// A flat array of (source, offset, length, asFile) quadruples; checks the total fits after `iova`.
+// { sources, ranges: BigUint64Array of (offset, length) pairs, asFile: Uint8Array }, one entry per
+// fragment (one native call per fragment to read it); checks the total fits after `iova`.
 std::vector<Fragment> ReadFragmentList(Napi::Env env, const Napi::Value& list, uint64_t iova, uint64_t* total);
 
 // Maps each fragment at consecutive IOVAs from `iova` with map(fragment, iova);

@@ -77,6 +77,7 @@ Napi::Function Memory::Init(Napi::Env env) {
 Memory::Memory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Memory>(info) {
   if (info.Length() != 1 || !info[0].IsExternal()) ThrowType(info.Env(), "use NativeMemory.allocate() or Device.mmap()");
   mapping_ = *info[0].As<Napi::External<MappingRef>>().Data();
+  info.This().As<Napi::Object>().TypeTag(&kTypeTag);
 }
 
 Memory::~Memory() {

@@ -3,7 +3,7 @@
  * bookkeeping (IOVA allocation, the mapping table, phys_list linking) is
  * written once above it, in AddressSpace.
  */
-import { FragmentSource, IovaRange, NativeDevice, NativeMemory } from '../native';
+import { FragmentSource, IovaRange, NativeDevice, NativeMemory, PackedFragments } from '../native';
 import { PciDeviceInfo } from '../sysfs';
 
 export type BackendKind = 'iommufd' | 'type1';
@@ -13,8 +13,31 @@ export interface Access {
   write: boolean;
 }
 
-/** (source, offset, length, asFile) quadruples, flattened, as the native mapList takes them. */
+/** (source, offset, length, asFile) quadruples, flattened: how a list is handed to a backend. */
 export type FlatFragments = (FragmentSource | bigint | boolean)[];
+
+/**
+ * The quadruples as the native mapList takes them: offsets and lengths in
+ * one BigUint64Array, so that reading a fragment natively costs one call
+ * into JavaScript instead of four.
+ */
+export function packFragments(flat: FlatFragments): PackedFragments {
+  if (flat.length === 0 || flat.length % 4 !== 0) throw new TypeError('fragments must be a flat array of (source, offset, length, asFile) quadruples');
+  const n = flat.length / 4;
+  const packed: PackedFragments = { sources: new Array<FragmentSource>(n), ranges: new BigUint64Array(2 * n), asFile: new Uint8Array(n) };
+  for (let i = 0; i < n; i++) {
+    const offset = flat[4 * i + 1];
+    const length = flat[4 * i + 2];
+    if (typeof offset !== 'bigint' || typeof length !== 'bigint' || offset < 0n || length < 0n) {
+      throw new TypeError(`fragment ${i}: offset and length must be non-negative bigints`);
+    }
+    packed.sources[i] = flat[4 * i] as FragmentSource;
+    packed.ranges[2 * i] = offset;
+    packed.ranges[2 * i + 1] = length;
+    packed.asFile[i] = flat[4 * i + 3] ? 1 : 0;
+  }
+  return packed;
+}
 
 export interface IommuBackend {
   readonly kind: BackendKind;

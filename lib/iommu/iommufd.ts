@@ -11,7 +11,7 @@
 import { native, NativeDevice, NativeIommufd, FragmentSource, IovaRange } from '../native';
 import { PciDeviceInfo } from '../sysfs';
 import { VfioStateError } from '../errors';
-import { Access, FlatFragments, IommuBackend } from './backend';
+import { Access, FlatFragments, IommuBackend, packFragments } from './backend';
 
 // enum iommufd_ioas_map_flags
 const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
@@ -116,7 +116,7 @@ export class IommufdBackend implements IommuBackend {
   }
 
   mapList(iova: bigint, fragments: FlatFragments, access: Access): bigint {
-    return this.fd.mapList(this.ioas, iova, fragments, ioasMapFlags(access));
+    return this.fd.mapList(this.ioas, iova, packFragments(fragments), ioasMapFlags(access));
   }
 
   unmap(iova: bigint, length: bigint): bigint {

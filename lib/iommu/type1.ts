@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { native, NativeContainer, NativeDevice, NativeGroup, FragmentSource, IovaRange } from '../native';
 import { PciDeviceInfo } from '../sysfs';
 import { VfioStateError } from '../errors';
-import { Access, FlatFragments, IommuBackend } from './backend';
+import { Access, FlatFragments, IommuBackend, packFragments } from './backend';
 
 export const VFIO_API_VERSION = 0;
 export const VFIO_TYPE1_IOMMU = 1;
@@ -111,7 +111,7 @@ export class Type1Backend implements IommuBackend {
 
   mapList(iova: bigint, fragments: FlatFragments, access: Access): bigint {
     this.requireIommu();
-    return this.live.mapList(iova, fragments, dmaMapFlags(access));
+    return this.live.mapList(iova, packFragments(fragments), dmaMapFlags(access));
   }
 
   unmap(iova: bigint, length: bigint): bigint {
