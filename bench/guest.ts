@@ -1,13 +1,17 @@
 /**
  * The measurements, in the guest: per backend, rounds of an addon block
  * (one address space, the devices attached, every metric of that backend)
- * and a C block (native-bench with the same devices and specs), in
- * alternating order so slow drift of the machine hits both sides alike.
+ * and a C block (native-bench with the same devices and specs; then the
+ * metrics whose C side uses a kernel driver, with the device bound to it),
+ * in alternating order so slow drift of the machine hits both sides alike.
  */
 import * as fs from 'node:fs';
 import { AddressSpace, BackendKind, VfioPciDevice } from '../lib';
+import { bindDriver } from './driver-binding';
 import { dmaMetrics } from './metrics/dma';
+import { irqMetrics } from './metrics/irq';
 import { mmioMetrics, mmioSink } from './metrics/mmio';
+import { nvmeMetrics } from './metrics/nvme';
 import { BenchContext, Metric, Prepared } from './metrics/types';
 import { runNativeBench, Spec } from './native-side';
 
@@ -35,42 +39,44 @@ export function availableBackends(): BackendKind[] {
 }
 
 function metricsFor(backend: BackendKind, first: boolean): Metric[] {
-  // MMIO does not depend on the backend: measured once, with the first one.
-  return [...dmaMetrics(backend), ...(first ? mmioMetrics(backend) : [])];
+  // What does not depend on the backend is measured once, with the first one;
+  // the NVMe driver last, as it takes the device over.
+  return [...dmaMetrics(backend), ...(first ? [...mmioMetrics(backend), ...irqMetrics(backend), ...nvmeMetrics(backend)] : [])];
 }
 
 /**
- * Warms up for `m.warmup` runs and at least `warmupMs`: under TCG, V8 takes
- * seconds to tier hot code up to optimized code, and the steady state is
- * what is compared.
+ * Warms up for `m.warmup` runs and at least `warmupMs` (under TCG, V8 takes
+ * seconds to tier hot code up; the steady state is what is compared), then
+ * takes the samples: ns per operation.
  */
-function timeSamples(m: Metric, samples: number, p: Prepared, warmupMs: number): number[] {
-  const until = Date.now() + warmupMs;
-  for (let i = 0; i < m.warmup || Date.now() < until; i++) p.run();
-  const ns: number[] = [];
-  for (let i = 0; i < samples; i++) {
+async function timeSamples(m: Metric, samples: number, p: Prepared, warmupMs: number): Promise<number[]> {
+  const sample = async (): Promise<number> => {
     const t0 = process.hrtime.bigint();
-    p.run();
-    ns.push(Number(process.hrtime.bigint() - t0) / m.per);
-  }
+    const self = p.run();
+    return self === undefined ? Number(process.hrtime.bigint() - t0) : await self;
+  };
+  const until = Date.now() + warmupMs;
+  for (let i = 0; i < m.warmup || Date.now() < until; i++) await sample();
+  const ns: number[] = [];
+  for (let i = 0; i < samples; i++) ns.push((await sample()) / m.per);
   return ns;
 }
 
-function withSpace<T>(backend: BackendKind, bdfs: readonly string[], body: (ctx: BenchContext) => T): T {
+async function withSpace<T>(backend: BackendKind, bdfs: readonly string[], body: (ctx: BenchContext) => Promise<T>): Promise<T> {
   using space = AddressSpace.open({ backend });
   const devices = new Map<string, VfioPciDevice>(bdfs.map((b) => [b, space.openDevice(b)]));
-  return body({
+  return await body({ // awaited: the address space is disposed when the body is done
     space,
     device: (bdf) => {
       const d = devices.get(bdf);
       if (!d) throw new Error(`${bdf} is not open`);
       return d;
     },
+    closeDevice: (bdf) => {
+      devices.get(bdf)?.close();
+      devices.delete(bdf);
+    },
   });
-}
-
-function sampleCount(m: Metric, scale: number): number {
-  return Math.max(1, Math.round(m.samples * scale));
 }
 
 class Runner {
@@ -86,65 +92,83 @@ class Runner {
     return r;
   }
 
-  addonBlock(backend: BackendKind, metrics: Metric[], bdfs: string[], warmupMs: number): void {
-    withSpace(backend, bdfs, (ctx) => {
+  private fail(r: RawResult, err: unknown): void {
+    r.error = err instanceof Error ? err.message : String(err);
+    this.o.log(`bench: ${r.metric.id}: ${r.error}`);
+  }
+
+  private samples(m: Metric): number {
+    return Math.max(1, Math.round(m.samples * this.o.scale));
+  }
+
+  private async side(r: RawResult, side: 'addon' | 'jsLoop', p: Prepared, warmupMs: number): Promise<void> {
+    try {
+      r.samples[side].push(...await timeSamples(r.metric, this.samples(r.metric), p, warmupMs));
+    } finally {
+      await p.close();
+    }
+  }
+
+  async addonBlock(backend: BackendKind, metrics: Metric[], bdfs: string[], warmupMs: number): Promise<void> {
+    await withSpace(backend, bdfs, async (ctx) => {
       for (const m of metrics) {
         const r = this.result(m);
         if (r.error) continue;
         try {
-          const n = sampleCount(m, this.o.scale);
-          const p = m.addon(ctx);
-          try {
-            r.samples.addon.push(...timeSamples(m, n, p, warmupMs));
-          } finally {
-            p.close();
-          }
-          if (!this.specs.has(m.id)) this.specs.set(m.id, { ...m.cSpec, ...p.cSpec, id: m.id, samples: n, warmup: m.warmup });
-          if (m.jsLoop) {
-            const j = m.jsLoop(ctx);
-            try {
-              r.samples.jsLoop.push(...timeSamples(m, n, j, warmupMs));
-            } finally {
-              j.close();
-            }
-          }
+          const p = await m.addon(ctx);
+          await this.side(r, 'addon', p, warmupMs);
+          if (!this.specs.has(m.id)) this.specs.set(m.id, { ...m.cSpec, ...p.cSpec, id: m.id, samples: this.samples(m), warmup: m.warmup });
+          if (m.jsLoop) await this.side(r, 'jsLoop', m.jsLoop(ctx), warmupMs);
         } catch (err) {
-          r.error = (err as Error).message;
-          this.o.log(`bench: ${m.id}: ${r.error}`);
+          this.fail(r, err);
         }
       }
     });
   }
 
-  cBlock(backend: BackendKind, metrics: Metric[], bdfs: string[]): void {
-    const specs = metrics.filter((m) => !this.result(m).error && this.specs.has(m.id)).map((m) => this.specs.get(m.id)!);
-    if (specs.length === 0) return;
+  private native(backend: string, bdfs: string[], metrics: Metric[], extra: (m: Metric) => Spec = () => ({})): void {
+    const specs = metrics.map((m) => ({ ...this.specs.get(m.id)!, ...extra(m) }));
     const run = runNativeBench(backend, bdfs, specs);
-    for (const spec of specs) {
-      const r = this.results.get(String(spec.id))!;
-      const ns = run.samples.get(r.metric.id);
-      if (ns) r.samples.c.push(...ns);
-      else r.error = `native-bench: ${run.error ?? 'no result'}`;
+    for (const m of metrics) {
+      const ns = run.samples.get(m.id);
+      if (ns) this.result(m).samples.c.push(...ns);
+      else this.fail(this.result(m), `native-bench: ${run.error ?? 'no result'}`);
     }
-    if (run.error) this.o.log(`bench: ${run.error}`);
+  }
+
+  async cBlock(backend: BackendKind, metrics: Metric[], bdfs: string[]): Promise<void> {
+    const ready = metrics.filter((m) => !this.result(m).error && this.specs.has(m.id));
+    const viaVfio = ready.filter((m) => !m.kernelDriver);
+    if (viaVfio.length > 0) this.native(backend, bdfs, viaVfio);
+    for (const m of ready.filter((x) => x.kernelDriver)) {
+      const k = m.kernelDriver!;
+      try {
+        await bindDriver(k.bdf, k.driver);
+        this.native('none', [], [m], () => k.spec());
+      } catch (err) {
+        this.fail(this.result(m), err);
+      } finally {
+        await bindDriver(k.bdf, 'vfio-pci');
+      }
+    }
   }
 }
 
-export function runGuestBench(o: GuestOptions): RawResult[] {
+export async function runGuestBench(o: GuestOptions): Promise<RawResult[]> {
   const runner = new Runner(o);
-  availableBackends().forEach((backend, i) => {
+  for (const [i, backend] of availableBackends().entries()) {
     const metrics = metricsFor(backend, i === 0);
     const bdfs = [...new Set(metrics.flatMap((m) => m.devices))];
     for (let round = 0; round < o.rounds; round++) {
       o.log(`bench: ${backend}, round ${round + 1} of ${o.rounds}`);
       // The first round runs the addon first: it settles the C specs' IOVAs.
-      const blocks = round % 2 === 0 ? ['addon', 'c'] : ['c', 'addon'];
-      for (const b of blocks) {
-        if (b === 'addon') runner.addonBlock(backend, metrics, bdfs, round === 0 ? o.warmupMs.first : o.warmupMs.later);
-        else runner.cBlock(backend, metrics, bdfs);
-      }
+      const addonFirst = round % 2 === 0;
+      const warmupMs = round === 0 ? o.warmupMs.first : o.warmupMs.later;
+      if (addonFirst) await runner.addonBlock(backend, metrics, bdfs, warmupMs);
+      await runner.cBlock(backend, metrics, bdfs);
+      if (!addonFirst) await runner.addonBlock(backend, metrics, bdfs, warmupMs);
     }
-  });
+  }
   if (mmioSink() === 0.5) o.log(''); // keeps the MMIO loads observable
   return [...runner.results.values()];
 }

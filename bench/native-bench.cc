@@ -2,7 +2,7 @@
 // a plain C++ program, timed the same way, so that the ratio between the two
 // is what the addon and the library add.
 //
-//   native-bench BACKEND BDF[,BDF...] SPEC...
+//   native-bench BACKEND BDF[,BDF...]|- SPEC...
 //
 // BACKEND is iommufd (an IOAS, devices through their cdev, bound and attached)
 // or type1 (a container with type1v2, devices through their groups). Every
@@ -13,19 +13,31 @@
 //   op=map      size kind=anon|hugetlb iova      map + unmap of one buffer
 //   op=physlist n iova                           n maps of 4 KiB buffers at
 //                                                consecutive IOVAs + one unmap
-//   op=mmio     bdf bar offset access=read|write value batch via=mmap|pread
-//                                                `batch` 32-bit accesses
+//   op=mmio     bdf bar offset access=read|write value=N|read batch via=mmap|pread
+//                                                `batch` 32-bit accesses (value=read:
+//                                                write back what is there)
+//   op=irq      bdf                              MSI-X vector 0 on an eventfd:
+//                                                VFIO's trigger, epoll_wait, read
+//   op=blockread path qd count span              `count` random 4 KiB O_DIRECT
+//                                                reads at queue depth qd
+//                                                (io_uring), from the first
+//                                                `span` bytes; BACKEND none
 //
 // It uses the project's own uAPI definitions (native/uapi), never the
-// system's <linux/vfio.h>. Build: g++ -std=c++17 -O2 -o native-bench native-bench.cc
+// system's <linux/vfio.h>; io_uring's come from the system's headers. Build: g++ -std=c++17 -O2 -o native-bench native-bench.cc
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/mman.h>
+#include <linux/io_uring.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -105,8 +117,8 @@ class Space {
       ioas_ = cmd.out_ioas_id;
     } else if (backend == "type1") {
       fd_ = Open("/dev/vfio/vfio");
-    } else {
-      throw std::runtime_error("backend must be iommufd or type1");
+    } else if (backend != "none") {
+      throw std::runtime_error("backend must be iommufd, type1 or none");
     }
     for (const std::string& bdf : bdfs) devices_[bdf] = iommufd_ ? AttachCdev(bdf) : AttachGroup(bdf);
   }
@@ -285,10 +297,12 @@ void BenchMmio(const Space& space, const Spec& s) {
   Check(Ioctl(dev, u::VFIO_DEVICE_GET_REGION_INFO, &info), "VFIO_DEVICE_GET_REGION_INFO");
   const uint64_t offset = Num(s, "offset"), batch = Num(s, "batch");
   const bool write = Str(s, "access") == "write";
-  const uint32_t value = static_cast<uint32_t>(Num(s, "value"));
+  // value=read writes back what the register holds.
+  const bool own = Str(s, "value") == "read";
   if (Str(s, "via") == "pread") {
-    uint32_t word = value;
+    uint32_t word = own ? 0 : static_cast<uint32_t>(Num(s, "value"));
     const off_t at = static_cast<off_t>(info.offset + offset);
+    if (own && ::pread(dev, &word, 4, at) != 4) Fail("short region access");
     Measure(s, batch, [&] {
       for (uint64_t i = 0; i < batch; i++) {
         ssize_t n = write ? ::pwrite(dev, &word, 4, at) : ::pread(dev, &word, 4, at);
@@ -300,6 +314,7 @@ void BenchMmio(const Space& space, const Spec& s) {
   void* map = ::mmap(nullptr, info.size, PROT_READ | PROT_WRITE, MAP_SHARED, dev, static_cast<off_t>(info.offset));
   if (map == MAP_FAILED) Fail("mmap (BAR)");
   volatile uint32_t* reg = reinterpret_cast<volatile uint32_t*>(static_cast<uint8_t*>(map) + offset);
+  const uint32_t value = own ? *reg : static_cast<uint32_t>(Num(s, "value"));
   uint32_t sink = 0;
   Measure(s, batch, [&] {
     if (write) {
@@ -310,6 +325,146 @@ void BenchMmio(const Space& space, const Spec& s) {
   });
   ::munmap(map, info.size);
   if (sink == 0xdeadbeef) std::fprintf(stderr, "\n");  // keeps the loads observable
+}
+
+// VFIO_DEVICE_SET_IRQS on MSI-X (index 2) with no data or with eventfds.
+void SetMsix(int dev, uint32_t flags, uint32_t count, const int32_t* eventfds) {
+  std::vector<uint8_t> buf(sizeof(u::vfio_irq_set) + (eventfds ? count * sizeof(int32_t) : 0));
+  auto* set = reinterpret_cast<u::vfio_irq_set*>(buf.data());
+  set->argsz = static_cast<uint32_t>(buf.size());
+  set->flags = flags;
+  set->index = 2;  // VFIO_PCI_MSIX_IRQ_INDEX
+  set->count = count;
+  if (eventfds) std::memcpy(set->data(), eventfds, count * sizeof(int32_t));
+  Check(Ioctl(dev, u::VFIO_DEVICE_SET_IRQS, buf.data()), "VFIO_DEVICE_SET_IRQS");
+}
+
+// What the addon's watcher does for an interrupt: epoll (libuv's) says the
+// eventfd is readable, read() takes the count. The interrupt comes from
+// VFIO's loopback trigger, which signals the eventfd a device's MSI-X would.
+void BenchIrq(const Space& space, const Spec& s) {
+  const int dev = space.Device(Str(s, "bdf"));
+  const int32_t efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  Check(efd, "eventfd");
+  SetMsix(dev, u::VFIO_IRQ_SET_DATA_EVENTFD | u::VFIO_IRQ_SET_ACTION_TRIGGER, 1, &efd);
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  Check(ep, "epoll_create1");
+  epoll_event want{};
+  want.events = EPOLLIN;
+  Check(::epoll_ctl(ep, EPOLL_CTL_ADD, efd, &want), "epoll_ctl");
+  Measure(s, 1, [&] {
+    SetMsix(dev, u::VFIO_IRQ_SET_DATA_NONE | u::VFIO_IRQ_SET_ACTION_TRIGGER, 1, nullptr);
+    epoll_event ev;
+    while (::epoll_wait(ep, &ev, 1, -1) < 0) {
+      if (errno != EINTR) Fail("epoll_wait");
+    }
+    uint64_t count;
+    if (::read(efd, &count, sizeof(count)) != sizeof(count)) Fail("read (eventfd)");
+  });
+  SetMsix(dev, u::VFIO_IRQ_SET_DATA_NONE | u::VFIO_IRQ_SET_ACTION_TRIGGER, 0, nullptr);
+  ::close(ep);
+  ::close(efd);
+}
+
+// A minimal io_uring: one submission and one completion ring.
+class Uring {
+ public:
+  explicit Uring(unsigned entries) {
+    io_uring_params p{};
+    fd_ = static_cast<int>(::syscall(__NR_io_uring_setup, entries, &p));
+    Check(fd_, "io_uring_setup");
+    size_t sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
+    const bool single = p.features & IORING_FEAT_SINGLE_MMAP;
+    if (single) sq_len = cq_len = std::max(sq_len, cq_len);
+    uint8_t* sq = Map(sq_len, IORING_OFF_SQ_RING);
+    uint8_t* cq = single ? sq : Map(cq_len, IORING_OFF_CQ_RING);
+    sqes_ = reinterpret_cast<io_uring_sqe*>(Map(p.sq_entries * sizeof(io_uring_sqe), IORING_OFF_SQES));
+    sq_tail_ = reinterpret_cast<unsigned*>(sq + p.sq_off.tail);
+    sq_mask_ = *reinterpret_cast<unsigned*>(sq + p.sq_off.ring_mask);
+    sq_array_ = reinterpret_cast<unsigned*>(sq + p.sq_off.array);
+    cq_head_ = reinterpret_cast<unsigned*>(cq + p.cq_off.head);
+    cq_tail_ = reinterpret_cast<unsigned*>(cq + p.cq_off.tail);
+    cq_mask_ = *reinterpret_cast<unsigned*>(cq + p.cq_off.ring_mask);
+    cqes_ = reinterpret_cast<io_uring_cqe*>(cq + p.cq_off.cqes);
+  }
+
+  void Read(int file, void* buf, unsigned length, uint64_t offset, uint64_t tag) {
+    const unsigned tail = *sq_tail_;
+    const unsigned i = tail & sq_mask_;
+    io_uring_sqe& e = sqes_[i];
+    std::memset(&e, 0, sizeof(e));
+    e.opcode = IORING_OP_READ;
+    e.fd = file;
+    e.addr = reinterpret_cast<uintptr_t>(buf);
+    e.len = length;
+    e.off = offset;
+    e.user_data = tag;
+    sq_array_[i] = i;
+    __atomic_store_n(sq_tail_, tail + 1, __ATOMIC_RELEASE);
+    queued_++;
+  }
+
+  // Submits what is queued, waits for a completion, and hands each one to fn(cqe).
+  template <typename Fn>
+  void Complete(Fn fn) {
+    long r = ::syscall(__NR_io_uring_enter, fd_, queued_, 1, IORING_ENTER_GETEVENTS, nullptr, 0);
+    if (r < 0 && errno != EINTR) Fail("io_uring_enter");
+    if (r > 0) queued_ -= static_cast<unsigned>(r);
+    unsigned head = *cq_head_;
+    const unsigned tail = __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE);
+    for (; head != tail; head++) fn(cqes_[head & cq_mask_]);
+    __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
+  }
+
+ private:
+  uint8_t* Map(size_t length, off_t what) const {
+    void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd_, what);
+    if (p == MAP_FAILED) Fail("mmap (io_uring)");
+    return static_cast<uint8_t*>(p);
+  }
+
+  int fd_ = -1;
+  unsigned queued_ = 0;
+  io_uring_sqe* sqes_;
+  io_uring_cqe* cqes_;
+  unsigned *sq_tail_, *sq_array_, *cq_head_, *cq_tail_;
+  unsigned sq_mask_, cq_mask_;
+};
+
+// Random 4 KiB reads through the kernel's block layer and driver, qd in flight.
+void BenchBlockRead(const Spec& s) {
+  const unsigned qd = static_cast<unsigned>(Num(s, "qd"));
+  const uint64_t count = Num(s, "count"), blocks = Num(s, "span") / kPage;
+  const int file = ::open(Str(s, "path").c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (file < 0) Fail("open " + Str(s, "path"));
+  uint8_t* bufs = Allocate(qd * kPage, false);
+  Uring ring(qd);
+  uint64_t x = 0x9e3779b97f4a7c15u;
+  auto random_offset = [&] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return (x % blocks) * kPage;
+  };
+  Measure(s, count, [&] {
+    uint64_t issued = 0, done = 0;
+    for (; issued < qd && issued < count; issued++) ring.Read(file, bufs + issued * kPage, kPage, random_offset(), issued);
+    while (done < count) {
+      ring.Complete([&](const io_uring_cqe& c) {
+        if (c.res != static_cast<int>(kPage)) {
+          errno = c.res < 0 ? -c.res : 0;
+          Fail("read " + Str(s, "path"));
+        }
+        done++;
+        if (issued < count) {
+          ring.Read(file, bufs + c.user_data * kPage, kPage, random_offset(), c.user_data);
+          issued++;
+        }
+      });
+    }
+  });
+  ::close(file);
 }
 
 std::vector<std::string> Split(const std::string& list) {
@@ -328,17 +483,19 @@ std::vector<std::string> Split(const std::string& list) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s iommufd|type1 BDF[,BDF...] op=...,key=value...\n", argv[0]);
+    std::fprintf(stderr, "usage: %s iommufd|type1|none BDF[,BDF...]|- op=...,key=value...\n", argv[0]);
     return 2;
   }
   try {
-    Space space(argv[1], Split(argv[2]));
+    Space space(argv[1], std::strcmp(argv[2], "-") == 0 ? std::vector<std::string>{} : Split(argv[2]));
     for (int i = 3; i < argc; i++) {
       Spec s = ParseSpec(argv[i]);
       const std::string op = Str(s, "op");
       if (op == "map") BenchMap(space, s);
       else if (op == "physlist") BenchPhysList(space, s);
       else if (op == "mmio") BenchMmio(space, s);
+      else if (op == "irq") BenchIrq(space, s);
+      else if (op == "blockread") BenchBlockRead(s);
       else throw std::runtime_error("unknown op " + op);
     }
   } catch (const std::exception& e) {

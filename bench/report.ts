@@ -4,7 +4,7 @@
  * met; a JSON file and a Markdown table (the console's and the README's).
  */
 import type { RawResult } from './guest';
-import { PENDING } from './metrics/pending';
+import type { Target } from './metrics/types';
 import { formatNs, ratio, summarize, Summary } from './stats';
 
 export interface MeasuredRow {
@@ -15,24 +15,24 @@ export interface MeasuredRow {
   c: Summary;
   /** addon median / C median. */
   ratio: number;
-  target: string;
-  met: boolean;
+  target?: string;
+  met?: boolean;
   jsLoop?: Summary;
   /** JavaScript loop median / addon median. */
   jsLoopOverAddon?: number;
+  /** Operations per second at the medians, where that is the usual measure (I/O). */
+  perSecond?: { addon: number; c: number };
 }
 
-export interface OtherRow {
+export interface FailedRow {
   id: string;
   label: string;
-  target: string;
-  /** Not measurable yet, and why. */
-  pending?: string;
-  /** Measurable but failed in this run. */
-  error?: string;
+  target?: string;
+  /** Why it has no numbers in this run. */
+  error: string;
 }
 
-export type Row = MeasuredRow | OtherRow;
+export type Row = MeasuredRow | FailedRow;
 
 export interface Report {
   date: string;
@@ -42,29 +42,31 @@ export interface Report {
   metrics: Row[];
 }
 
-function targetText(maxRatio: number, minSpeedup?: number): string {
-  return `≤ ${maxRatio.toFixed(2)}× C${minSpeedup ? `, JS loop ≥ ${minSpeedup}× addon` : ''}`;
+function targetText(t: Target): string {
+  return `≤ ${t.maxRatio.toFixed(2)}× C${t.minSpeedupOverJsLoop ? `, JS loop ≥ ${t.minSpeedupOverJsLoop}× addon` : ''}`;
+}
+
+function met(row: MeasuredRow, t: Target): boolean {
+  return row.ratio <= t.maxRatio && (t.minSpeedupOverJsLoop === undefined || (row.jsLoopOverAddon ?? 0) >= t.minSpeedupOverJsLoop);
 }
 
 export function toRows(raw: RawResult[]): Row[] {
-  const rows: Row[] = raw.map(({ metric: m, samples, error }) => {
-    const target = targetText(m.target.maxRatio, m.target.minSpeedupOverJsLoop);
-    const label = m.label;
+  return raw.map(({ metric: m, samples, error }): Row => {
+    const target = m.target && targetText(m.target);
     if (error || samples.addon.length === 0 || samples.c.length === 0) {
-      return { id: m.id, label, target, error: error ?? 'no samples' };
+      return { id: m.id, label: m.label, target, error: error ?? 'no samples' };
     }
     const addon = summarize(samples.addon);
     const c = summarize(samples.c);
-    const row: MeasuredRow = { id: m.id, label, backend: m.backend, addon, c, ratio: ratio(addon, c), target, met: false };
+    const row: MeasuredRow = { id: m.id, label: m.label, backend: m.backend, addon, c, ratio: ratio(addon, c), target };
     if (samples.jsLoop.length > 0) {
       row.jsLoop = summarize(samples.jsLoop);
       row.jsLoopOverAddon = ratio(row.jsLoop, addon);
     }
-    row.met = row.ratio <= m.target.maxRatio &&
-      (m.target.minSpeedupOverJsLoop === undefined || (row.jsLoopOverAddon ?? 0) >= m.target.minSpeedupOverJsLoop);
+    if (m.perSecond) row.perSecond = { addon: Math.round(1e9 / addon.median), c: Math.round(1e9 / c.median) };
+    if (m.target) row.met = met(row, m.target);
     return row;
   });
-  return [...rows, ...PENDING.map(({ id, label, target, pending }) => ({ id, label, target, pending }))];
 }
 
 function isMeasured(r: Row): r is MeasuredRow {
@@ -74,13 +76,11 @@ function isMeasured(r: Row): r is MeasuredRow {
 const HEADER = ['metric', 'backend', 'addon median', 'addon min', 'C median', 'C min', 'addon / C', 'runs', 'JS loop median (÷ addon)', 'target', 'met'];
 
 function cells(r: Row): string[] {
-  if (!isMeasured(r)) {
-    const why = r.pending ? `pending: ${r.pending}` : `failed: ${r.error}`;
-    return [r.label, '', '', '', '', '', '', '', '', r.target, why];
-  }
+  if (!isMeasured(r)) return [r.label, '', '', '', '', '', '', '', '', r.target ?? '', `failed: ${r.error}`];
+  const rate = (ns: number, perSecond?: number): string => `${formatNs(ns)}${perSecond ? ` (${perSecond} /s)` : ''}`;
   const js = r.jsLoop ? `${formatNs(r.jsLoop.median)} (${r.jsLoopOverAddon!.toFixed(1)}×)` : '';
-  return [r.label, r.backend, formatNs(r.addon.median), formatNs(r.addon.min), formatNs(r.c.median), formatNs(r.c.min),
-    `${r.ratio.toFixed(2)}×`, `${r.addon.runs} / ${r.c.runs}`, js, r.target, r.met ? 'yes' : 'no'];
+  return [r.label, r.backend, rate(r.addon.median, r.perSecond?.addon), formatNs(r.addon.min), rate(r.c.median, r.perSecond?.c),
+    formatNs(r.c.min), `${r.ratio.toFixed(2)}×`, `${r.addon.runs} / ${r.c.runs}`, js, r.target ?? '—', r.met === undefined ? '—' : r.met ? 'yes' : 'no'];
 }
 
 /** A Markdown table of the report. */

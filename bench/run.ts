@@ -50,10 +50,10 @@ interface GuestOutput {
   rows: Row[];
 }
 
-function measure(o: Options): GuestOutput {
+async function measure(o: Options): Promise<GuestOutput> {
   buildNativeBench(log);
   const warmupMs = o.scale < 1 ? { first: 500, later: 100 } : { first: 1500, later: 300 };
-  const rows = toRows(runGuestBench({ rounds: o.rounds, scale: o.scale, warmupMs, log }));
+  const rows = toRows(await runGuestBench({ rounds: o.rounds, scale: o.scale, warmupMs, log }));
   return { guestKernel: os.release(), node: process.version, rows };
 }
 
@@ -106,10 +106,10 @@ async function main(argv: string[]): Promise<void> {
   const o = parse(argv);
   const guest = process.env.NODE_VFIO_GUEST === '1';
   if (guest && o.inGuest) {
-    fs.writeFileSync(o.inGuest, JSON.stringify(measure(o)));
+    fs.writeFileSync(o.inGuest, JSON.stringify(await measure(o)));
     return;
   }
-  const g = guest ? measure(o) : await measureInGuest(o);
+  const g = guest ? await measure(o) : await measureInGuest(o);
   const accel = guest ? 'guest' : (process.env.NODE_VFIO_ACCEL === 'kvm' ? 'KVM' : 'TCG');
   const r = report(o, g, accel);
   fs.mkdirSync(path.dirname(o.out), { recursive: true });

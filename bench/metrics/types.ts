@@ -2,15 +2,18 @@
  * What a benchmark metric is: the addon's side (through the library's
  * public API), the C program's side (a spec native-bench runs with the same
  * system calls), an optional JavaScript-loop side, and the target the issue
- * sets. Metrics whose subject has not landed are listed as pending.
+ * sets (if any).
  */
 import type { AddressSpace, BackendKind, VfioPciDevice } from '../../lib';
 
 /** The addon's side of one metric, ready to run. */
 export interface Prepared {
-  /** One sample's work: `Metric.per` operations. */
-  run(): void;
-  close(): void;
+  /**
+   * One sample: `Metric.per` operations, timed around the call; asynchronous
+   * work resolves to the nanoseconds it measured itself.
+   */
+  run(): void | Promise<number>;
+  close(): void | Promise<void>;
 }
 
 export interface AddonPrepared extends Prepared {
@@ -20,7 +23,10 @@ export interface AddonPrepared extends Prepared {
 
 export interface BenchContext {
   space: AddressSpace;
+  /** A device opened and attached in this address space at the start of the block. */
   device(bdf: string): VfioPciDevice;
+  /** Closes it, for a driver that opens the device itself. */
+  closeDevice(bdf: string): void;
 }
 
 export interface Target {
@@ -37,7 +43,8 @@ export interface Metric {
   backend: BackendKind;
   /** PCI addresses to open and attach (both sides). */
   devices: readonly string[];
-  target: Target;
+  /** None: a number to report, not to meet. */
+  target?: Target;
   /** Timed samples per round and side. */
   samples: number;
   /** Untimed runs before them. */
@@ -46,17 +53,17 @@ export interface Metric {
   per: number;
   /** The C spec: op and its parameters (id, samples and warmup are added). */
   cSpec: Record<string, string | number>;
-  addon(ctx: BenchContext): AddonPrepared;
+  addon(ctx: BenchContext): AddonPrepared | Promise<AddonPrepared>;
   /** The same work as a loop of single calls in JavaScript. */
   jsLoop?(ctx: BenchContext): Prepared;
-}
-
-/** A metric that cannot be measured yet, and why. */
-export interface PendingMetric {
-  id: string;
-  label: string;
-  target: string;
-  pending: string;
+  /**
+   * The C side drives the device through the kernel's own driver instead
+   * (native-bench with BACKEND none), bound to it for that run; `spec`
+   * completes the C spec once it is bound (the block device's path).
+   */
+  kernelDriver?: { bdf: string; driver: string; spec(): Record<string, string | number> };
+  /** Also report operations per second (1 / the time per operation). */
+  perSecond?: boolean;
 }
 
 export const BDF = { edu: '0000:00:03.0', ivshmem: '0000:00:04.0', nvme: '0000:00:05.0' } as const;

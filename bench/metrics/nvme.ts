@@ -1,0 +1,76 @@
+/**
+ * NVMe 4 KiB random reads at a fixed queue depth: the TypeScript driver
+ * (lib/drivers/nvme, polled and MSI-X interrupt completions) against the
+ * kernel's own nvme driver, bound to the controller for the C side's run,
+ * read with O_DIRECT through io_uring at the same depth. Reported as time
+ * per I/O and I/O per second.
+ */
+import * as fs from 'node:fs';
+import { BackendKind, DmaBuffer, NvmeCompletionMode, NvmeController, PAGE_SIZE } from '../../lib';
+import { AddonPrepared, BDF, BenchContext, Metric } from './types';
+
+const QD = 32;
+const IOS_PER_SAMPLE = 640;
+const IO_BYTES = 4096;
+
+/** The namespace's block device once the kernel's nvme driver has it: /dev/nvme0n1. */
+function blockDevice(): string | undefined {
+  const name = fs.readdirSync('/sys/block').find((n) => /^nvme\d+n1$/.test(n));
+  return name && fs.existsSync(`/dev/${name}`) ? `/dev/${name}` : undefined;
+}
+
+function nvmeMetric(backend: BackendKind, mode: NvmeCompletionMode): Metric {
+  return {
+    id: `nvme.randread4k.qd${QD}.${mode}`,
+    label: `NVMe 4 KiB random read QD${QD}, ${mode} (C: kernel nvme driver, io_uring)`,
+    backend,
+    devices: [BDF.nvme],
+    samples: 4,
+    warmup: 1,
+    per: IOS_PER_SAMPLE,
+    perSecond: true,
+    cSpec: { op: 'blockread', qd: QD, count: IOS_PER_SAMPLE },
+    kernelDriver: {
+      bdf: BDF.nvme,
+      driver: 'nvme',
+      spec: () => {
+        const path = blockDevice();
+        if (!path) throw new Error('the kernel\'s nvme driver made no block device');
+        return { path };
+      },
+    },
+    async addon({ space, closeDevice }: BenchContext): Promise<AddonPrepared> {
+      closeDevice(BDF.nvme); // the driver opens the device itself
+      const nvme = await NvmeController.open(space, BDF.nvme, { mode });
+      const ns = nvme.namespace(1);
+      const blocks = IO_BYTES / ns.blockSize;
+      const slots = Number(ns.bytes / BigInt(IO_BYTES));
+      const buffer = DmaBuffer.allocate(BigInt(QD) * PAGE_SIZE);
+      const mapping = space.map(buffer);
+      const reader = async (slot: number, left: { n: number }): Promise<void> => {
+        while (left.n > 0) {
+          left.n--;
+          await ns.read(Math.floor(Math.random() * slots) * blocks, blocks, { mapping, offset: slot * IO_BYTES });
+        }
+      };
+      return {
+        run: async () => {
+          const left = { n: IOS_PER_SAMPLE };
+          const t0 = process.hrtime.bigint();
+          await Promise.all(Array.from({ length: QD }, (_, slot) => reader(slot, left)));
+          return Number(process.hrtime.bigint() - t0);
+        },
+        close: async () => {
+          mapping.unmap();
+          buffer.close();
+          await nvme.close();
+        },
+        cSpec: { span: Number(ns.bytes) },
+      };
+    },
+  };
+}
+
+export function nvmeMetrics(backend: BackendKind): Metric[] {
+  return [nvmeMetric(backend, 'interrupt'), nvmeMetric(backend, 'polled')];
+}
