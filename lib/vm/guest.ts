@@ -97,7 +97,8 @@ export function qemuArgs(o: {
   ];
   const machine = o.accel === 'kvm' ? 'q35,accel=kvm,kernel-irqchip=split' : 'q35,accel=tcg';
   return [
-    '-machine', machine, '-cpu', 'max', '-smp', '2', '-m', String(o.memoryMiB),
+    // One vCPU: under TCG on a loaded 2-core host, a second vCPU's timers can starve (RCU stalls, a hung guest).
+    '-machine', machine, '-cpu', 'max', '-smp', '1', '-m', String(o.memoryMiB),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-device', 'intel-iommu,intremap=on',
     '-kernel', o.kernel.bzImage, '-initrd', o.initrd, '-append', cmdline.join(' '),
