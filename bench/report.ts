@@ -15,6 +15,8 @@ export interface MeasuredRow {
   c: Summary;
   /** addon median / C median. */
   ratio: number;
+  /** addon min / C min: the least disturbed runs of each. */
+  minRatio: number;
   target?: string;
   met?: boolean;
   jsLoop?: Summary;
@@ -58,7 +60,7 @@ export function toRows(raw: RawResult[]): Row[] {
     }
     const addon = summarize(samples.addon);
     const c = summarize(samples.c);
-    const row: MeasuredRow = { id: m.id, label: m.label, backend: m.backend, addon, c, ratio: ratio(addon, c), target };
+    const row: MeasuredRow = { id: m.id, label: m.label, backend: m.backend, addon, c, ratio: ratio(addon, c), minRatio: ratio(addon, c, 'min'), target };
     if (samples.jsLoop.length > 0) {
       row.jsLoop = summarize(samples.jsLoop);
       row.jsLoopOverAddon = ratio(row.jsLoop, addon);
@@ -73,14 +75,21 @@ function isMeasured(r: Row): r is MeasuredRow {
   return 'addon' in r;
 }
 
-const HEADER = ['metric', 'backend', 'addon median', 'addon min', 'C median', 'C min', 'addon / C', 'runs', 'JS loop median (÷ addon)', 'target', 'met'];
+const HEADER = ['metric', 'backend', 'addon median', 'addon min', 'C median', 'C min', 'addon / C', 'mins: addon / C', 'runs', 'JS loop median (÷ addon)', 'target', 'met'];
 
 function cells(r: Row): string[] {
-  if (!isMeasured(r)) return [r.label, '', '', '', '', '', '', '', '', r.target ?? '', `failed: ${r.error}`];
+  if (!isMeasured(r)) return [r.label, '', '', '', '', '', '', '', '', '', r.target ?? '', `failed: ${r.error}`];
   const rate = (ns: number, perSecond?: number): string => `${formatNs(ns)}${perSecond ? ` (${perSecond} /s)` : ''}`;
   const js = r.jsLoop ? `${formatNs(r.jsLoop.median)} (${r.jsLoopOverAddon!.toFixed(1)}×)` : '';
   return [r.label, r.backend, rate(r.addon.median, r.perSecond?.addon), formatNs(r.addon.min), rate(r.c.median, r.perSecond?.c),
-    formatNs(r.c.min), `${r.ratio.toFixed(2)}×`, `${r.addon.runs} / ${r.c.runs}`, js, r.target ?? '—', r.met === undefined ? '—' : r.met ? 'yes' : 'no'];
+    formatNs(r.c.min), `${r.ratio.toFixed(2)}×`, `${r.minRatio.toFixed(2)}×`, `${r.addon.runs} / ${r.c.runs}`, js, r.target ?? '—', r.met === undefined ? '—' : r.met ? 'yes' : 'no'];
+}
+
+/** The report as JSON, one metric a line: small, and diffs read well. */
+export function toJson(report: Report): string {
+  const { metrics, ...head } = report;
+  const top = JSON.stringify(head);
+  return `${top.slice(0, -1)},"metrics":[\n${metrics.map((m) => JSON.stringify(m)).join(',\n')}\n]}\n`;
 }
 
 /** A Markdown table of the report. */

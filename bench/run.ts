@@ -17,7 +17,7 @@ import { runInGuest } from '../lib/vm/guest';
 import { PROJECT_ROOT } from '../lib/vm/paths';
 import { runGuestBench } from './guest';
 import { buildNativeBench } from './native-side';
-import { Report, Row, table, toRows } from './report';
+import { Report, Row, table, toJson, toRows } from './report';
 
 interface Options {
   rounds: number;
@@ -29,7 +29,7 @@ interface Options {
 }
 
 function parse(argv: string[]): Options {
-  const o: Options = { rounds: 3, scale: 1, kernel: 'custom', out: path.join(PROJECT_ROOT, 'bench', 'results', 'latest.json') };
+  const o: Options = { rounds: 5, scale: 1, kernel: 'custom', out: path.join(PROJECT_ROOT, 'bench', 'results', 'latest.json') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--rounds') o.rounds = Math.max(1, Number(argv[++i]) || 1);
@@ -113,7 +113,7 @@ async function main(argv: string[]): Promise<void> {
   const accel = guest ? 'guest' : (process.env.NODE_VFIO_ACCEL === 'kvm' ? 'KVM' : 'TCG');
   const r = report(o, g, accel);
   fs.mkdirSync(path.dirname(o.out), { recursive: true });
-  fs.writeFileSync(o.out, `${JSON.stringify(r, null, 1)}\n`);
+  fs.writeFileSync(o.out, toJson(r));
   const m = r.machine;
   process.stdout.write(`${table(r)}\n\n${m.cores} cores, ${m.guest}, guest kernel ${m.guestKernel}, QEMU ${m.qemu}, Node ${m.node}, ${r.date}; ` +
     `medians of ${r.rounds} interleaved rounds; written to ${path.relative(process.cwd(), o.out)}\n`);

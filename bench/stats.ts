@@ -16,9 +16,9 @@ export function summarize(ns: readonly number[]): Summary {
   return { runs: sorted.length, min: round(sorted[0]), median: round(median) };
 }
 
-/** `a / b`, to 3 decimals. */
-export function ratio(a: Summary, b: Summary): number {
-  return Math.round((a.median / b.median) * 1000) / 1000;
+/** `a / b` of the medians (or of the minima), to 3 decimals. */
+export function ratio(a: Summary, b: Summary, of: 'median' | 'min' = 'median'): number {
+  return Math.round((a[of] / b[of]) * 1000) / 1000;
 }
 
 function round(ns: number): number {

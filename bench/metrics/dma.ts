@@ -33,7 +33,7 @@ function mapMetric(backend: BackendKind, c: MapCase): Metric {
   // Huge pages map best at a huge-page-aligned IOVA; the C side uses the same IOVA.
   const align = c.kind === 'hugetlb' ? HUGE_PAGE_SIZE : PAGE_SIZE;
   return {
-    id: `map.${backend}.${c.name.split(' ')[0]}`,
+    id: `map.${backend}.${c.name.split(' ').slice(0, 2).join('')}`,
     label: `map + unmap ${c.name}`,
     backend,
     devices: [BDF.edu],
@@ -49,6 +49,39 @@ function mapMetric(backend: BackendKind, c: MapCase): Metric {
       probe.unmap();
       return {
         run: () => space.map(buffer, { align }).unmap(),
+        close: () => buffer.close(),
+        cSpec: { iova: `0x${iova.toString(16)}` },
+      };
+    },
+  };
+}
+
+/**
+ * A diagnostic without a target: the 4 KiB map + unmap through the backend
+ * alone (the two native calls, none of AddressSpace's bookkeeping), to tell
+ * the cost of crossing into the addon from the cost of the TypeScript above it.
+ */
+function nativeFloorMetric(backend: BackendKind): Metric {
+  return {
+    id: `map.${backend}.4KiB.native`,
+    label: 'map + unmap 4 KiB: the native calls alone (backend.map + unmap)',
+    backend,
+    devices: [BDF.edu],
+    samples: MAP_CASES[0].samples,
+    warmup: 2,
+    per: 1,
+    cSpec: { op: 'map', size: 4096, kind: 'anon' },
+    addon({ space }: BenchContext): AddonPrepared {
+      const buffer = DmaBuffer.allocate(PAGE_SIZE);
+      const window = space.reserve(PAGE_SIZE);
+      const { iova } = window;
+      window.release();
+      const access = { read: true, write: true };
+      return {
+        run: () => {
+          space.backend.map(buffer.native, 0n, PAGE_SIZE, iova, access, false);
+          space.backend.unmap(iova, PAGE_SIZE);
+        },
         close: () => buffer.close(),
         cSpec: { iova: `0x${iova.toString(16)}` },
       };
@@ -107,6 +140,7 @@ function physListMetric(backend: BackendKind, n: number, samples: number): Metri
 export function dmaMetrics(backend: BackendKind): Metric[] {
   return [
     ...MAP_CASES.map((c) => mapMetric(backend, c)),
+    nativeFloorMetric(backend),
     ...PHYS_LIST_SIZES.map(({ n, samples }) => physListMetric(backend, n, samples)),
   ];
 }
