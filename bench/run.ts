@@ -46,6 +46,7 @@ const log = (line: string): void => { process.stderr.write(`${line}\n`); };
 
 interface GuestOutput {
   guestKernel: string;
+  vcpus: number;
   node: string;
   rows: Row[];
 }
@@ -54,7 +55,7 @@ async function measure(o: Options): Promise<GuestOutput> {
   buildNativeBench(log);
   const warmupMs = o.scale < 1 ? { first: 500, later: 100 } : { first: 1500, later: 300 };
   const rows = toRows(await runGuestBench({ rounds: o.rounds, scale: o.scale, warmupMs, log }));
-  return { guestKernel: os.release(), node: process.version, rows };
+  return { guestKernel: os.release(), vcpus: os.cpus().length, node: process.version, rows };
 }
 
 function ensureAddon(): void {
@@ -93,7 +94,7 @@ function report(o: Options, g: GuestOutput, accel: string): Report {
   return {
     date: new Date().toISOString().slice(0, 10),
     machine: {
-      cores: os.cpus().length, guest: `${accel}, 2 vCPUs`, guestKernel: g.guestKernel,
+      cores: os.cpus().length, guest: `${accel}, ${g.vcpus} vCPU${g.vcpus === 1 ? '' : 's'}`, guestKernel: g.guestKernel,
       qemu: qemuVersion(), node: g.node,
     },
     rounds: o.rounds,
