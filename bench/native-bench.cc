@@ -4,8 +4,9 @@
 //
 //   native-bench BACKEND BDF[,BDF...]|- SPEC...
 //
-// BACKEND is iommufd (an IOAS, devices through their cdev, bound and attached)
-// or type1 (a container with type1v2, devices through their groups). Every
+// BACKEND is iommufd (an IOAS, devices through their cdev, bound and attached),
+// type1 (a container with type1v2, devices through their groups) or none (no
+// VFIO: for blockread through a kernel driver, with BDF list -). Every
 // BDF is opened and attached first, as the library does. Each SPEC is
 // `op=NAME,key=value,...`; for each, after `warmup` untimed rounds, one line
 // {"id":"...","ns":[...]} with `samples` times in nanoseconds per operation:
@@ -21,14 +22,15 @@
 //   op=blockread path qd count span              `count` random 4 KiB O_DIRECT
 //                                                reads at queue depth qd
 //                                                (io_uring), from the first
-//                                                `span` bytes; BACKEND none
+//                                                `span` bytes
 //
 // It uses the project's own uAPI definitions (native/uapi), never the
-// system's <linux/vfio.h>; io_uring's come from the system's headers. Build: g++ -std=c++17 -O2 -o native-bench native-bench.cc
+// system's <linux/vfio.h>; io_uring's come from the system's headers.
+// Build: g++ -std=c++17 -O2 -o native-bench native-bench.cc
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/mman.h>
 #include <linux/io_uring.h>
+#include <linux/mman.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
