@@ -32,8 +32,6 @@ export interface P2PSource {
 export class P2PProvider extends EventEmitter implements Disposable {
   private dmaBufs = new Map<string, NativeFile>();
   private closed = false;
-  /** Bumped at each revocation; mappings remember the generation they were made in. */
-  generation = 0;
   readonly size: bigint;
 
   constructor(readonly device: VfioPciDevice, readonly regionIndex: number) {
@@ -54,7 +52,6 @@ export class P2PProvider extends EventEmitter implements Disposable {
   private revoke(): void {
     for (const f of this.dmaBufs.values()) f.close();
     this.dmaBufs.clear();
-    this.generation++;
     this.emit('revoked');
   }
 

@@ -3,7 +3,7 @@
  * bookkeeping (IOVA allocation, the mapping table, phys_list linking) is
  * written once above it, in AddressSpace.
  */
-import { FragmentSource, IovaRange, NativeDevice, NativeMemory, PackedFragments } from '../native';
+import { FragmentSource, IovaRange, NativeDevice, PackedFragments } from '../native';
 import { PciDeviceInfo } from '../sysfs';
 
 export type BackendKind = 'iommufd' | 'type1';
@@ -41,8 +41,6 @@ export function packFragments(flat: FlatFragments): PackedFragments {
 
 export interface IommuBackend {
   readonly kind: BackendKind;
-  /** Whether a dma-buf (a peer BAR exported by VFIO) can be mapped; else peers map through their mmap. */
-  readonly mapsDmaBuf: boolean;
   /** The IOVA ranges devices can use now (they shrink as devices with reserved regions attach). */
   iovaRanges(): IovaRange[];
   /** Opens a device (bound to vfio-pci) and attaches it to this address space. */
@@ -59,4 +57,3 @@ export interface IommuBackend {
   close(): void;
 }
 
-export type { NativeMemory };

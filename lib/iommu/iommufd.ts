@@ -67,7 +67,6 @@ export class IommufdContext {
 
 export class IommufdBackend implements IommuBackend {
   readonly kind = 'iommufd' as const;
-  readonly mapsDmaBuf = true;
   readonly ioas: number;
   private devices = new Set<NativeDevice>();
   private closed = false;

@@ -22,7 +22,6 @@ function dmaMapFlags(access: Access): number {
 
 export class Type1Backend implements IommuBackend {
   readonly kind = 'type1' as const;
-  readonly mapsDmaBuf = false;
   /** @internal */
   readonly container: NativeContainer;
   private groups = new Map<number, { group: NativeGroup; devices: Set<NativeDevice> }>();
