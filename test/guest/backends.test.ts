@@ -49,6 +49,36 @@ forEachBackend('backend interfaces', (backend) => {
       assert.equal(b.context.getOption(IOMMU_OPTION_RLIMIT_MODE), 0n);
       assert.throws(() => b.context.getOption(99), { name: 'VfioError', code: 'EOPNOTSUPP', syscall: 'ioctl(IOMMU_OPTION)' });
     });
+    it('IOMMU_IOAS_ALLOW_IOVAS bounds where the kernel may choose an IOVA', () => {
+      const b = fx.space.backend as IommufdBackend;
+      using other = AddressSpace.open({ backend, iommufd: b.context });
+      const ioas = (other.backend as IommufdBackend).ioas;
+      using buf = DmaBuffer.allocate(4096);
+      b.context.native.allowIovas(ioas, [{ start: 0x5000000n, last: 0x5000fffn }]);
+      const iova = b.context.native.map(ioas, buf.native, 0n, 4096n, null, 6, false); // kernel's choice
+      assert.equal(iova, 0x5000000n);
+      assert.throws(() => b.context.native.map(ioas, buf.native, 0n, 4096n, null, 6, false), { name: 'VfioError', syscall: 'ioctl(IOMMU_IOAS_MAP)' });
+      b.context.native.unmap(ioas, iova, 4096n);
+    });
+
+    it('detaching the device from its IOAS takes its DMA away; attaching again gives it back', async () => {
+      using buf = DmaBuffer.allocate(4096);
+      const m = fx.space.map(buf, { limit: 1n << 28n });
+      buf.bytes.fill(7);
+      const native = fx.edu.device.native;
+      native.detachPt();
+      await fx.edu.dmaToDevice(m.iova, 0, 64); // blocked: the device reaches no IOAS
+      native.attachPt((fx.space.backend as IommufdBackend).ioas);
+      buf.bytes.fill(0, 0, 64);
+      await fx.edu.dmaFromDevice(0, m.iova, 64);
+      assert.ok(buf.bytes.subarray(0, 64).every((x) => x !== 7), 'what the detached device read was not memory');
+      buf.bytes.fill(9, 0, 64);
+      await fx.edu.dmaToDevice(m.iova, 0, 64);
+      buf.bytes.fill(0, 0, 64);
+      await fx.edu.dmaFromDevice(0, m.iova, 64);
+      assert.ok(buf.bytes.subarray(0, 64).every((x) => x === 9), 'attached again, the device moves bytes');
+      m.unmap();
+    });
   } else {
     it('type1: API version, type1v2 chosen, info with page sizes and DMA mappings available (one fewer per map)', () => {
       const b = fx.space.backend as Type1Backend;
