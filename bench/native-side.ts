@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PROJECT_ROOT } from '../lib/vm/paths';
+import { PROJECT_ROOT } from '../vm/paths';
 
 const SOURCE = path.join(PROJECT_ROOT, 'bench', 'native-bench.cc');
 const UAPI = path.join(PROJECT_ROOT, 'native', 'uapi');

@@ -14,10 +14,10 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ensurePackages, HOST_PACKAGES } from '../lib/vm/apt';
-import { runInGuest } from '../lib/vm/guest';
-import { guestKernel, KernelKind } from '../lib/vm/kernel';
-import { PROJECT_ROOT } from '../lib/vm/paths';
+import { ensurePackages, HOST_PACKAGES } from '../vm/apt';
+import { runInGuest } from '../vm/guest';
+import { guestKernel, KernelKind } from '../vm/kernel';
+import { PROJECT_ROOT } from '../vm/paths';
 import { prepareWitnessFiles } from './support/witness';
 
 interface Counts { passed: number; failed: number; pending: number; failures: string[] }

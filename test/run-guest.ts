@@ -4,8 +4,8 @@
  * Fresh witness files (the ivshmem file, the nvme image) go to DIR (default .vm/witness-dev).
  */
 import * as path from 'node:path';
-import { runInGuest } from '../lib/vm/guest';
-import { PROJECT_ROOT } from '../lib/vm/paths';
+import { runInGuest } from '../vm/guest';
+import { PROJECT_ROOT } from '../vm/paths';
 import { prepareWitnessFiles } from './support/witness';
 
 async function main(argv: string[]): Promise<number> {

@@ -13,7 +13,7 @@ import { AddressSpace, DmaMapping } from '../../lib/address-space';
 import { NvmeController, NvmeCompletionMode, NvmeError, NvmeNamespace, NvmeStatusError, nvmeCommands } from '../../lib/drivers/nvme';
 import { DmaBuffer } from '../../lib/memory';
 import { PhysList } from '../../lib/phys-list';
-import { NVME_IMAGE_SIZE, NVME_SERIAL } from '../../lib/vm/devices';
+import { NVME_IMAGE_SIZE, NVME_SERIAL } from '../../vm/devices';
 import { BDF, forEachBackend, pattern } from '../support/guest';
 import { NVME_BLOCK, nvmeBlock } from '../support/witness';
 import { buildPrps, prpEntries } from '../../lib/drivers/nvme/prp';

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { runInGuest } from '../../lib/vm/guest';
-import { PROJECT_ROOT } from '../../lib/vm/paths';
+import { runInGuest } from '../../vm/guest';
+import { PROJECT_ROOT } from '../../vm/paths';
 import { ivshmemByte, prepareWitnessFiles } from '../support/witness';
 
 const quiet = (): void => {};
@@ -101,7 +101,7 @@ describe('guest harness', function () {
   });
 
   it('leaves no QEMU behind when the process that started it is killed', async () => {
-    const runner = path.join(PROJECT_ROOT, 'dist/lib/vm/cli.js');
+    const runner = path.join(PROJECT_ROOT, 'dist/cli/main.js');
     const child = spawn(process.execPath, [runner, 'vm', 'run', '--devices', 'edu', '--', 'sh', '-c', 'echo ready; sleep 120'], { stdio: ['ignore', 'pipe', 'ignore'] });
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });

@@ -3,14 +3,14 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { systemMirror } from '../../lib/vm/apt';
-import { parseVmArgs } from '../../lib/vm/cli-args';
-import { cpioArchive } from '../../lib/vm/cpio';
-import { DEVICE_BDF, deviceArgs, parseDevices } from '../../lib/vm/devices';
-import { EXIT_MARKER, qemuArgs } from '../../lib/vm/guest';
-import { customKernelDir, customKernelKey, moduleDepends, moduleLoadOrder } from '../../lib/vm/kernel';
-import { cacheDir } from '../../lib/vm/paths';
-import { commandScript, shQuote } from '../../lib/vm/shell-quote';
+import { systemMirror } from '../../vm/apt';
+import { parseVmArgs } from '../../cli/vm-args';
+import { cpioArchive } from '../../vm/cpio';
+import { DEVICE_BDF, deviceArgs, parseDevices } from '../../vm/devices';
+import { EXIT_MARKER, qemuArgs } from '../../vm/guest';
+import { customKernelDir, customKernelKey, moduleDepends, moduleLoadOrder } from '../../vm/kernel';
+import { cacheDir } from '../../vm/paths';
+import { commandScript, shQuote } from '../../vm/shell-quote';
 
 describe('vm CLI arguments', () => {
   it('parses run with kernel, devices, env, timeout and the command after --', () => {

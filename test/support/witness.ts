@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DeviceFiles, IVSHMEM_SIZE, NVME_IMAGE_SIZE } from '../../lib/vm/devices';
+import { DeviceFiles, IVSHMEM_SIZE, NVME_IMAGE_SIZE } from '../../vm/devices';
 
 /** Byte `i` of the ivshmem pattern. */
 export function ivshmemByte(i: number): number {

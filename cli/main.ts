@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /** `node-vfio vm run|shell|kernel`: the test guest from the command line. */
-import { ensurePackages, HarnessError, HOST_PACKAGES } from './apt';
-import { parseVmArgs, USAGE } from './cli-args';
-import { runInGuest } from './guest';
-import { guestKernel } from './kernel';
+import { ensurePackages, HarnessError, HOST_PACKAGES } from '../vm/apt';
+import { parseVmArgs, USAGE } from './vm-args';
+import { runInGuest } from '../vm/guest';
+import { guestKernel } from '../vm/kernel';
 
 async function main(argv: string[]): Promise<number> {
   const cmd = parseVmArgs(argv);

@@ -1,6 +1,6 @@
 /** The command line of `node-vfio vm ...`, parsed without side effects. */
-import { DeviceName, DEVICE_NAMES, parseDevices } from './devices';
-import { KernelKind } from './kernel';
+import { DeviceName, DEVICE_NAMES, parseDevices } from '../vm/devices';
+import { KernelKind } from '../vm/kernel';
 
 export interface VmCommand {
   action: 'run' | 'shell' | 'kernel' | 'help';

@@ -2,8 +2,8 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-/** The repository root (this file is compiled to dist/lib/vm/paths.js). */
-export const PROJECT_ROOT = path.resolve(__dirname, '../../..');
+/** The package root (this file is compiled to dist/vm/paths.js). */
+export const PROJECT_ROOT = path.resolve(__dirname, '../..');
 
 /** The machine-wide cache of kernels and package lists: survives clones. */
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
