@@ -14,12 +14,16 @@ import * as path from 'node:path';
 import { HarnessError } from './apt';
 import { DEVICE_BDF, DeviceFiles, DeviceName, deviceArgs } from './devices';
 import { buildInitramfs } from './initramfs';
-import { guestKernel, GuestKernel, KernelKind, Log } from './kernel';
-import { PROJECT_ROOT, runsDir } from './paths';
+import { GuestKernel, KernelKind, Log } from './kernel';
+import { runsDir } from './paths';
+import { prepareGuest } from './prepare';
+import { Qemu, QemuChoice } from './qemu';
 import { commandScript } from './shell-quote';
 
 export interface GuestRunOptions {
   kernel?: KernelKind;
+  /** Which QEMU: the bundled QEMU 10 (default, or `$NODE_VFIO_QEMU`) or the system's. */
+  qemu?: QemuChoice;
   devices?: readonly DeviceName[];
   /** argv of the command; omitted with `interactive`. */
   command?: readonly string[];
@@ -54,6 +58,7 @@ export interface GuestRunResult {
   output: string;
   consoleTail: string;
   kernel: GuestKernel;
+  qemu: Qemu;
   files: DeviceFiles;
   runDir: string;
   durationMs: number;
@@ -83,7 +88,7 @@ export function tailOf(file: string, n = 40): string {
 }
 
 export function qemuArgs(o: {
-  kernel: GuestKernel; initrd: string; runDir: string; projectDir: string; devices: readonly DeviceName[]; tag?: string; append?: readonly string[];
+  kernel: GuestKernel; dataDir?: string; initrd: string; runDir: string; projectDir: string; devices: readonly DeviceName[]; tag?: string; append?: readonly string[];
   files: DeviceFiles; accel: 'tcg' | 'kvm'; memoryMiB: number; hugepages: number; interactive: boolean;
 }): string[] {
   const cmdline = [
@@ -99,6 +104,7 @@ export function qemuArgs(o: {
   return [
     // One vCPU: under TCG on a loaded 2-core host, a second vCPU's timers can starve (RCU stalls, a hung guest).
     '-machine', machine, '-cpu', 'max', '-smp', '1', '-m', String(o.memoryMiB),
+    ...(o.dataDir ? ['-L', o.dataDir] : []),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-device', 'intel-iommu,intremap=on',
     '-kernel', o.kernel.bzImage, '-initrd', o.initrd, '-append', cmdline.join(' '),
@@ -113,12 +119,12 @@ export function qemuArgs(o: {
 export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResult> {
   const started = Date.now();
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const projectDir = path.resolve(options.projectDir ?? PROJECT_ROOT);
+  const projectDir = path.resolve(options.projectDir ?? process.cwd());
   if (/\s/.test(projectDir)) throw new HarnessError(`the project path has white space, which the guest's kernel command line cannot carry: ${projectDir}`);
   const interactive = options.interactive ?? false;
   if (!interactive && !options.command?.length) throw new RangeError('runInGuest: no command given');
   const devices = options.devices ?? ['edu', 'ivshmem', 'nvme'];
-  const kernel = await guestKernel(options.kernel ?? 'custom', log);
+  const { kernel, qemu } = await prepareGuest({ kernel: options.kernel, qemu: options.qemu, log });
 
   fs.mkdirSync(runsDir(projectDir), { recursive: true });
   const runDir = fs.mkdtempSync(path.join(runsDir(projectDir), 'run-'));
@@ -131,7 +137,7 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
   const initrd = path.join(runDir, 'initramfs.cpio');
   buildInitramfs(initrd, kernel.modules);
   const args = qemuArgs({
-    kernel, initrd, runDir, projectDir, devices, files, interactive,
+    kernel, dataDir: qemu.dataDir, initrd, runDir, projectDir, devices, files, interactive,
     tag: options.tag ?? process.env.NODE_VFIO_TAG ?? 'run', append: options.append,
     accel: options.accel ?? (process.env.NODE_VFIO_ACCEL === 'kvm' ? 'kvm' : 'tcg'),
     memoryMiB: options.memoryMiB ?? 2048, hugepages: options.hugepages ?? 64,
@@ -140,7 +146,7 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: '/root', LANG: 'C.UTF-8',
     ...(interactive || process.stdout.isTTY ? { TERM: process.env.TERM ?? 'xterm' } : { TERM: 'dumb', NO_COLOR: '1' }),
-    NODE_VFIO_GUEST: '1', NODE_VFIO_KERNEL: kernel.kind,
+    NODE_VFIO_GUEST: '1', NODE_VFIO_KERNEL: kernel.kind, NODE_VFIO_QEMU_VERSION: qemu.version,
     NODE_VFIO_DEVICES: devices.map((d) => `${d}=${DEVICE_BDF[d]}`).join(','),
     ...(files.ivshmem ? { NODE_VFIO_IVSHMEM_FILE: files.ivshmem } : {}),
     ...(files.nvmeImage ? { NODE_VFIO_NVME_IMAGE: files.nvmeImage } : {}),
@@ -149,7 +155,7 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
   fs.writeFileSync(path.join(runDir, 'cmd.sh'), commandScript(options.command ?? ['true'], options.cwd ?? projectDir, env));
 
   killAllOnExit();
-  const attempt = (): Promise<Boot> => boot(args, runDir, interactive, options);
+  const attempt = (): Promise<Boot> => boot(qemu.binary, args, runDir, interactive, options);
   let result = await attempt();
   if (result.failure && !result.commandStarted && !interactive) {
     // Under a loaded host a TCG guest can die in early boot (its timer checks race the
@@ -159,7 +165,7 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
   }
   const { status, failure, output, consoleTail } = result;
   if (!options.keep && !failure) fs.rmSync(runDir, { recursive: true, force: true });
-  return { status, failure, output, consoleTail, kernel, files, runDir, durationMs: Date.now() - started };
+  return { status, failure, output, consoleTail, kernel, qemu, files, runDir, durationMs: Date.now() - started };
 }
 
 interface Boot {
@@ -174,8 +180,8 @@ interface Boot {
 export const COMMAND_STARTED = 'node-vfio: starting the command';
 
 /** One boot of QEMU: the command's output and status, or why the guest died. */
-async function boot(args: string[], runDir: string, interactive: boolean, options: GuestRunOptions): Promise<Boot> {
-  const qemu = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64', ...args], {
+async function boot(binary: string, args: string[], runDir: string, interactive: boolean, options: GuestRunOptions): Promise<Boot> {
+  const qemu = spawn('setpriv', ['--pdeathsig', 'KILL', '--', binary, ...args], {
     stdio: interactive ? 'inherit' : ['pipe', 'pipe', 'pipe'],
   });
   live.add(qemu);
