@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { AddressSpace, DmaMapping } from '../../lib/address-space';
 import { EduDevice, EDU_DMA_LIMIT } from '../../lib/drivers/edu';
 import { DmaBuffer, DmaMemoryKind, freeHugePages, HUGE_PAGE_SIZE } from '../../lib/memory';
-import { BDF, eduFixture, forEachBackend, kernelLogSince, markKernelLog, pattern, waitFaultLogQuota } from '../support/guest';
+import { BDF, eduFixture, forEachBackend, kernelLogSince, markKernelLog, pattern, QEMU_MAJOR, waitFaultLogQuota } from '../support/guest';
 
 forEachBackend('edu DMA', (backend) => {
   const fx = eduFixture(backend);
@@ -40,6 +40,31 @@ forEachBackend('edu DMA', (backend) => {
     ms.unmap();
     md.unmap();
   });
+
+  // QEMU 7.2's edu aborts the whole guest on a DMA that reaches the last byte of its buffer
+  // (an off-by-one in its range check, fixed in newer QEMU): the suite on the system's
+  // QEMU 7.2 does not have this test; the one on the bundled QEMU 10 must pass it.
+  if (QEMU_MAJOR >= 10) {
+    it(`round-trips edu's whole 4096-byte buffer, to its last byte (QEMU ${process.env.NODE_VFIO_QEMU_VERSION})`, async () => {
+      using src = DmaBuffer.allocate(8192);
+      using dst = DmaBuffer.allocate(8192);
+      const ms = space.map(src, { limit: EDU_DMA_LIMIT });
+      const md = space.map(dst, { limit: EDU_DMA_LIMIT });
+      const data = pattern(4096, 4096);
+      src.bytes.set(data, 100);
+      dst.bytes.fill(0x5a);
+      await edu.dmaToDevice(ms.iova + 100n, 0, 4096);
+      await edu.dmaFromDevice(0, md.iova + 200n, 4096);
+      assert.deepEqual(dst.bytes.subarray(200, 200 + 4096), data);
+      assert.equal(dst.bytes[199], 0x5a);
+      assert.equal(dst.bytes[200 + 4096], 0x5a);
+      // and a transfer that ends at the last byte from inside the buffer
+      await edu.dmaFromDevice(4095, md.iova, 1);
+      assert.equal(dst.bytes[0], data[4095]);
+      ms.unmap();
+      md.unmap();
+    });
+  }
 
   it('blocks DMA to and from IOVAs that are not mapped: no memory changes, and the IOMMU logs the fault', async function () {
     this.timeout(30_000);

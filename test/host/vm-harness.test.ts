@@ -8,7 +8,8 @@ import { parseVmArgs } from '../../cli/vm-args';
 import { cpioArchive } from '../../vm/cpio';
 import { DEVICE_BDF, deviceArgs, parseDevices } from '../../vm/devices';
 import { EXIT_MARKER, qemuArgs } from '../../vm/guest';
-import { customKernelDir, customKernelKey, moduleDepends, moduleLoadOrder } from '../../vm/kernel';
+import { compileProgress, customKernelDir, customKernelKey, moduleDepends, moduleLoadOrder } from '../../vm/kernel';
+import { qemuChoice, releaseCodename } from '../../vm/qemu';
 import { cacheDir } from '../../vm/paths';
 import { commandScript, shQuote } from '../../vm/shell-quote';
 
@@ -160,7 +161,35 @@ describe('QEMU command line', () => {
     assert.match(line, new RegExp(`nodevfio.bind=${DEVICE_BDF.edu},${DEVICE_BDF.ivshmem},${DEVICE_BDF.nvme}`));
     assert.ok(fs.existsSync(path.join(dir, 'ivshmem.bin')) && fs.existsSync(path.join(dir, 'nvme.img')));
     assert.deepEqual(deviceArgs([], dir, {}), []);
+    assert.ok(!args.includes('-L'), 'the system QEMU finds its own firmware');
+    const bundled = qemuArgs({
+      kernel: { kind: 'custom', source: 'x', bzImage: '/k/bzImage', modules: [] }, dataDir: '/q/usr/share/qemu', initrd: '/k/i', runDir: dir,
+      projectDir: '/p', devices: [], files: {}, accel: 'tcg', memoryMiB: 1024, hugepages: 8, interactive: false,
+    });
+    assert.equal(bundled[bundled.indexOf('-L') + 1], '/q/usr/share/qemu');
     fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('QEMU choice', () => {
+  it('takes bundled (the default) or system, and refuses anything else', () => {
+    assert.equal(qemuChoice(undefined), 'bundled');
+    assert.equal(qemuChoice(''), 'bundled');
+    assert.equal(qemuChoice('system'), 'system');
+    assert.throws(() => qemuChoice('7.2'), { name: 'RangeError', message: /bundled.*system.*7\.2/ });
+  });
+  it('reads the release codename that names the backports suite', () => {
+    assert.equal(releaseCodename('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\n'), 'bookworm');
+    assert.equal(releaseCodename('VERSION_CODENAME="trixie"\n'), 'trixie');
+    assert.equal(releaseCodename('ID=debian\n'), undefined);
+  });
+});
+
+describe('kernel build progress', () => {
+  it('shows files compiled out of the expected total, and never 100 % before make is done', () => {
+    assert.equal(compileProgress(0, 2000), '0/~2000 files (0%)');
+    assert.equal(compileProgress(500, 2000), '500/~2000 files (25%)');
+    assert.equal(compileProgress(2500, 2000), '2500/~2000 files (99%)');
   });
 });
 

@@ -15,6 +15,8 @@ if (process.env.NODE_VFIO_GUEST !== '1') {
 }
 
 export const KERNEL = process.env.NODE_VFIO_KERNEL === 'debian' ? 'debian' : 'custom';
+/** The major version of the QEMU that runs this guest (the harness says which). */
+export const QEMU_MAJOR = Number(/^(\d+)\./.exec(process.env.NODE_VFIO_QEMU_VERSION ?? '')?.[1] ?? 0);
 export const BDF = { edu: '0000:00:03.0', ivshmem: '0000:00:04.0', nvme: '0000:00:05.0' } as const;
 
 export interface Cell {
