@@ -18,30 +18,71 @@ import { PhysList, CpuFragment } from './phys-list';
 import { readPciDevice } from './sysfs';
 import { checkAligned, checkRangeFits, hex, toBigInt } from './validate';
 
+/**
+ * Which IOMMU backend {@link AddressSpace.open} uses: `'iommufd'` (an IOAS in
+ * /dev/iommu; devices through their VFIO cdev), `'type1'` (a /dev/vfio/vfio
+ * container; devices through their IOMMU group), or `'auto'`: iommufd when the
+ * kernel has both /dev/iommu and /dev/vfio/devices, else type1.
+ */
 export type BackendChoice = 'auto' | BackendKind;
 
+/** Options of {@link AddressSpace.open}. */
 export interface AddressSpaceOptions {
-  /** 'auto' (default): iommufd when /dev/iommu exists, else type1. */
+  /** The backend: 'auto' (default) takes iommufd when /dev/iommu and /dev/vfio/devices exist, else type1. */
   backend?: BackendChoice;
-  /** Share an open /dev/iommu with other address spaces (needed for copyFrom). */
+  /**
+   * An open /dev/iommu to allocate the IOAS in, shared with other address
+   * spaces (needed for {@link AddressSpace.copyFrom}); implies the iommufd
+   * backend under 'auto'. The context stays open while any address space
+   * made in it is open. Default: a fresh /dev/iommu of this address space's own.
+   */
   iommufd?: IommufdContext;
-  /** sysfs root, for tests. */
+  /** Where sysfs is mounted (default '/sys'); another root lets tests use a fake tree. */
   sysfs?: string;
 }
 
+/**
+ * Where the address space's allocator may put an IOVA range (for
+ * {@link AddressSpace.map}, {@link AddressSpace.reserve},
+ * {@link AddressSpace.mapPhysList} and {@link AddressSpace.copyFrom}). With
+ * none, the lowest free range that fits: first fit by address, from the IOVA
+ * ranges the kernel reports minus reserved regions, never IOVA 0.
+ */
 export interface AllocationOptions {
-  /** Alignment of the IOVA; a power of two, at least the page size. */
+  /**
+   * Alignment of the IOVA in bytes: a power of two, at least {@link PAGE_SIZE}
+   * (the default). A 2 MiB alignment for hugetlb memory lets the IOMMU use
+   * large pages.
+   */
   align?: number | bigint;
-  /** IOVAs must end at or below this (1n << 28n for a 28-bit DMA mask). */
+  /**
+   * The range must end at or below this IOVA (an exclusive bound): the
+   * device's DMA mask, e.g. `1n << 28n` for edu's 28-bit DMA engine or
+   * `1n << 32n` for a 32-bit device. Default 2^64.
+   */
   limit?: number | bigint;
-  /** An exact IOVA. */
+  /**
+   * An exact IOVA instead of the allocator's choice: page aligned and wholly
+   * in free IOVA space (an {@link IovaAllocatorError} with code EEXIST when it
+   * overlaps an allocation, EADDRNOTAVAIL when it is a hole, a reserved region
+   * or above `limit`).
+   */
   iova?: number | bigint;
 }
 
+/**
+ * Options of {@link AddressSpace.map}: which slice of the buffer, where in
+ * IOVA space, and what the device may do with it.
+ */
 export interface MapOptions extends AllocationOptions {
+  /** Byte offset in the buffer of the first mapped byte: a multiple of the page size. Default 0. */
   offset?: number | bigint;
+  /** Bytes to map from `offset`: a non-zero multiple of the page size. Default: to the end of the buffer. */
   length?: number | bigint;
-  /** Device access; default read and write. */
+  /**
+   * What the device may do through the mapping; each of `read` and `write`
+   * defaults to true. A DMA the mapping does not allow faults in the IOMMU.
+   */
   access?: Partial<Access>;
 }
 
@@ -51,10 +92,30 @@ function access(a?: Partial<Access>): Access {
   return { ...DEFAULT_ACCESS, ...a };
 }
 
-/** A live IOMMU mapping. It holds what it maps, so nothing it reaches can be freed while it lives. */
+/**
+ * A live IOMMU mapping: `length` bytes of memory (or peer BAR) reachable by
+ * the address space's devices from IOVA `iova`. Made by
+ * {@link AddressSpace.map}, {@link AddressSpace.mapPhysList},
+ * {@link AddressSpace.copyFrom} and {@link IovaWindow.link}.
+ *
+ * Lifetime: the mapping holds what it maps (`holds`), natively as well as in
+ * JavaScript, so memory a device can reach is never freed: closing a
+ * {@link DmaBuffer} that is still mapped only detaches its ArrayBuffer, and
+ * the pages are released when the last mapping of them is unmapped.
+ *
+ * Events: `'unmapped'` once it leaves the IOMMU (by {@link DmaMapping.unmap},
+ * a covering {@link AddressSpace.unmapRange}, or the address space closing);
+ * `'revoked'` when the kernel revoked the peer memory behind it (see
+ * {@link DmaMapping.revoked}).
+ */
 export class DmaMapping extends EventEmitter implements Disposable {
   private unmapped = false;
-  /** Set when the memory behind it was revoked (a P2P dma-buf of a reset device). */
+  /**
+   * True once the memory behind it was revoked: an iommufd P2P mapping whose
+   * exporting device was reset or stopped decoding its BARs. iommufd removed
+   * the IOMMU entries for good, so device accesses fault; unmap it and link
+   * the list again (the {@link P2PProvider} exports fresh dma-bufs).
+   */
   revoked = false;
 
   /** @internal */
@@ -64,7 +125,7 @@ export class DmaMapping extends EventEmitter implements Disposable {
     readonly iova: bigint,
     /** Bytes mapped from `iova`. */
     readonly length: bigint,
-    /** What the device reaches through it: kept referenced while mapped. */
+    /** What the device reaches through it (DmaBuffers, dma-bufs, BAR mmaps): kept referenced while mapped. */
     readonly holds: readonly object[],
     /** @internal the page-aligned IOVA range the kernel maps */
     readonly pages: { iova: bigint; length: bigint },
@@ -72,11 +133,24 @@ export class DmaMapping extends EventEmitter implements Disposable {
     super();
   }
 
+  /**
+   * Whether the mapping is still in the IOMMU: false after {@link DmaMapping.unmap},
+   * after an {@link AddressSpace.unmapRange} that covered it, and once the address
+   * space closed.
+   */
   get active(): boolean {
     return !this.unmapped;
   }
 
-  /** Unmaps (and frees the IOVAs it allocated). Idempotent. */
+  /**
+   * Removes the mapping from the IOMMU, gives its IOVAs back (to the
+   * allocator, or to the {@link IovaWindow} it was linked into), lets go of
+   * what it held, and emits `'unmapped'`. Idempotent; after the address space
+   * closed it only does the bookkeeping.
+   *
+   * @throws {@link VfioError} when the kernel refuses the unmap
+   * (syscall `ioctl(IOMMU_IOAS_UNMAP)` or `ioctl(VFIO_IOMMU_UNMAP_DMA)`).
+   */
   unmap(): void {
     if (this.unmapped) return;
     this.owner.release(this, true);
@@ -90,6 +164,7 @@ export class DmaMapping extends EventEmitter implements Disposable {
     this.unmapped = true;
   }
 
+  /** {@link DmaMapping.unmap}, for `using`. */
   [Symbol.dispose](): void {
     this.unmap();
   }
@@ -97,19 +172,47 @@ export class DmaMapping extends EventEmitter implements Disposable {
 
 /**
  * Step 1 of the two-step mapping: an IOVA window reserved in the address
- * space, with nothing mapped. Step 2 links phys_lists into it.
+ * space with nothing mapped, made by {@link AddressSpace.reserve}. Step 2,
+ * {@link IovaWindow.link}, maps phys_lists into it; several lists may be
+ * linked at different offsets, and a list unlinked and linked again reuses
+ * the same IOVAs. The IOVAs stay reserved until {@link IovaWindow.release}
+ * (or the address space closes).
  */
 export class IovaWindow implements Disposable {
   private links = new Set<DmaMapping>();
   private released = false;
 
   /** @internal */
-  constructor(private readonly space: AddressSpace, readonly iova: bigint, readonly length: bigint) {}
+  constructor(
+    private readonly space: AddressSpace,
+    /** The first IOVA of the window (page aligned). */
+    readonly iova: bigint,
+    /** Bytes of IOVA space the window spans (a page multiple). */
+    readonly length: bigint,
+  ) {}
 
   /**
    * Maps every fragment of `list` at consecutive IOVAs from `iova + offset`
    * in ONE native call. If a fragment fails, the ones before it are unmapped
    * before the error is thrown: the window is as it was.
+   *
+   * @param list - The fragments; CPU lists map DmaBuffers (memfd fragments
+   *   with `asFile` through IOMMU_IOAS_MAP_FILE), P2P lists map a peer's BAR
+   *   through their {@link P2PProvider}.
+   * @param offset - Where in the window, in bytes from its start: a page
+   *   multiple. The list takes `list.span` bytes from there.
+   * @param options - `access`: what the device may do (read and write by default).
+   * @returns The mapping: its `iova` is `window.iova + offset + list.headOffset`
+   *   (the first fragment's offset in its page), its `length` is `list.length`.
+   *   Unmapping it unlinks the list and leaves the IOVAs reserved in the window.
+   * @throws RangeError when `offset` is not page aligned, or the list does not
+   *   fit in the window from `offset`.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the window was
+   *   released, the address space closed, or a fragment's DmaBuffer or provider
+   *   is closed; `ERR_VFIO_ENCRYPTED` for an encrypted list.
+   * @throws {@link VfioError} from the map ioctls (`IOMMU_IOAS_MAP`,
+   *   `IOMMU_IOAS_MAP_FILE`, `VFIO_IOMMU_MAP_DMA`, `VFIO_DEVICE_FEATURE` for a
+   *   dma-buf export), e.g. ENOMEM when pinning exceeds RLIMIT_MEMLOCK.
    */
   link(list: PhysList, offset: number | bigint = 0, options: { access?: Partial<Access> } = {}): DmaMapping {
     if (this.released) throw new VfioStateError('the IOVA window is released', 'ERR_VFIO_CLOSED');
@@ -123,7 +226,12 @@ export class IovaWindow implements Disposable {
     return mapping;
   }
 
-  /** Unlinks what is still linked and gives the IOVAs back. Idempotent. */
+  /**
+   * Unmaps every mapping still linked into the window (they emit
+   * `'unmapped'`) and gives the IOVAs back to the allocator. Idempotent.
+   *
+   * @throws {@link VfioError} when the kernel refuses an unmap.
+   */
   release(): void {
     if (this.released) return;
     this.released = true; // first: unlinking below may call back here
@@ -131,11 +239,31 @@ export class IovaWindow implements Disposable {
     this.space.freeIova(this.iova, this.length, this);
   }
 
+  /** {@link IovaWindow.release}, for `using`. */
   [Symbol.dispose](): void {
     this.release();
   }
 }
 
+/**
+ * One DMA address space: the IOVAs its devices use, over either IOMMU
+ * backend (an iommufd IOAS, or a type1 container). Devices opened through it
+ * ({@link AddressSpace.openDevice}) are attached to it, and DMA from them
+ * reaches exactly what is mapped here.
+ *
+ * It allocates IOVAs itself, from the ranges the kernel reports minus
+ * reserved regions, and always maps at those fixed IOVAs. Everything made
+ * through it (devices, mappings, IOVA windows) is closed with it, children
+ * first: {@link AddressSpace.close}.
+ *
+ * @example
+ * ```ts
+ * using space = AddressSpace.open();
+ * using buf = DmaBuffer.allocate(4096);
+ * const m = space.map(buf, { limit: 1n << 32n }); // a 32-bit device
+ * // program the device with m.iova
+ * ```
+ */
 export class AddressSpace implements Disposable {
   private allocator?: IovaAllocator;
   private mappings = new Set<DmaMapping>();
@@ -143,9 +271,24 @@ export class AddressSpace implements Disposable {
   private devices = new Set<VfioPciDevice>();
   private closed = false;
 
-  private constructor(readonly backend: IommuBackend, private readonly sysfs: string) {}
+  private constructor(
+    /** @internal the backend's operations, for tests and benchmarks of the native calls alone */
+    readonly backend: IommuBackend,
+    private readonly sysfs: string,
+  ) {}
 
-  /** Opens an address space on the chosen backend. */
+  /**
+   * Opens an address space: an IOAS in /dev/iommu (iommufd) or a
+   * /dev/vfio/vfio container (type1). Nothing is mapped yet; under type1 the
+   * IOMMU type is set when the first device is opened.
+   *
+   * @throws TypeError when `backend` is not 'auto', 'iommufd' or 'type1'.
+   * @throws {@link VfioError} when the backend cannot be opened: code ENOENT
+   *   (syscall `open`) without /dev/iommu or /dev/vfio/vfio, EACCES without
+   *   permission on them, or an ioctl's error (`IOMMU_IOAS_ALLOC`).
+   * @throws {@link VfioStateError} `ERR_VFIO_API_VERSION` when the container
+   *   speaks another VFIO API version.
+   */
   static open(options: AddressSpaceOptions = {}): AddressSpace {
     const choice = options.backend ?? 'auto';
     if (!['auto', 'iommufd', 'type1'].includes(choice)) throw new TypeError(`backend must be 'auto', 'iommufd' or 'type1', not ${String(choice)}`);
@@ -168,6 +311,7 @@ export class AddressSpace implements Disposable {
     return new AddressSpace(backend, options.sysfs ?? '/sys');
   }
 
+  /** The backend in use: 'iommufd' or 'type1'. */
   get kind(): BackendKind {
     return this.backend.kind;
   }
@@ -177,7 +321,25 @@ export class AddressSpace implements Disposable {
     return this.backend;
   }
 
-  /** Opens the PCI device at `bdf` (bound to vfio-pci) and attaches it here. */
+  /**
+   * Opens the PCI device at `bdf`, which must be bound to vfio-pci, and
+   * attaches it to this address space: under iommufd through its VFIO cdev
+   * (/dev/vfio/devices/vfioN), under type1 through its IOMMU group. From then
+   * on its DMA reaches what is mapped here. Attaching can shrink the usable
+   * IOVA ranges (a device's reserved regions); the allocator follows.
+   *
+   * @param bdf - The PCI address, 'DDDD:BB:SS.F' or 'BB:SS.F' (e.g. '0000:00:03.0').
+   * @returns The device; it closes with the address space, or earlier by its own close().
+   * @throws TypeError or RangeError when `bdf` is not a PCI address.
+   * @throws Error with code ENOENT when sysfs has no such device.
+   * @throws {@link VfioStateError} `ERR_VFIO_NOT_BOUND` when it is not bound to
+   *   vfio-pci (the message says how to bind it), `ERR_VFIO_BUSY` when it is
+   *   already open here, `ERR_VFIO_NO_CDEV` under iommufd when the kernel has
+   *   no VFIO cdev for it, `ERR_VFIO_CLOSED` when the address space is closed.
+   * @throws {@link VfioError} from opening and attaching: EBUSY when another
+   *   process holds the group or device, EPERM (`VFIO_GROUP_SET_CONTAINER`) when
+   *   the IOMMU group is not viable, `VFIO_DEVICE_BIND_IOMMUFD`/`VFIO_DEVICE_ATTACH_IOMMUFD_PT` errors.
+   */
   openDevice(bdf: string): VfioPciDevice {
     const info = readPciDevice(bdf, this.sysfs);
     this.live();
@@ -200,7 +362,13 @@ export class AddressSpace implements Disposable {
     if (!this.closed) this.backend.detachDevice(device.native);
   }
 
-  /** The usable IOVA ranges now. */
+  /**
+   * The IOVA ranges devices can use now, as the kernel reports them
+   * (inclusive `start`..`last`); they shrink as devices with reserved regions
+   * (such as the x86 MSI window) attach.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the address space is closed.
+   */
   iovaRanges(): IovaRange[] {
     return this.live().iovaRanges();
   }
@@ -236,7 +404,25 @@ export class AddressSpace implements Disposable {
     if (!this.closed) this.iovas().free(iova, length);
   }
 
-  /** Maps (a slice of) a DMA buffer at an IOVA the allocator picks (or `iova`). */
+  /**
+   * Maps a DMA buffer, or a page-aligned slice of it, into the IOMMU at an
+   * IOVA the allocator picks (or exactly at `options.iova`), pinning its pages.
+   * The mapping holds the buffer: closing the buffer does not free memory a
+   * device can still reach.
+   *
+   * @param buffer - The memory to map.
+   * @param options - The slice (`offset`, `length`, page multiples), the
+   *   IOVA constraints (`align`, `limit`, `iova`) and the device's `access`.
+   * @returns The mapping: `iova` is where the slice starts for the device.
+   * @throws TypeError when `buffer` is not a DmaBuffer or a number is of the wrong type.
+   * @throws RangeError when the slice is empty, not page aligned, or outside the buffer.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the buffer or the address space is closed.
+   * @throws {@link IovaNoSpaceError} (code ENOSPC) when no free IOVA range fits
+   *   below `limit`; {@link IovaAllocatorError} EEXIST or EADDRNOTAVAIL for an
+   *   `iova` that cannot be had.
+   * @throws {@link VfioError} from the map ioctl (`IOMMU_IOAS_MAP` or
+   *   `VFIO_IOMMU_MAP_DMA`): ENOMEM when pinning exceeds RLIMIT_MEMLOCK.
+   */
   map(buffer: DmaBuffer, options: MapOptions = {}): DmaMapping {
     if (!(buffer instanceof DmaBuffer)) throw new TypeError('buffer must be a DmaBuffer');
     const offset = toBigInt(options.offset ?? 0, 'offset');
@@ -257,7 +443,16 @@ export class AddressSpace implements Disposable {
     return this.track(new DmaMapping(this.releaser(true), iova, length, [buffer], { iova, length }));
   }
 
-  /** Step 1: reserves `length` bytes of IOVA (page multiple), mapping nothing. */
+  /**
+   * Step 1 of the two-step mapping: reserves `length` bytes of IOVA space,
+   * mapping nothing; {@link IovaWindow.link} maps phys_lists into it.
+   *
+   * @param length - Bytes of IOVA: a non-zero multiple of the page size.
+   * @param options - `align`, `limit`, or an exact `iova`.
+   * @throws RangeError when `length` is 0 or not a page multiple.
+   * @throws {@link IovaNoSpaceError} (ENOSPC) when no free range fits.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the address space is closed.
+   */
   reserve(length: number | bigint, options: AllocationOptions = {}): IovaWindow {
     const len = toBigInt(length, 'length');
     if (len === 0n) throw new RangeError('length must not be 0');
@@ -268,7 +463,15 @@ export class AddressSpace implements Disposable {
     return window;
   }
 
-  /** One step: reserves a window of the list's size, links the list, releases the window with the mapping. */
+  /**
+   * Both steps at once: reserves a window of `list.span` bytes, links the
+   * list into it, and releases the window when the mapping is unmapped.
+   *
+   * @returns The mapping: `iova` is the first byte of the list (inside its
+   *   first page at `list.headOffset`), contiguous for `list.length` bytes.
+   * @throws Everything {@link AddressSpace.reserve} and {@link IovaWindow.link}
+   *   throw; on failure nothing stays reserved or mapped.
+   */
   mapPhysList(list: PhysList, options: AllocationOptions & { access?: Partial<Access> } = {}): DmaMapping {
     const window = this.reserve(list.span, options);
     try {
@@ -347,8 +550,14 @@ export class AddressSpace implements Disposable {
 
   /**
    * Unmaps whatever whole mappings lie in [iova, iova + length) directly in
-   * the kernel (the kernels refuse to cut a mapping in two). Returns the
-   * bytes unmapped. Mappings made by this object that it covers become inactive.
+   * the kernel (the kernels refuse to cut a mapping in two). Mappings made by
+   * this object that it covers become inactive and emit `'unmapped'`; IOVAs
+   * they allocated are given back.
+   *
+   * @returns The bytes the kernel unmapped.
+   * @throws RangeError when the range runs past 2^64.
+   * @throws {@link VfioError} when the kernel refuses (ENOENT or EINVAL: the
+   *   range would cut a mapping).
    */
   unmapRange(iova: number | bigint, length: number | bigint): bigint {
     const start = toBigInt(iova, 'iova');
@@ -361,7 +570,21 @@ export class AddressSpace implements Disposable {
     return done;
   }
 
-  /** IOMMU_IOAS_COPY: `mapping` (of another address space on the same iommufd) mapped here too, without pinning again. */
+  /**
+   * IOMMU_IOAS_COPY: the pages of `mapping`, a mapping of another address
+   * space of the same {@link IommufdContext}, mapped here too at an IOVA of
+   * this address space, without pinning them again. The new mapping holds
+   * what the source holds.
+   *
+   * @param source - The address space `mapping` belongs to.
+   * @param mapping - A live mapping of `source`.
+   * @param options - IOVA constraints and access of the copy.
+   * @throws {@link VfioStateError} `ERR_VFIO_BACKEND` unless both address
+   *   spaces are iommufd, `ERR_VFIO_CONTEXT` unless they share one
+   *   IommufdContext, `ERR_VFIO_CLOSED` when `mapping` is unmapped.
+   * @throws {@link IovaNoSpaceError} when no IOVA range fits here.
+   * @throws {@link VfioError} from `ioctl(IOMMU_IOAS_COPY)`.
+   */
   copyFrom(source: AddressSpace, mapping: DmaMapping, options: AllocationOptions & { access?: Partial<Access> } = {}): DmaMapping {
     const dst = this.live();
     if (!(dst instanceof IommufdBackend) || !(source.backend instanceof IommufdBackend)) {
@@ -379,12 +602,16 @@ export class AddressSpace implements Disposable {
     return this.track(new DmaMapping(this.releaser(true), iova + (mapping.iova - mapping.pages.iova), mapping.length, mapping.holds, { iova, length }));
   }
 
-  /** Live mappings made through this object. */
+  /** The mappings made through this address space that are still in the IOMMU (a snapshot). */
   liveMappings(): DmaMapping[] {
     return [...this.mappings];
   }
 
-  /** IOVA ranges whose memory the native layer keeps alive (for tests of lifetime). */
+  /**
+   * How many mapped ranges the native layer keeps memory alive for: the
+   * count of native holds, for tests of memory lifetime (it drops as
+   * mappings are unmapped).
+   */
   pinCount(): number {
     return this.backend.pinCount();
   }
@@ -413,6 +640,7 @@ export class AddressSpace implements Disposable {
     if (errors.length > 0) throw errors[0];
   }
 
+  /** {@link AddressSpace.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
