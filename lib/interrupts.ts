@@ -62,7 +62,9 @@ export interface IrqWaitOptions {
 /** What a vector asks of its controller. */
 interface VectorOwner {
   readonly device: VfioPciDevice;
+  /** @internal */
   unmask(vector: IrqVector): void;
+  /** @internal */
   mask(vector: IrqVector): void;
   trigger(vectors: number | Iterable<number>): void;
 }

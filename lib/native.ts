@@ -2,6 +2,7 @@
  * The native addon and the types of what it exports. Only the library
  * talks to it; users see the classes built over it.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { VfioError } from './errors';
 
@@ -139,8 +140,27 @@ export interface Addon {
   pageSize: number;
 }
 
+/**
+ * The package root: the nearest directory above this file that holds
+ * binding.gyp (this file runs as dist/lib/native.js, two levels below it,
+ * both in a checkout and in an installed package).
+ */
+function packageRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'binding.gyp'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`node-vfio: no binding.gyp in any directory above ${__dirname}`);
+  }
+}
+
+/**
+ * Where the addon is: the checkout's own build (build/Release, from
+ * `npm install` or `node-gyp rebuild`) first, else the package's prebuild for
+ * this platform (prebuilds/linux-x64/), as node-gyp-build chooses.
+ */
+export const addonPath: string = (require('node-gyp-build') as { path(dir: string): string }).path(packageRoot());
+
 function load(): Addon {
-  const addon = require(path.resolve(__dirname, '../../build/Release/vfio.node')) as Addon;
+  const addon = require(addonPath) as Addon;
   addon.setErrorClass(VfioError);
   return addon;
 }

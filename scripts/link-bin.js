@@ -1,16 +1,16 @@
-// After the TypeScript build: link node_modules/.bin/node-vfio to this
-// checkout's CLI, so `npx node-vfio ...` runs it. (package.json has no "bin"
-// field on purpose: npm 11's npx then tries to install the package into its
-// own cache, and fails there, instead of using the local link.)
+// After the TypeScript build: link node_modules/.bin/<name> to this
+// checkout's own commands (package.json "bin"), so `npx node-vfio ...` runs
+// them inside the checkout: npm links the bins of a package's dependencies,
+// never the package's own.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const { nodeVfioBin } = require(path.join(root, 'package.json'));
+const { bin } = require(path.join(root, 'package.json'));
 const binDir = path.join(root, 'node_modules', '.bin');
 fs.mkdirSync(binDir, { recursive: true });
-for (const [name, target] of Object.entries(nodeVfioBin)) {
+for (const [name, target] of Object.entries(bin)) {
   const abs = path.join(root, target);
   fs.chmodSync(abs, 0o755);
   const link = path.join(binDir, name);

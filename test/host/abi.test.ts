@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { describeRun } from '../support/describe-run';
 
 // Compiles test/abi/abi_check.cc against the guest kernel's uAPI headers
 // (a `make headers_install` output directory) and runs it: every ioctl
@@ -11,14 +12,21 @@ import path from 'node:path';
 const repoRoot = path.resolve(__dirname, '../../..');
 const checkSource = path.join(repoRoot, 'test', 'abi', 'abi_check.cc');
 
-/** The -isystem directory: $NODE_VFIO_KERNEL_HEADERS/include. */
-function kernelInclude(): string {
+const NO_HEADERS =
+  'NODE_VFIO_KERNEL_HEADERS is not set. Run this test through `npm test`, which builds the ' +
+  'guest kernel and points NODE_VFIO_KERNEL_HEADERS at its headers_install output.';
+
+/**
+ * The -isystem directory: $NODE_VFIO_KERNEL_HEADERS/include, or undefined when
+ * the variable is unset and NODE_VFIO_REQUIRE_KERNEL is not 1 (the fast lane,
+ * `npm run test:unit`, has no kernel build). A directory that is not a
+ * headers_install output always fails.
+ */
+function kernelInclude(): string | undefined {
   const dir = process.env.NODE_VFIO_KERNEL_HEADERS;
   if (!dir) {
-    throw new Error(
-      'NODE_VFIO_KERNEL_HEADERS is not set. Run this test through `npm test`, which builds the ' +
-        'guest kernel and points NODE_VFIO_KERNEL_HEADERS at its headers_install output.',
-    );
+    if (process.env.NODE_VFIO_REQUIRE_KERNEL === '1') throw new Error(`${NO_HEADERS} (NODE_VFIO_REQUIRE_KERNEL=1 requires them)`);
+    return undefined;
   }
   const include = path.join(dir, 'include');
   if (!fs.existsSync(path.join(include, 'linux', 'vfio.h'))) {
@@ -28,11 +36,6 @@ function kernelInclude(): string {
     );
   }
   return include;
-}
-
-function describeRun(what: string, r: SpawnSyncReturns<string>): string {
-  const how = r.error ? `failed to start: ${r.error.message}` : `exit ${r.status}, signal ${r.signal}`;
-  return `${what}: ${how}\n--- stdout ---\n${r.stdout ?? ''}--- stderr ---\n${r.stderr ?? ''}`;
 }
 
 interface AbiResult {
@@ -68,7 +71,12 @@ describe('uAPI ABI of native/uapi against the kernel headers', function () {
   let tmp = '';
 
   before(function () {
-    include = kernelInclude();
+    const found = kernelInclude();
+    if (found === undefined) {
+      process.stdout.write(`    skipped, not failed: ${NO_HEADERS} (set NODE_VFIO_REQUIRE_KERNEL=1 to fail instead)\n`);
+      this.skip();
+    }
+    include = found;
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nvfio-abi-'));
   });
 
