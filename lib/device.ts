@@ -11,23 +11,34 @@ import { PciRegion, Region, regionInfo, RegionInfo } from './region';
 import { PciDeviceInfo } from './sysfs';
 import { toBigInt } from './validate';
 
+/** VFIO_DEVICE_GET_INFO flag: the device has a reset method (FLR, PM or bus reset). */
 export const VFIO_DEVICE_FLAGS_RESET = 1 << 0;
+/** VFIO_DEVICE_GET_INFO flag: a vfio-pci device. */
 export const VFIO_DEVICE_FLAGS_PCI = 1 << 1;
 
-/** PCI config space offsets and bits used here (PCI Local Bus spec). */
+/** Config space offset of the 16-bit Command register (PCI Local Bus spec). */
 export const PCI_COMMAND = 0x04;
+/** Command register bit: the device decodes memory accesses to its BARs. */
 export const PCI_COMMAND_MEMORY = 1 << 1;
+/** Command register bit: bus mastering, the device's right to issue DMA. */
 export const PCI_COMMAND_MASTER = 1 << 2;
+/** Command register bit: the device's INTx pin is disabled. */
 export const PCI_COMMAND_INTX_DISABLE = 1 << 10;
 
+/** What a device tells the address space it was opened in. */
 export interface DeviceOwner {
   /** @internal called by the device when it closes */
   deviceClosed(device: VfioPciDevice): void;
 }
 
 /**
- * Events: 'reset' and 'memory-disabled' (its BARs stop decoding: dma-bufs of
- * them are revoked by the kernel), 'close'.
+ * A PCI device bound to vfio-pci, opened through an {@link AddressSpace}
+ * ({@link AddressSpace.openDevice}) and attached to it for DMA: its regions
+ * (BARs as zero-copy register windows, config space), reset, bus mastering,
+ * interrupts as events, and dma-buf export of its BARs for peer-to-peer.
+ *
+ * Events: `'reset'` and `'memory-disabled'` (its BARs stopped decoding: the
+ * kernel revokes dma-bufs exported from them), `'close'`.
  */
 export class VfioPciDevice extends EventEmitter implements Disposable {
   /** @internal */
@@ -37,11 +48,17 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
   private closed = false;
 
   /** @internal */
-  constructor(native: NativeDevice, readonly pci: PciDeviceInfo, private readonly owner: DeviceOwner) {
+  constructor(
+    native: NativeDevice,
+    /** What sysfs says of the device: IDs, class, driver, IOMMU group, resources. */
+    readonly pci: PciDeviceInfo,
+    private readonly owner: DeviceOwner,
+  ) {
     super();
     this.native = native;
   }
 
+  /** The device's PCI address, e.g. '0000:00:03.0'. */
   get bdf(): string {
     return this.pci.bdf;
   }
@@ -51,17 +68,41 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     return this.native;
   }
 
-  /** VFIO_DEVICE_GET_INFO */
-  info(): { flags: number; numRegions: number; numIrqs: number } {
+  /**
+   * VFIO_DEVICE_GET_INFO: what VFIO offers of the device.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   */
+  info(): {
+    /** VFIO_DEVICE_FLAGS_*: RESET (1, the device can be reset), PCI (2), CAPS (128), ... */
+    flags: number;
+    /** How many regions (region indexes 0 .. numRegions - 1; vfio-pci has at least 9). */
+    numRegions: number;
+    /** How many IRQ indexes (vfio-pci: INTx, MSI, MSI-X, ERR, REQ). */
+    numIrqs: number;
+  } {
     return this.live().info();
   }
 
-  /** VFIO_DEVICE_GET_REGION_INFO, with its capabilities (sparse mmap areas, type). */
+  /**
+   * VFIO_DEVICE_GET_REGION_INFO, with its capabilities (sparse mmap areas, type).
+   *
+   * @param index - The region index: {@link PciRegion} (BARs 0-5, ROM 6, CONFIG 7, VGA 8) or a device-specific one.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   * @throws {@link VfioError} (syscall `ioctl(VFIO_DEVICE_GET_REGION_INFO)`) EINVAL for an index the device does not have.
+   */
   regionInfo(index: number): RegionInfo {
     return regionInfo(this.live().regionInfo(index));
   }
 
-  /** A region's register window, mmapped when the region allows it (created once). */
+  /**
+   * A region's register window: mmapped when the region allows mmap of the
+   * whole of it, else accessed through pread/pwrite. Created once per index
+   * and closed with the device.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   * @throws {@link VfioError} from `ioctl(VFIO_DEVICE_GET_REGION_INFO)` or `mmap`.
+   */
   region(index: number): Region {
     this.live();
     let r = this.regionCache.get(index);
@@ -72,23 +113,41 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     return r;
   }
 
-  /** BAR n (0..5). */
+  /**
+   * BAR `n` as a {@link Region}: `region(n)`.
+   *
+   * @param n - The BAR index, 0 to 5.
+   * @throws RangeError when `n` is not an integer in 0..5.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   */
   bar(n: number): Region {
     if (!Number.isInteger(n) || n < 0 || n > 5) throw new RangeError(`a BAR index is 0..5, not ${n}`);
     return this.region(n);
   }
 
-  /** Config space, through pread/pwrite. */
+  /** Config space (region 7), through pread/pwrite: VFIO virtualizes parts of it, so it is never mmapped. */
   get config(): Region {
     return this.region(PciRegion.CONFIG);
   }
 
-  /** Turns bus mastering (the device's right to DMA) on or off in the command register. */
+  /**
+   * Turns bus mastering (the device's right to DMA) on or off in the command register.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   * @throws {@link VfioError} from the config space pread/pwrite.
+   */
   setBusMaster(on: boolean): void {
     this.updateCommand(PCI_COMMAND_MASTER, on);
   }
 
-  /** Turns memory decoding of the BARs on or off. Off revokes dma-bufs exported from them. */
+  /**
+   * Turns memory decoding of the BARs on or off in the command register.
+   * Off makes the kernel revoke dma-bufs exported from them, and emits
+   * `'memory-disabled'` (P2P providers of the device mark their iommufd
+   * mappings revoked).
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   */
   setMemoryEnabled(on: boolean): void {
     this.updateCommand(PCI_COMMAND_MEMORY, on);
     if (!on) this.emit('memory-disabled');
@@ -99,7 +158,14 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     this.config.write16(PCI_COMMAND, on ? cmd | bit : cmd & ~bit);
   }
 
-  /** VFIO_DEVICE_RESET. Revokes dma-bufs exported from the device's BARs. */
+  /**
+   * VFIO_DEVICE_RESET: resets the device (FLR, PM or bus reset, as the kernel
+   * can). The kernel revokes dma-bufs exported from its BARs; emits `'reset'`.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_NO_RESET` when the device has no
+   *   reset method, `ERR_VFIO_CLOSED` after close().
+   * @throws {@link VfioError} (syscall `ioctl(VFIO_DEVICE_RESET)`) when the reset fails.
+   */
   reset(): void {
     if (!(this.info().flags & VFIO_DEVICE_FLAGS_RESET)) {
       throw new VfioStateError(`${this.bdf} has no reset method (no FLR, PM or bus reset: VFIO_DEVICE_FLAGS_RESET is not set)`, 'ERR_VFIO_NO_RESET');
@@ -108,7 +174,20 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     this.emit('reset');
   }
 
-  /** VFIO_DEVICE_FEATURE(GET | DMA_BUF): a dma-buf of ranges of a region (for P2P). */
+  /**
+   * VFIO_DEVICE_FEATURE(GET | DMA_BUF): exports ranges of a region (a BAR)
+   * as one dma-buf, the way peer-to-peer memory reaches iommufd
+   * ({@link P2PProvider} does this for you). The kernel revokes the dma-buf
+   * when the device is reset or stops decoding memory.
+   *
+   * @param regionIndex - The region (a BAR index).
+   * @param ranges - Byte ranges of the region, in order; each non-empty and inside the region.
+   * @returns The dma-buf; close it when done (mappings made from it keep their own reference).
+   * @throws TypeError or RangeError for a malformed range, or one that is empty or outside the region.
+   * @throws {@link VfioError} (syscall `ioctl(VFIO_DEVICE_FEATURE)`): ENOTTY,
+   *   EINVAL or EOPNOTSUPP when the kernel or device cannot export dma-bufs
+   *   (needs VFIO's dma-buf support and CONFIG_PCI_P2PDMA).
+   */
   exportDmaBuf(regionIndex: number, ranges: { offset: number | bigint; length: number | bigint }[]): NativeFile {
     const info = this.regionInfo(regionIndex);
     const checked = ranges.map((r, i) => {
@@ -120,23 +199,46 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     return this.live().dmaBuf(regionIndex, checked);
   }
 
-  /** VFIO_DEVICE_GET_IRQ_INFO */
-  irqInfo(index: number): { index: number; flags: number; count: number } {
+  /**
+   * VFIO_DEVICE_GET_IRQ_INFO, raw; {@link DeviceInterrupts.info} decodes the flags.
+   *
+   * @param index - The IRQ index ({@link IrqIndex}: INTX 0, MSI 1, MSIX 2, ERR 3, REQ 4).
+   * @throws {@link VfioError} EINVAL for an index the device does not have.
+   */
+  irqInfo(index: number): {
+    /** The IRQ index asked for. */
+    index: number;
+    /** VFIO_IRQ_INFO_*: EVENTFD (1), MASKABLE (2), AUTOMASKED (4), NORESIZE (8). */
+    flags: number;
+    /** How many vectors the index has (0 when the device lacks it). */
+    count: number;
+  } {
     return this.live().irqInfo(index);
   }
 
-  /** The device's interrupts: INTx, MSI or MSI-X as events (torn down when the device closes). */
+  /**
+   * The device's interrupts: INTx, MSI or MSI-X vectors as events (one
+   * object per device, made on first use; torn down when the device closes).
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   */
   get interrupts(): DeviceInterrupts {
     this.live();
     if (!this.irqs || this.irqs.isClosed) this.irqs = new DeviceInterrupts(this);
     return this.irqs;
   }
 
+  /** Whether close() was called. */
   get isClosed(): boolean {
     return this.closed;
   }
 
-  /** Closes the regions' views and the device; idempotent. Peer mappings of its BARs stay valid. */
+  /**
+   * Emits `'close'` (its interrupts are torn down), unmaps the regions'
+   * views, closes the device and detaches it from the address space.
+   * Idempotent. Peer-to-peer mappings of its BARs made through dma-bufs or
+   * BAR mmaps hold their own references and stay valid.
+   */
   close(): void {
     if (this.closed) return;
     this.emit('close');
@@ -147,6 +249,7 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     this.owner.deviceClosed(this);
   }
 
+  /** {@link VfioPciDevice.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -6,9 +6,13 @@
  * hints (policy) live here.
  */
 
+/** The facts of a failed system call, from which a {@link VfioError} is built. */
 export interface VfioErrorInfo {
+  /** The errno name, e.g. 'EINVAL'. */
   code: string;
+  /** The negative errno, as Node's fs errors have it, e.g. -22. */
   errno: number;
+  /** The call, e.g. 'open' or 'ioctl(IOMMU_IOAS_MAP)'. */
   syscall: string;
   /** What the call was about: a path, a device name. */
   detail?: string;
@@ -38,16 +42,44 @@ const HINTS: Hint[] = [
   [/^mmap$/, /^ENOMEM$/, 'no free huge pages: echo N > /proc/sys/vm/nr_hugepages', /MAP_HUGETLB/],
 ];
 
+/** What to check for a failed call: the hint VfioError appends to its message, or undefined when there is none. */
 export function hintFor(syscall: string, code: string, detail = ''): string | undefined {
   return HINTS.find(([s, c, , d]) => s.test(syscall) && c.test(code) && (!d || d.test(detail)))?.[2];
 }
 
+/**
+ * A system call of the library failed (an open, an ioctl, an mmap, ...).
+ * Shaped like Node's own fs errors: `code` ('EINVAL'), `errno` (-22),
+ * `syscall` ('ioctl(IOMMU_IOAS_MAP)'); the message names the call and what it
+ * was about, and adds what to check where the cause is usually the same (a
+ * device not bound to vfio-pci, a non-viable IOMMU group, RLIMIT_MEMLOCK, ...).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   space.map(buf);
+ * } catch (err) {
+ *   if (err instanceof VfioError && err.code === 'ENOMEM') console.error('raise ulimit -l');
+ *   else throw err;
+ * }
+ * ```
+ */
 export class VfioError extends Error {
+  /** The errno name, e.g. 'EINVAL', 'ENOMEM', 'EBUSY'. */
   readonly code: string;
+  /** The negative errno, e.g. -22 for EINVAL. */
   readonly errno: number;
+  /** The failed call: 'open', 'mmap', 'pread', or 'ioctl(NAME)' with the ioctl's uAPI name. */
   readonly syscall: string;
+  /** What the call was about, when known: a path ('/dev/vfio/12'), a device. */
   readonly detail?: string;
 
+  /**
+   * Builds the error; the native layer does, with the facts of the failed call.
+   *
+   * @param message - What failed, e.g. 'ENOMEM: Cannot allocate memory, ioctl(IOMMU_IOAS_MAP)'.
+   * @param info - `code`, `errno`, `syscall` and `detail`; a hint is appended to the message when one matches.
+   */
   constructor(message: string, info: VfioErrorInfo) {
     const hint = hintFor(info.syscall, info.code, info.detail);
     super(hint ? `${message} (${hint})` : message);
@@ -59,9 +91,26 @@ export class VfioError extends Error {
   }
 }
 
-/** An error of the library's own (not a system call), with a code of the ERR_VFIO_* family. */
+/**
+ * An error of the library's own, not of a system call: an operation that
+ * the state of an object does not allow, with a code of the ERR_VFIO_* (or
+ * ERR_NVME_*) family, such as `ERR_VFIO_CLOSED` (the object, or its address
+ * space, is closed), `ERR_VFIO_NOT_BOUND` (the device is not bound to
+ * vfio-pci), `ERR_VFIO_IRQ_BUSY` (another interrupt mode is enabled), or
+ * `ETIMEDOUT` (a wait ran out).
+ */
 export class VfioStateError extends Error {
-  constructor(message: string, readonly code: string) {
+  /**
+   * Made by the library.
+   *
+   * @param message - What happened and what to do about it.
+   * @param code - The machine-readable reason, e.g. 'ERR_VFIO_CLOSED'.
+   */
+  constructor(
+    message: string,
+    /** The machine-readable reason, e.g. 'ERR_VFIO_CLOSED'. */
+    readonly code: string,
+  ) {
     super(message);
     this.name = 'VfioStateError';
   }

@@ -15,34 +15,59 @@ import type { VfioPciDevice } from './device';
 import { VfioError, VfioStateError } from './errors';
 import { native, NativeEventfdWatcher, NativeFile } from './native';
 
-/** vfio-pci's IRQ indexes (VFIO_PCI_*_IRQ_INDEX). */
-export const IrqIndex = { INTX: 0, MSI: 1, MSIX: 2, ERR: 3, REQ: 4 } as const;
+/** vfio-pci's IRQ indexes (VFIO_PCI_*_IRQ_INDEX), for {@link DeviceInterrupts.info}. */
+export const IrqIndex = {
+  /** The legacy INTx pin: one level-triggered line, automasked by the kernel. */
+  INTX: 0,
+  /** MSI: up to 32 message-signalled vectors, enabled together. */
+  MSI: 1,
+  /** MSI-X: up to 2048 vectors, each with its own table entry. */
+  MSIX: 2,
+  /** PCIe AER error reporting: signalled when the device reports an error. */
+  ERR: 3,
+  /** The kernel requests the device back (e.g. to unbind it from vfio-pci). */
+  REQ: 4,
+} as const;
+/** One of the {@link IrqIndex} values. */
 export type IrqIndex = (typeof IrqIndex)[keyof typeof IrqIndex];
 const NUM_IRQ_INDEXES = 5;
 const INDEX_NAMES = ['INTx', 'MSI', 'MSI-X', 'ERR', 'REQ'];
 
-/** struct vfio_irq_info flags. */
+/** struct vfio_irq_info flag: the index can signal an eventfd. */
 export const VFIO_IRQ_INFO_EVENTFD = 1 << 0;
+/** struct vfio_irq_info flag: the index can be masked and unmasked. */
 export const VFIO_IRQ_INFO_MASKABLE = 1 << 1;
+/** struct vfio_irq_info flag: the kernel masks the interrupt when it fires (INTx). */
 export const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
+/** struct vfio_irq_info flag: vectors cannot be added while the index is enabled. */
 export const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
 
-/** struct vfio_irq_set flags: one data type, one action. */
+/** struct vfio_irq_set data type: no data (the action applies to every vector in the range). */
 export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
+/** struct vfio_irq_set data type: one bool per vector (act on the true ones). */
 export const VFIO_IRQ_SET_DATA_BOOL = 1 << 1;
+/** struct vfio_irq_set data type: one eventfd per vector (-1 to free it). */
 export const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
+/** struct vfio_irq_set action: mask the interrupt. */
 export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
+/** struct vfio_irq_set action: unmask the interrupt. */
 export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
+/** struct vfio_irq_set action: set the eventfds signalled (DATA_EVENTFD), or fire them (DATA_BOOL, DATA_NONE). */
 export const VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
 
 const SET_IRQS = 'ioctl(VFIO_DEVICE_SET_IRQS)';
 
+/** An IRQ index's VFIO_DEVICE_GET_IRQ_INFO, decoded ({@link DeviceInterrupts.info}). */
 export interface IrqInfo {
+  /** The IRQ index ({@link IrqIndex}). */
   index: number;
   /** Vectors (interrupts) the index offers; 0 when the device lacks it. */
   count: number;
+  /** The raw VFIO_IRQ_INFO_* flags. */
   flags: number;
+  /** VFIO_IRQ_INFO_EVENTFD: it can signal an eventfd (every index this library enables does). */
   eventfd: boolean;
+  /** VFIO_IRQ_INFO_MASKABLE: it can be masked and unmasked through VFIO. */
   maskable: boolean;
   /** The kernel masks the interrupt when it fires (INTx): unmask() after handling it. */
   automasked: boolean;
@@ -50,12 +75,15 @@ export interface IrqInfo {
   resizable: boolean;
 }
 
+/** The interrupt mode a device is in: at most one of INTx, MSI and MSI-X is enabled at a time. */
 export type IrqMode = 'none' | 'intx' | 'msi' | 'msix';
 const MODE_INDEX: Record<Exclude<IrqMode, 'none'>, IrqIndex> = { intx: IrqIndex.INTX, msi: IrqIndex.MSI, msix: IrqIndex.MSIX };
 
+/** Options of {@link IrqVector.wait} and {@link EduDevice.handleInterrupt}. */
 export interface IrqWaitOptions {
+  /** Stop waiting when it aborts: the promise rejects with the signal's reason (an AbortError by default). */
   signal?: AbortSignal;
-  /** Give up after this long with a VfioStateError 'ETIMEDOUT'. */
+  /** Give up after this many milliseconds (an integer) with a {@link VfioStateError} of code 'ETIMEDOUT'. Default: wait forever. */
   timeoutMs?: number;
 }
 
@@ -76,11 +104,19 @@ function checkInteger(value: unknown, name: string, min: number, max: number): n
 }
 
 /**
- * One interrupt vector: its own eventfd, watched on the event loop.
- * Events: 'interrupt' (count: how many times it fired since the last event;
- * more than 1 when interrupts came faster than the loop turned), 'error'
- * (reading the eventfd failed), 'close' (torn down). While 'interrupt' has
- * listeners the vector keeps the event loop alive.
+ * One interrupt vector: its own eventfd handed to the kernel
+ * (VFIO_DEVICE_SET_IRQS), watched on Node's event loop by libuv: no thread,
+ * no polling. Made by {@link DeviceInterrupts.enableIntx},
+ * {@link DeviceInterrupts.enableMsi}, {@link DeviceInterrupts.enableMsix}
+ * and {@link DeviceInterrupts.setVector}.
+ *
+ * Events: `'interrupt'` (with a count: how many times it fired since the
+ * last event, more than 1 when interrupts came faster than the loop turned),
+ * `'error'` (reading the eventfd failed), `'close'` (torn down: by
+ * {@link DeviceInterrupts.disable}, by a setVector that replaced it, or by
+ * the device closing; what the eventfd still held is delivered first).
+ * While `'interrupt'` has listeners the vector keeps the event loop alive;
+ * without, it does not.
  */
 export class IrqVector extends EventEmitter {
   /** Every interrupt counted on this vector so far. */
@@ -90,7 +126,13 @@ export class IrqVector extends EventEmitter {
   private closed = false;
 
   /** @internal */
-  constructor(private readonly owner: VectorOwner, readonly index: IrqIndex, readonly vector: number) {
+  constructor(
+    private readonly owner: VectorOwner,
+    /** Its IRQ index: {@link IrqIndex}.INTX, MSI or MSIX. */
+    readonly index: IrqIndex,
+    /** Its vector number within the index, from 0. */
+    readonly vector: number,
+  ) {
     super();
     this.eventfd = native.NativeFile.eventfd();
     try {
@@ -108,11 +150,12 @@ export class IrqVector extends EventEmitter {
     });
   }
 
-  /** e.g. 'MSI-X vector 3 of 0000:00:05.0' */
+  /** For messages, e.g. 'MSI-X vector 3 of 0000:00:05.0'. */
   get name(): string {
     return `${INDEX_NAMES[this.index]} vector ${this.vector} of ${this.owner.device.bdf}`;
   }
 
+  /** Whether it was torn down: its eventfd is closed and it fires no more. */
   get isClosed(): boolean {
     return this.closed;
   }
@@ -136,23 +179,49 @@ export class IrqVector extends EventEmitter {
     this.emit('interrupt', n);
   }
 
-  /** INTx: lets the line interrupt again (VFIO_IRQ_SET_ACTION_UNMASK). Acknowledge the device first. */
+  /**
+   * INTx: lets the line interrupt again (VFIO_IRQ_SET_ACTION_UNMASK).
+   * Quiet the device first (acknowledge what it raised): if its line is
+   * still asserted, it fires again at once.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_IRQ_MODE` for an MSI or MSI-X
+   *   vector (never masked by the kernel), `ERR_VFIO_CLOSED` once torn down.
+   * @throws {@link VfioError} from `ioctl(VFIO_DEVICE_SET_IRQS)`.
+   */
   unmask(): void {
     this.owner.unmask(this.live());
   }
 
-  /** INTx: masks the line (VFIO_IRQ_SET_ACTION_MASK). */
+  /**
+   * INTx: masks the line (VFIO_IRQ_SET_ACTION_MASK) until unmask().
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_IRQ_MODE` for an MSI or MSI-X
+   *   vector, `ERR_VFIO_CLOSED` once torn down.
+   */
   mask(): void {
     this.owner.mask(this.live());
   }
 
-  /** Signals this vector from the kernel, as if the device had (VFIO's loopback trigger). */
+  /**
+   * Signals this vector from the kernel, as if the device had interrupted
+   * (VFIO's loopback trigger: VFIO_IRQ_SET_DATA_BOOL | ACTION_TRIGGER); for tests.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` once torn down.
+   */
   trigger(): void {
     this.live();
     this.owner.trigger(this.vector);
   }
 
-  /** The next interrupt's count. Rejects on abort, on timeout, and when the vector is torn down. */
+  /**
+   * Waits for the next `'interrupt'` event.
+   *
+   * @param options - `timeoutMs` and an AbortSignal.
+   * @returns The event's count: the interrupts the eventfd counted since the previous event.
+   * @throws TypeError or RangeError (synchronously) when `timeoutMs` is not an integer in 0..2^31-1.
+   * Rejects with a {@link VfioStateError}: `ETIMEDOUT` after `timeoutMs`, `ERR_VFIO_CLOSED`
+   * when the vector is (or gets) torn down; with the signal's reason when it aborts.
+   */
   wait(options: IrqWaitOptions = {}): Promise<number> {
     const { signal, timeoutMs } = options;
     if (timeoutMs !== undefined) checkInteger(timeoutMs, 'timeoutMs', 0, 2 ** 31 - 1);
@@ -180,7 +249,15 @@ export class IrqVector extends EventEmitter {
   /**
    * The interrupts as an async iterator of counts, buffered from this call
    * on (none is missed while the consumer is busy). It ends when the vector
-   * is torn down and throws an AbortError when `signal` aborts.
+   * is torn down and throws an AbortError when `signal` aborts. Breaking
+   * out of the loop stops listening.
+   *
+   * @example
+   * ```ts
+   * for await (const n of vector.events({ signal: AbortSignal.timeout(5000) })) {
+   *   handle(n);
+   * }
+   * ```
    */
   events(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<number> {
     const source = on(this, 'interrupt', { signal: options.signal, close: ['close'] }) as AsyncIterableIterator<unknown[]>;
@@ -200,6 +277,7 @@ export class IrqVector extends EventEmitter {
     return iterator;
   }
 
+  /** `events()` without a signal: `for await (const n of vector)`. */
   [Symbol.asyncIterator](): AsyncIterableIterator<number> {
     return this.events();
   }
@@ -229,8 +307,9 @@ export class IrqVector extends EventEmitter {
 
 /**
  * A device's interrupts: info about each IRQ index, and one interrupt mode
- * at a time (INTx, MSI or MSI-X) with its vectors. Get it as
- * `device.interrupts`; it is torn down with the device, and by close().
+ * at a time (INTx, MSI or MSI-X) with its vectors, each an {@link IrqVector}.
+ * Get it as {@link VfioPciDevice.interrupts}; it is torn down with the
+ * device, and by close().
  */
 export class DeviceInterrupts implements VectorOwner, Disposable {
   private currentMode: IrqMode = 'none';
@@ -240,11 +319,19 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
   private closed = false;
   private readonly onDeviceClose = (): void => this.close();
 
+  /**
+   * Takes charge of `device`'s interrupts; prefer {@link VfioPciDevice.interrupts},
+   * which makes one per device.
+   *
+   * @param device - The device, open; its close tears these interrupts down.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the device is closed.
+   */
   constructor(readonly device: VfioPciDevice) {
     if (device.isClosed) throw new VfioStateError(`device ${device.bdf} is closed`, 'ERR_VFIO_CLOSED');
     device.once('close', this.onDeviceClose);
   }
 
+  /** Whether close() was called (or the device closed). */
   get isClosed(): boolean {
     return this.closed;
   }
@@ -259,11 +346,18 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
     return [...this.armed.values()].sort((a, b) => a.vector - b.vector);
   }
 
+  /** The live vector number `n` of the enabled mode, or undefined. */
   vector(n: number): IrqVector | undefined {
     return this.armed.get(n);
   }
 
-  /** VFIO_DEVICE_GET_IRQ_INFO for an IRQ index (IrqIndex.INTX, MSI, MSIX, ERR, REQ). */
+  /**
+   * VFIO_DEVICE_GET_IRQ_INFO for an IRQ index, decoded.
+   *
+   * @param index - {@link IrqIndex}.INTX, MSI, MSIX, ERR or REQ.
+   * @throws TypeError or RangeError when `index` is not an integer in 0..4.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   */
   info(index: number): IrqInfo {
     checkInteger(index, 'index', 0, NUM_IRQ_INDEXES - 1);
     const { count, flags } = this.live().irqInfo(index);
@@ -276,17 +370,43 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
     };
   }
 
-  /** INTx with an eventfd. Automasked: handle, acknowledge the device, then vector.unmask(). */
+  /**
+   * Enables INTx with an eventfd. The kernel masks the line each time it
+   * fires: handle the interrupt, quiet the device, then `vector.unmask()`.
+   *
+   * @returns The one INTx vector.
+   * @throws RangeError when the device has no INTx pin.
+   * @throws {@link VfioStateError} `ERR_VFIO_IRQ_BUSY` when another mode is enabled (disable() it first).
+   * @throws {@link VfioError} from `ioctl(VFIO_DEVICE_SET_IRQS)`.
+   */
   enableIntx(): IrqVector {
     return this.enable('intx', 1)[0];
   }
 
-  /** MSI with n vectors (1..info(IrqIndex.MSI).count). */
+  /**
+   * Enables MSI with `n` vectors, each with its own eventfd.
+   *
+   * @param n - Vectors, 1..`info(IrqIndex.MSI).count` (default 1).
+   * @returns The vectors, numbered 0..n-1.
+   * @throws TypeError or RangeError when `n` is not an integer in that range, or the device has no MSI.
+   * @throws {@link VfioStateError} `ERR_VFIO_IRQ_BUSY` when another mode is enabled.
+   * @throws {@link VfioError} `ENOSPC` when the kernel granted fewer vectors than asked;
+   *   errors of `ioctl(VFIO_DEVICE_SET_IRQS)`.
+   */
   enableMsi(n = 1): IrqVector[] {
     return this.enable('msi', n);
   }
 
-  /** MSI-X with n vectors (1..info(IrqIndex.MSIX).count). */
+  /**
+   * Enables MSI-X with `n` vectors, each with its own eventfd.
+   *
+   * @param n - Vectors, 1..`info(IrqIndex.MSIX).count`.
+   * @returns The vectors, numbered 0..n-1.
+   * @throws TypeError or RangeError when `n` is not an integer in that range, or the device has no MSI-X.
+   * @throws {@link VfioStateError} `ERR_VFIO_IRQ_BUSY` when another mode is enabled.
+   * @throws {@link VfioError} `ENOSPC` when the kernel granted fewer vectors than asked;
+   *   errors of `ioctl(VFIO_DEVICE_SET_IRQS)`.
+   */
   enableMsix(n: number): IrqVector[] {
     return this.enable('msix', n);
   }
@@ -325,8 +445,23 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
    * for vector `n`, or, with null, none (the kernel frees its handler). The
    * vector it replaces is torn down; the others are untouched. Without
    * dynamic MSI-X (`info().resizable`), n must be below the count enabled.
+   *
+   * @param n - The vector number.
+   * @returns The new vector, with a fresh eventfd.
+   * @throws RangeError when `n` is out of range for the mode.
+   * @throws {@link VfioStateError} `ERR_VFIO_IRQ_MODE` when no mode is enabled.
+   * @throws {@link VfioError} from `ioctl(VFIO_DEVICE_SET_IRQS)`.
    */
   setVector(n: number): IrqVector;
+  /**
+   * Frees vector `n` of the enabled mode: the kernel releases its handler,
+   * and the IrqVector that had it is torn down.
+   *
+   * @param n - The vector number.
+   * @param value - `null`.
+   * @returns undefined.
+   * @throws As the other form does.
+   */
   setVector(n: number, value: null): undefined;
   setVector(n: number, value?: null): IrqVector | undefined {
     const index = this.modeIndex('setVector');
@@ -349,7 +484,14 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
     return fresh;
   }
 
-  /** Signals vectors from the kernel without the device (VFIO's loopback trigger), one ioctl for all. */
+  /**
+   * Signals vectors from the kernel without the device (VFIO's loopback
+   * trigger), one ioctl for all; for tests.
+   *
+   * @param vectors - A vector number or several, each armed in the enabled mode.
+   * @throws RangeError for a vector that is not armed.
+   * @throws {@link VfioStateError} `ERR_VFIO_IRQ_MODE` when no mode is enabled.
+   */
   trigger(vectors: number | Iterable<number>): void {
     const index = this.modeIndex('trigger');
     const list = typeof vectors === 'number' ? [vectors] : [...vectors];
@@ -383,7 +525,10 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
 
   /**
    * Disables the enabled mode (VFIO_IRQ_SET_DATA_NONE | ACTION_TRIGGER with
-   * count 0) and tears its vectors down, even when the kernel refused.
+   * count 0) and tears its vectors down, even when the kernel refused. Does
+   * nothing when no mode is enabled.
+   *
+   * @throws {@link VfioError} when the kernel refused (the vectors are torn down all the same).
    */
   disable(): void {
     if (this.currentMode === 'none') return;
@@ -409,6 +554,7 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
     }
   }
 
+  /** {@link DeviceInterrupts.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -39,16 +39,21 @@
 
 /** An inclusive range of IOVAs, as the kernel reports them. */
 export interface IovaRange {
+  /** The first IOVA of the range. */
   start: bigint;
+  /** The last IOVA of the range (inclusive: a range reaching the top of the space has `last` 2^64 - 1). */
   last: bigint;
 }
 
 /** A live allocation: `length` is the page-rounded size actually taken. */
 export interface IovaAllocation {
+  /** Its first IOVA. */
   iova: bigint;
+  /** Bytes taken: the requested length rounded up to the page size. */
   length: bigint;
 }
 
+/** Options of the {@link IovaAllocator} constructor. */
 export interface IovaAllocatorOptions {
   /** Granule of every allocation; a power of two. Default 4096n. */
   pageSize?: bigint;
@@ -56,6 +61,7 @@ export interface IovaAllocatorOptions {
   reserved?: readonly IovaRange[];
 }
 
+/** Options of {@link IovaAllocator.allocate}. */
 export interface IovaAllocateOptions {
   /** Alignment of the returned IOVA; a power of two >= pageSize. Default pageSize. */
   align?: bigint;
@@ -65,10 +71,27 @@ export interface IovaAllocateOptions {
   at?: bigint;
 }
 
+/**
+ * Why an {@link IovaAllocatorError} was thrown: ENOSPC (nothing fits),
+ * EEXIST (an exact IOVA overlaps an allocation), EADDRNOTAVAIL (an exact IOVA
+ * is not usable free space), EINVAL (a free of something that is not one
+ * allocation), EBUSY (a reserve over an allocation).
+ */
 export type IovaErrorCode = 'ENOSPC' | 'EEXIST' | 'EADDRNOTAVAIL' | 'EINVAL' | 'EBUSY';
 
+/**
+ * A well-formed request the allocator cannot honour in its current state
+ * (malformed arguments are TypeError and RangeError instead).
+ */
 export class IovaAllocatorError extends Error {
+  /** Why: see {@link IovaErrorCode}. */
   readonly code: IovaErrorCode;
+  /**
+   * Made by the allocator.
+   *
+   * @param code - Why.
+   * @param message - What was asked, and what stood in the way.
+   */
   constructor(code: IovaErrorCode, message: string) {
     super(message);
     this.name = 'IovaAllocatorError';
@@ -78,9 +101,21 @@ export class IovaAllocatorError extends Error {
 
 /** ENOSPC from `allocate`: carries the request and what was available. */
 export class IovaNoSpaceError extends IovaAllocatorError {
+  /**
+   * Made by {@link IovaAllocator.allocate}, with the request and what was free.
+   *
+   * @param length - The page-rounded length asked for, in bytes.
+   * @param align - The alignment asked for.
+   * @param limit - The exclusive upper bound asked for.
+   * @param largestFree - Largest free block below `limit`, in bytes.
+   * @param largestFreeAnywhere - Largest free block anywhere, in bytes.
+   */
   constructor(
+    /** The page-rounded length asked for, in bytes. */
     readonly length: bigint,
+    /** The alignment asked for. */
     readonly align: bigint,
+    /** The exclusive upper bound asked for. */
     readonly limit: bigint,
     /** Largest free block below `limit`, in bytes. */
     readonly largestFree: bigint,
@@ -108,7 +143,24 @@ interface Span {
   end: bigint;
 }
 
+/**
+ * Hands out page-aligned IOVA ranges of one DMA address space and takes them
+ * back: first fit by address (the lowest IOVA that is a multiple of the
+ * alignment, lies in one free block and ends at or below the limit), so the
+ * result is fully determined by the free list. Free blocks are kept sorted
+ * and coalesced; every address and size is a bigint, since IOVAs are 64-bit.
+ * {@link AddressSpace} uses one per address space; it is exported for
+ * drivers and tests that manage IOVAs themselves.
+ *
+ * @example
+ * ```ts
+ * const a = new IovaAllocator([{ start: 0n, last: 0xfedfffffn }, { start: 0xfef00000n, last: (1n << 48n) - 1n }]);
+ * const iova = a.allocate(8192n, { limit: 1n << 32n }); // 0x0
+ * a.free(iova, 8192n);
+ * ```
+ */
 export class IovaAllocator {
+  /** The granule of every allocation, in bytes (a power of two). */
   readonly pageSize: bigint;
   /** Free blocks: sorted, disjoint, never adjacent (always coalesced), page aligned. */
   readonly #free: Span[] = [];
@@ -116,6 +168,14 @@ export class IovaAllocator {
   readonly #allocated: Span[] = [];
   #freeBytes = 0n;
 
+  /**
+   * @param ranges - The usable IOVA ranges, inclusive, as the kernel reports
+   *   them (overlapping or touching ranges are merged; only whole pages are used).
+   * @param options - `pageSize` (default 4096n) and `reserved` ranges never to hand out.
+   * @throws TypeError when `ranges` or `reserved` is not an array of `{ start, last }` bigints.
+   * @throws RangeError for a malformed range (start > last, beyond 64 bits) or a
+   *   page size that is not a power of two.
+   */
   constructor(ranges: readonly IovaRange[], options: IovaAllocatorOptions = {}) {
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     checkPowerOfTwo('pageSize', this.pageSize);
@@ -154,8 +214,16 @@ export class IovaAllocator {
 
   /**
    * Allocate `length` bytes (rounded up to the page size) and return the IOVA.
-   * First fit by address; see the file header. Throws IovaNoSpaceError (ENOSPC)
-   * when nothing fits, and EEXIST / EADDRNOTAVAIL when `at` cannot be honoured.
+   * First fit by address; see the file header.
+   *
+   * @param length - Bytes, 1 .. 2^64.
+   * @param options - `align`, `limit`, or an exact IOVA `at`.
+   * @returns The first IOVA of the allocation.
+   * @throws TypeError when an argument is not a bigint.
+   * @throws RangeError for a malformed argument (zero length, an alignment that
+   *   is not a power of two or is below the page size, a limit past 2^64).
+   * @throws {@link IovaNoSpaceError} (ENOSPC) when nothing fits;
+   *   {@link IovaAllocatorError} EEXIST or EADDRNOTAVAIL when `at` cannot be honoured.
    */
   allocate(length: bigint, options: IovaAllocateOptions = {}): bigint {
     const size = this.#roundLength('length', length);
@@ -174,7 +242,9 @@ export class IovaAllocator {
   /**
    * Return an allocation. `iova` and `length` must describe exactly one live
    * allocation (`length` as given to `allocate`; it is rounded up the same way).
-   * Anything else (a double free, part of an allocation, free space) throws EINVAL.
+   *
+   * @throws {@link IovaAllocatorError} EINVAL for anything else: a double free,
+   *   part of an allocation, free space.
    */
   free(iova: bigint, length: bigint): void {
     checkAddress('iova', iova);
@@ -197,8 +267,9 @@ export class IovaAllocator {
 
   /**
    * Remove the inclusive range `[start, last]`, widened to whole pages, from free
-   * space for good. Parts outside the usable ranges are ignored. Throws EBUSY,
-   * changing nothing, if it overlaps a live allocation.
+   * space for good. Parts outside the usable ranges are ignored.
+   *
+   * @throws {@link IovaAllocatorError} EBUSY, changing nothing, if it overlaps a live allocation.
    */
   reserve(start: bigint, last: bigint): void {
     const span = rangeToSpan('reserve', { start, last });

@@ -12,9 +12,18 @@ import { MemoryKindCode, native, NativeMemory } from './native';
 import { toLength } from './validate';
 import { VfioStateError } from './errors';
 
+/**
+ * Where a {@link DmaBuffer}'s pages come from: `'anonymous'` (private
+ * anonymous memory, 4 KiB pages), `'hugetlb'` (2 MiB huge pages from the
+ * system's pool, see {@link freeHugePages}: fewer IOMMU entries for big
+ * buffers), `'memfd'` (a memfd's shared pages; iommufd can map them through
+ * the file, see {@link CpuFragmentInput.asFile}).
+ */
 export type DmaMemoryKind = 'anonymous' | 'hugetlb' | 'memfd';
 
+/** The CPU page size in bytes (4096 on x86-64): the granule of every mapping's offset, length and IOVA. */
 export const PAGE_SIZE = BigInt(native.pageSize);
+/** The huge page size 'hugetlb' buffers use: 2 MiB, in bytes. */
 export const HUGE_PAGE_SIZE = 2n << 20n;
 
 const KIND_CODE: Record<DmaMemoryKind, MemoryKindCode> = {
@@ -23,7 +32,9 @@ const KIND_CODE: Record<DmaMemoryKind, MemoryKindCode> = {
   memfd: MemoryKindCode.Memfd,
 };
 
+/** Options of {@link DmaBuffer.allocate}. */
 export interface DmaBufferOptions {
+  /** Where the pages come from (default 'anonymous'). */
   kind?: DmaMemoryKind;
 }
 
@@ -36,10 +47,25 @@ export function freeHugePages(): number {
   }
 }
 
+/**
+ * Page-aligned memory for DMA, owned natively and shown to JavaScript as an
+ * ArrayBuffer over the same pages (no copies): what the CPU writes through
+ * `bytes` a device reads through a mapping of it, and the other way round.
+ *
+ * Lifetime: the buffer, its ArrayBuffer and every IOMMU mapping of it each
+ * hold the memory. {@link DmaBuffer.close} detaches the ArrayBuffer (its
+ * `byteLength` becomes 0) and lets go of the buffer's own hold; the pages are
+ * freed once no mapping holds them either, so a device can never reach freed
+ * memory. A buffer that is garbage-collected without close() is freed the
+ * same way, when its mappings are gone. Buffers are not inherited across
+ * fork() (MADV_DONTFORK).
+ */
 export class DmaBuffer implements Disposable {
   /** @internal */
   readonly native: NativeMemory;
+  /** Where its pages come from. */
   readonly kind: DmaMemoryKind;
+  /** Its size in bytes: a multiple of the page size (of 2 MiB for 'hugetlb'). */
   readonly length: bigint;
   // Only close() closes the native memory: knowing it here spares a native call per check (per map, per fragment).
   private isClosed = false;
@@ -51,8 +77,17 @@ export class DmaBuffer implements Disposable {
   }
 
   /**
-   * Allocates `length` bytes (a multiple of the page size; of 2 MiB for
-   * hugetlb), zeroed and populated.
+   * Allocates `length` bytes, zeroed and populated (every page present
+   * before it is mapped).
+   *
+   * @param length - Bytes: a non-zero multiple of {@link PAGE_SIZE}, of
+   *   {@link HUGE_PAGE_SIZE} for 'hugetlb'.
+   * @param options - `kind`: anonymous (default), hugetlb or memfd.
+   * @throws TypeError for an unknown `kind` or a `length` that is not a number or bigint.
+   * @throws RangeError when `length` is 0, negative, or not a multiple of the page size.
+   * @throws {@link VfioError} from the allocation (syscall `mmap`, `memfd_create`
+   *   or `ftruncate`): ENOMEM, for hugetlb when no free huge pages are left
+   *   (`echo N > /proc/sys/vm/nr_hugepages`).
    */
   static allocate(length: number | bigint, options: DmaBufferOptions = {}): DmaBuffer {
     const kind = options.kind ?? 'anonymous';
@@ -61,23 +96,39 @@ export class DmaBuffer implements Disposable {
     return new DmaBuffer(native.NativeMemory.allocate(len, KIND_CODE[kind], HUGE_PAGE_SIZE), kind);
   }
 
-  /** The memory, zero-copy. Detached (byteLength 0) after close(). */
+  /**
+   * The memory as an ArrayBuffer over the same pages (zero-copy, one
+   * ArrayBuffer per buffer). After close() the ArrayBuffer is detached:
+   * views of it see `byteLength` 0.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   */
   get buffer(): ArrayBuffer {
     this.check();
     return this.native.arrayBuffer();
   }
 
-  /** A Uint8Array over the whole buffer. */
+  /**
+   * A fresh Uint8Array over the whole buffer (zero-copy).
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   */
   get bytes(): Uint8Array {
     return new Uint8Array(this.buffer);
   }
 
-  /** The process virtual address (for diagnostics). */
+  /**
+   * The buffer's virtual address in this process, for diagnostics (a device
+   * never sees it: it sees the IOVA of a mapping).
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   */
   get address(): bigint {
     this.check();
     return this.native.address;
   }
 
+  /** Whether close() was called: the buffer can no longer be read, written or mapped. */
   get closed(): boolean {
     return this.isClosed;
   }
@@ -86,12 +137,17 @@ export class DmaBuffer implements Disposable {
     if (this.isClosed) throw new VfioStateError('DmaBuffer is closed', 'ERR_VFIO_CLOSED');
   }
 
-  /** Drops JavaScript's hold; mappings keep the memory until unmapped. Idempotent. */
+  /**
+   * Drops JavaScript's hold: detaches the ArrayBuffer and releases the
+   * buffer's reference to the memory. Mappings of it keep the memory until
+   * they are unmapped; then it is freed. Idempotent.
+   */
   close(): void {
     this.isClosed = true;
     this.native.close();
   }
 
+  /** {@link DmaBuffer.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -35,10 +35,20 @@ export interface NativeMemory {
   close(): void;
 }
 
+/**
+ * A file descriptor the native layer owns: an eventfd, or a dma-buf exported
+ * from a device region ({@link VfioPciDevice.exportDmaBuf}). Mappings made
+ * from it keep their own reference, so closing it does not take memory away
+ * from a device.
+ */
 export interface NativeFile {
+  /** The file descriptor (-1 once closed). */
   readonly fd: number;
+  /** What the file is: 'eventfd' or 'dma-buf'. */
   readonly kind: string;
+  /** The file's size in bytes (lseek to its end): a dma-buf's length. */
   size(): bigint;
+  /** Closes this reference to the file. Idempotent. */
   close(): void;
 }
 
@@ -89,13 +99,35 @@ export interface NativeGroup {
   close(): void;
 }
 
+/** struct vfio_region_info with its capabilities, as VFIO_DEVICE_GET_REGION_INFO reports it. */
 export interface RegionInfoRaw {
+  /** The region index: 0-5 the BARs, 6 the ROM, 7 config space, 8 VGA (vfio-pci's numbering). */
   index: number;
+  /** VFIO_REGION_INFO_FLAG_*: READ (1), WRITE (2), MMAP (4), CAPS (8). */
   flags: number;
+  /** The region's size in bytes (0 when the device does not have it). */
   size: bigint;
+  /** Where the region starts in the device file's offsets, for pread/pwrite and mmap. */
   offset: bigint;
-  sparseAreas?: { offset: bigint; size: bigint }[];
-  type?: { type: number; subtype: number };
+  /**
+   * VFIO_REGION_INFO_CAP_SPARSE_MMAP: the only parts that may be mmapped,
+   * in bytes from the region's start (vfio-pci leaves out an MSI-X table that
+   * lies in a BAR); absent when the whole region may be.
+   */
+  sparseAreas?: {
+    /** Bytes from the region's start. */
+    offset: bigint;
+    /** Bytes in the area. */
+    size: bigint;
+  }[];
+  /** VFIO_REGION_INFO_CAP_TYPE, for device-specific regions (indexes past 8). */
+  type?: {
+    /** The region type (VFIO_REGION_TYPE_*; bit 31 plus a PCI vendor ID for vendor types). */
+    type: number;
+    /** The subtype, within the type. */
+    subtype: number;
+  };
+  /** VFIO_REGION_INFO_CAP_MSIX_MAPPABLE: the MSI-X table in this BAR may be mmapped too. */
   msixMappable?: boolean;
 }
 

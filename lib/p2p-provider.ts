@@ -22,19 +22,57 @@ import { VfioStateError } from './errors';
 import { FragmentSource, NativeFile } from './native';
 import { BackendKind } from './iommu/backend';
 
+/** How a backend reaches one fragment of a provider's region: what to map, from where, and whether through a file. */
 export interface P2PSource {
+  /** A dma-buf (iommufd) or the BAR's mmap (type1). */
   source: FragmentSource;
+  /** Byte offset in `source`. */
   offset: bigint;
+  /** Bytes. */
   length: bigint;
+  /** Map through the file (IOMMU_IOAS_MAP_FILE), as iommufd does dma-bufs. */
   asFile: boolean;
 }
 
+/**
+ * A p2p_provider: a peer device's region (a BAR) as the source of P2P
+ * phys_list fragments ({@link PhysList.p2p}), with no struct page. Under
+ * iommufd it exports each fragment as a dma-buf (VFIO_DEVICE_FEATURE_DMA_BUF)
+ * mapped with IOMMU_IOAS_MAP_FILE, reusing a dma-buf while it lives; under
+ * type1 it maps the BAR's mmap.
+ *
+ * Revocation (iommufd): when the device is reset or stops decoding memory,
+ * the kernel revokes the dma-bufs and iommufd removes their IOMMU entries for
+ * good. The provider forgets its dma-bufs and emits `'revoked'`, and every
+ * live mapping of it is marked {@link DmaMapping.revoked} (emitting
+ * `'revoked'`): unmap it and link the list again, which exports fresh ones.
+ *
+ * @example
+ * ```ts
+ * using peer = space.openDevice('0000:00:04.0');
+ * using provider = new P2PProvider(peer, 2); // BAR2
+ * const m = space.mapPhysList(PhysList.p2p(provider, [{ offset: 0, length: 4096 }]));
+ * ```
+ */
 export class P2PProvider extends EventEmitter implements Disposable {
   private dmaBufs = new Map<string, NativeFile>();
   private closed = false;
+  /** The region's size in bytes: fragments must lie below it. */
   readonly size: bigint;
 
-  constructor(readonly device: VfioPciDevice, readonly regionIndex: number) {
+  /**
+   * @param device - The peer device, opened in the same address space as the devices that will reach it.
+   * @param regionIndex - The region: a BAR index (memory BARs only).
+   * @throws RangeError when the region is empty (the device has no such BAR).
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the device is closed.
+   * @throws {@link VfioError} from `ioctl(VFIO_DEVICE_GET_REGION_INFO)`.
+   */
+  constructor(
+    /** The device whose region this is. */
+    readonly device: VfioPciDevice,
+    /** The region index (a BAR). */
+    readonly regionIndex: number,
+  ) {
     super();
     const info = device.regionInfo(regionIndex);
     if (info.size === 0n) throw new RangeError(`region ${regionIndex} of ${device.bdf} is empty`);
@@ -55,7 +93,11 @@ export class P2PProvider extends EventEmitter implements Disposable {
     this.emit('revoked');
   }
 
-  /** How `backend` maps the fragment [offset, offset + length) of the region. */
+  /**
+   * @internal How `backend` maps the fragment [offset, offset + length) of
+   * the region: a dma-buf of it (exported now, or reused) under iommufd, the
+   * BAR's mmap under type1.
+   */
   fragmentSource(backend: BackendKind, offset: bigint, length: bigint): P2PSource {
     if (this.closed) throw new VfioStateError('P2PProvider is closed', 'ERR_VFIO_CLOSED');
     if (backend === 'type1') {
@@ -70,13 +112,17 @@ export class P2PProvider extends EventEmitter implements Disposable {
     return { source: buf, offset: 0n, length, asFile: true };
   }
 
-  /** Closes the provider's dma-bufs (mappings made from them keep their own references). Idempotent. */
+  /**
+   * Closes the provider's dma-bufs; mappings made from them keep their own
+   * references and stay valid. Lists of it can no longer be linked. Idempotent.
+   */
   close(): void {
     for (const f of this.dmaBufs.values()) f.close();
     this.dmaBufs.clear();
     this.closed = true;
   }
 
+  /** {@link P2PProvider.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

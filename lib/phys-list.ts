@@ -16,41 +16,79 @@ import { DmaBuffer, PAGE_SIZE } from './memory';
 import type { P2PProvider } from './p2p-provider';
 import { checkRangeFits, hex, toBigInt } from './validate';
 
+/**
+ * The one kind of memory a {@link PhysList} holds: `'cpu'` (DmaBuffers),
+ * `'p2p'` (ranges of a peer device's BAR, through a {@link P2PProvider}), or
+ * `'encrypted'` (part of the model; mapping refuses it).
+ */
 export type PhysKind = 'cpu' | 'p2p' | 'encrypted';
 
+/** A fragment of a CPU phys_list, as {@link PhysList.cpu} takes it: a DmaBuffer or a slice of it. */
 export interface CpuFragmentInput {
+  /** The buffer the fragment lies in; a mapping of the list holds it. */
   buffer: DmaBuffer;
+  /** Byte offset in the buffer (default 0): page aligned, except in the list's first fragment. */
   offset?: number | bigint;
-  /** Default: to the end of the buffer. */
+  /** Bytes (default: to the end of the buffer); must end on a page boundary, except in the list's last fragment. */
   length?: number | bigint;
-  /** Map a memfd buffer through its file (IOMMU_IOAS_MAP_FILE) rather than its address. */
+  /**
+   * Map a 'memfd' buffer through its file (IOMMU_IOAS_MAP_FILE) rather than
+   * through its address (default false). iommufd only: the type1 backend maps
+   * it through its address all the same.
+   */
   asFile?: boolean;
 }
 
+/** A byte range of a region, for {@link PhysList.p2p} and {@link PhysList.encrypted}. */
 export interface RangeInput {
+  /** Byte offset from the region's start. */
   offset: number | bigint;
+  /** Bytes in the range (not 0). */
   length: number | bigint;
 }
 
+/** A checked fragment of a CPU list. */
 export interface CpuFragment {
+  /** The buffer it lies in. */
   buffer: DmaBuffer;
+  /** Byte offset in the buffer. */
   offset: bigint;
+  /** Bytes. */
   length: bigint;
+  /** Mapped through the memfd's file. */
   asFile: boolean;
 }
 
+/** A checked fragment of a P2P (or encrypted) list: a byte range of the provider's region. */
 export interface P2PFragment {
-  /** Inside the provider's region. */
+  /** Byte offset inside the provider's region. */
   offset: bigint;
+  /** Bytes. */
   length: bigint;
 }
 
+/** A fragment of a {@link PhysList}: {@link CpuFragment} in CPU lists, {@link P2PFragment} in the others. */
 export type PhysFragment = CpuFragment | P2PFragment;
 
+/**
+ * A phys_list: fragments of memory of ONE kind, mapped as one operation into
+ * one contiguous IOVA range ({@link IovaWindow.link}, or
+ * {@link AddressSpace.mapPhysList} for both steps). The list itself is plain
+ * data, checked when made: it maps nothing and holds nothing open; a mapping
+ * of it holds its fragments' memory.
+ *
+ * Like the kernel's dma_iova_link(), only the outer ends may be unaligned:
+ * the first fragment may start inside a page and the last may end inside
+ * one; every inner boundary falls on a page boundary, so the fragments sit
+ * at consecutive IOVAs with no gaps.
+ */
 export class PhysList {
   private constructor(
+    /** The kind of memory of every fragment. */
     readonly kind: PhysKind,
+    /** The fragments, checked, in IOVA order. */
     readonly fragments: readonly PhysFragment[],
+    /** Where a 'p2p' list's memory comes from; undefined for the other kinds. */
     readonly provider?: P2PProvider,
   ) {
     if (fragments.length === 0) throw new RangeError('a phys_list needs at least one fragment');
@@ -65,7 +103,16 @@ export class PhysList {
     });
   }
 
-  /** CPU memory: DMA buffers, or slices of them. */
+  /**
+   * A list of CPU memory: DmaBuffers, or slices of them, of any kinds
+   * (anonymous, hugetlb and memfd may be mixed).
+   *
+   * @param fragments - The fragments in IOVA order; at least one.
+   * @throws TypeError when `fragments` is not an array, a `buffer` is not a
+   *   DmaBuffer, or `asFile` is asked of a buffer that is not a memfd.
+   * @throws RangeError for an empty fragment, one outside its buffer, or an
+   *   inner boundary inside a page (the message names the fragment).
+   */
   static cpu(fragments: readonly CpuFragmentInput[]): PhysList {
     if (!Array.isArray(fragments)) throw new TypeError('fragments must be an array');
     return new PhysList('cpu', fragments.map((f, i) => {
@@ -81,7 +128,15 @@ export class PhysList {
     }));
   }
 
-  /** Peer-to-peer memory: ranges of the provider's region (a peer's BAR). */
+  /**
+   * A list of peer-to-peer memory: byte ranges of the provider's region (a
+   * peer device's BAR), in any order in the BAR; they become contiguous in IOVA.
+   *
+   * @param provider - The peer's region.
+   * @param fragments - The ranges in IOVA order; at least one.
+   * @throws TypeError when `provider` is not a P2PProvider.
+   * @throws RangeError for an empty range, one outside the region, or an inner boundary inside a page.
+   */
   static p2p(provider: P2PProvider, fragments: readonly RangeInput[]): PhysList {
     if (!provider || typeof provider.fragmentSource !== 'function') throw new TypeError('provider must be a P2PProvider');
     return new PhysList('p2p', fragments.map((f, i) => {
@@ -95,7 +150,13 @@ export class PhysList {
     }), provider);
   }
 
-  /** Encrypted memory: representable, refused when mapped (no userspace backing yet). */
+  /**
+   * A list of encrypted (confidential-computing) memory: representable,
+   * and refused when linked with {@link VfioStateError} `ERR_VFIO_ENCRYPTED`,
+   * since userspace has no source of such memory through VFIO yet.
+   *
+   * @throws RangeError for an empty range or an inner boundary inside a page.
+   */
   static encrypted(fragments: readonly RangeInput[]): PhysList {
     return new PhysList('encrypted', fragments.map((f, i) => ({
       offset: toBigInt(f.offset, `fragment ${i} offset`),
@@ -105,17 +166,17 @@ export class PhysList {
 
   private bytes?: bigint;
 
-  /** Bytes the list holds. */
+  /** Bytes the list holds: the sum of its fragments' lengths, and the length of a mapping of it. */
   get length(): bigint {
     return (this.bytes ??= this.fragments.reduce((sum, f) => sum + f.length, 0n));
   }
 
-  /** Offset of the first byte inside its page: the mapping's IOVA has the same offset. */
+  /** Offset in bytes of the first byte inside its page: a mapping's IOVA has the same offset in its IOVA page. */
   get headOffset(): bigint {
     return this.fragments[0].offset % PAGE_SIZE;
   }
 
-  /** IOVA space the list takes: whole pages from the first fragment's page to the last's. */
+  /** Bytes of IOVA space the list takes: whole pages, from the first fragment's page to the end of the last's. */
   get span(): bigint {
     const head = this.headOffset;
     return ((head + this.length + PAGE_SIZE - 1n) / PAGE_SIZE) * PAGE_SIZE;

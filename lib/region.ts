@@ -7,20 +7,46 @@ import { VfioStateError } from './errors';
 import { NativeDevice, NativeMemory, RegionInfoRaw } from './native';
 import { hex, toBigInt } from './validate';
 
+/** Region flag: the region can be read (pread, or loads from its mmap). */
 export const VFIO_REGION_INFO_FLAG_READ = 1 << 0;
+/** Region flag: the region can be written. */
 export const VFIO_REGION_INFO_FLAG_WRITE = 1 << 1;
+/** Region flag: the region (or its sparse areas) can be mmapped. */
 export const VFIO_REGION_INFO_FLAG_MMAP = 1 << 2;
 
+/** vfio-pci's region indexes (VFIO_PCI_*_REGION_INDEX). */
 export enum PciRegion {
-  BAR0 = 0, BAR1 = 1, BAR2 = 2, BAR3 = 3, BAR4 = 4, BAR5 = 5, ROM = 6, CONFIG = 7, VGA = 8,
+  /** Base address register 0. */
+  BAR0 = 0,
+  /** Base address register 1. */
+  BAR1 = 1,
+  /** Base address register 2. */
+  BAR2 = 2,
+  /** Base address register 3. */
+  BAR3 = 3,
+  /** Base address register 4. */
+  BAR4 = 4,
+  /** Base address register 5. */
+  BAR5 = 5,
+  /** The expansion ROM (read-only). */
+  ROM = 6,
+  /** PCI config space (partly virtualized by VFIO; pread/pwrite only). */
+  CONFIG = 7,
+  /** Legacy VGA ranges, on VGA devices only. */
+  VGA = 8,
 }
 
+/** A region's VFIO_DEVICE_GET_REGION_INFO, with its flags decoded. */
 export interface RegionInfo extends RegionInfoRaw {
+  /** VFIO_REGION_INFO_FLAG_READ: the region can be read. */
   readable: boolean;
+  /** VFIO_REGION_INFO_FLAG_WRITE: the region can be written. */
   writable: boolean;
+  /** VFIO_REGION_INFO_FLAG_MMAP: the region (or its sparse areas) can be mmapped. */
   mappable: boolean;
 }
 
+/** The raw region info with its READ, WRITE and MMAP flags as booleans. */
 export function regionInfo(raw: RegionInfoRaw): RegionInfo {
   return {
     ...raw,
@@ -32,22 +58,38 @@ export function regionInfo(raw: RegionInfoRaw): RegionInfo {
 
 type Width = 1 | 2 | 4 | 8;
 
-/** Register access to a region: 8/16/32/64-bit, naturally aligned; 64-bit values are bigint. */
+/**
+ * Register access to a device region (a BAR, config space, the ROM):
+ * 8/16/32/64-bit accesses, naturally aligned and little-endian; 64-bit
+ * values are bigints. When the region can be mmapped whole, each access is
+ * exactly one load or store of its width to the mmap (what device registers
+ * need) and `buffer` is the region as an ArrayBuffer; otherwise accesses go
+ * through pread/pwrite of the device file. Get it from
+ * {@link VfioPciDevice.bar}, {@link VfioPciDevice.region} or
+ * {@link VfioPciDevice.config}; it is closed with its device.
+ */
 export class Region implements Disposable {
   private memory?: NativeMemory;
   private closed = false;
 
   /** @internal */
-  constructor(private readonly device: NativeDevice, readonly info: RegionInfo, mmap: boolean) {
+  constructor(
+    private readonly device: NativeDevice,
+    /** VFIO_DEVICE_GET_REGION_INFO of the region: size, flags, sparse mmap areas. */
+    readonly info: RegionInfo,
+    mmap: boolean,
+  ) {
     const whole = !info.sparseAreas || info.msixMappable ||
       (info.sparseAreas.length === 1 && info.sparseAreas[0].offset === 0n && info.sparseAreas[0].size === info.size);
     if (mmap && info.mappable && whole && info.size > 0n) this.memory = device.mmap(info.offset, info.size, info.writable);
   }
 
+  /** The region index (a BAR number, or a {@link PciRegion}). */
   get index(): number {
     return this.info.index;
   }
 
+  /** The region's size in bytes. */
   get size(): bigint {
     return this.info.size;
   }
@@ -57,7 +99,15 @@ export class Region implements Disposable {
     return this.memory !== undefined;
   }
 
-  /** The region's memory as an ArrayBuffer, zero-copy (mmap-capable regions only). */
+  /**
+   * The region as an ArrayBuffer over its mmap (zero-copy): typed arrays and
+   * DataViews over it access the device directly, at JIT speed, but without
+   * the width guarantee of read32/write32 (a DataView may split or merge
+   * accesses). Detached when the region closes.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_NOT_MAPPABLE` when the region is
+   *   not mmapped (see `mapped`), `ERR_VFIO_CLOSED` after close().
+   */
   get buffer(): ArrayBuffer {
     return this.mem().arrayBuffer();
   }
@@ -84,30 +134,106 @@ export class Region implements Disposable {
     return new DataView(new ArrayBuffer(width));
   }
 
+  /**
+   * Reads the 8-bit register at `offset`: one 8-bit load from the mmap,
+   * or a 1-byte pread for regions that cannot be mmapped (little-endian).
+   *
+   * @param offset - Bytes from the region's start, a multiple of 1.
+   * @returns The value, unsigned.
+   * @throws RangeError when `offset` is not 1-byte aligned or the access runs past the region.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
+   */
   read8(offset: number | bigint): number {
     return this.readNumber(offset, 1);
   }
+  /**
+   * Reads the 16-bit register at `offset`: one 16-bit load from the mmap,
+   * or a 2-byte pread for regions that cannot be mmapped (little-endian).
+   *
+   * @param offset - Bytes from the region's start, a multiple of 2.
+   * @returns The value, unsigned.
+   * @throws RangeError when `offset` is not 2-byte aligned or the access runs past the region.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
+   */
   read16(offset: number | bigint): number {
     return this.readNumber(offset, 2);
   }
+  /**
+   * Reads the 32-bit register at `offset`: one 32-bit load from the mmap,
+   * or a 4-byte pread for regions that cannot be mmapped (little-endian).
+   *
+   * @param offset - Bytes from the region's start, a multiple of 4.
+   * @returns The value, unsigned.
+   * @throws RangeError when `offset` is not 4-byte aligned or the access runs past the region.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
+   */
   read32(offset: number | bigint): number {
     return this.readNumber(offset, 4);
   }
+  /**
+   * Reads the 64-bit register at `offset`: one 64-bit load from the mmap,
+   * or a 8-byte pread for regions that cannot be mmapped (little-endian).
+   *
+   * @param offset - Bytes from the region's start, a multiple of 8.
+   * @returns The value, unsigned, as a bigint.
+   * @throws RangeError when `offset` is not 8-byte aligned or the access runs past the region.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
+   */
   read64(offset: number | bigint): bigint {
     this.check();
     const off = this.offsetOf(offset, 8);
     if (this.memory) return this.memory.read64(off);
     return this.pread(off, 8).getBigUint64(0, true);
   }
+  /**
+   * Writes the 8-bit register at `offset`: one 8-bit store to the mmap,
+   * or a 1-byte pwrite for regions that cannot be mmapped (little-endian).
+   *
+   * @param offset - Bytes from the region's start, a multiple of 1.
+   * @param value - The value, an integer in 0..0xff.
+   * @throws RangeError when `offset` is not 1-byte aligned, the access runs
+   *   past the region, or `value` does not fit in 8 bits.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
+   */
   write8(offset: number | bigint, value: number): void {
     this.writeNumber(offset, 1, value);
   }
+  /**
+   * Writes the 16-bit register at `offset`: one 16-bit store to the mmap,
+   * or a 2-byte pwrite for regions that cannot be mmapped (little-endian).
+   *
+   * @param offset - Bytes from the region's start, a multiple of 2.
+   * @param value - The value, an integer in 0..0xffff.
+   * @throws RangeError when `offset` is not 2-byte aligned, the access runs
+   *   past the region, or `value` does not fit in 16 bits.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
+   */
   write16(offset: number | bigint, value: number): void {
     this.writeNumber(offset, 2, value);
   }
+  /**
+   * Writes the 32-bit register at `offset`: one 32-bit store to the mmap,
+   * or a 4-byte pwrite for regions that cannot be mmapped (little-endian).
+   *
+   * @param offset - Bytes from the region's start, a multiple of 4.
+   * @param value - The value, an integer in 0..0xffffffff.
+   * @throws RangeError when `offset` is not 4-byte aligned, the access runs
+   *   past the region, or `value` does not fit in 32 bits.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
+   */
   write32(offset: number | bigint, value: number): void {
     this.writeNumber(offset, 4, value);
   }
+  /**
+   * Writes the 64-bit register at `offset`: one 64-bit store to the mmap,
+   * or a 8-byte pwrite for regions that cannot be mmapped (little-endian).
+   *
+   * @param offset - Bytes from the region's start, a multiple of 8.
+   * @param value - The value, a bigint in 0..2^64-1.
+   * @throws RangeError when `offset` is not 8-byte aligned, the access runs
+   *   past the region, or `value` does not fit in 64 bits.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
+   */
   write64(offset: number | bigint, value: bigint): void {
     this.check();
     const off = this.offsetOf(offset, 8);
@@ -159,7 +285,16 @@ export class Region implements Disposable {
     if (n !== dv.byteLength) throw new VfioStateError(`short write of region ${this.index} at ${hex(off)}: ${n} of ${dv.byteLength} bytes`, 'ERR_VFIO_SHORT_IO');
   }
 
-  /** Bulk read through pread (works for every readable region). */
+  /**
+   * Reads `length` bytes from `offset` with one pread of the device file
+   * (works for every readable region, mmapped or not; no access width is
+   * guaranteed, so use it for memory-like regions and the ROM, not registers).
+   *
+   * @returns The bytes read: fewer than `length` when the kernel returned fewer.
+   * @throws RangeError when the range runs past the region.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   * @throws {@link VfioError} (syscall `pread`) when the read fails.
+   */
   readBytes(offset: number | bigint, length: number): Uint8Array {
     this.check();
     const off = toBigInt(offset, 'offset');
@@ -169,7 +304,14 @@ export class Region implements Disposable {
     return out.subarray(0, n);
   }
 
-  /** Bulk write through pwrite. */
+  /**
+   * Writes `data` at `offset` with one pwrite of the device file.
+   *
+   * @returns The bytes written.
+   * @throws RangeError when the range runs past the region.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   * @throws {@link VfioError} (syscall `pwrite`) when the write fails.
+   */
   writeBytes(offset: number | bigint, data: Uint8Array): number {
     this.check();
     const off = toBigInt(offset, 'offset');
@@ -177,13 +319,18 @@ export class Region implements Disposable {
     return this.device.pwrite(this.info.offset + off, data);
   }
 
-  /** Unmaps JavaScript's view; mappings of this BAR for peer-to-peer keep the memory. Idempotent. */
+  /**
+   * Unmaps JavaScript's view (its ArrayBuffer is detached); IOMMU mappings
+   * of this BAR for peer-to-peer hold the mmap themselves and stay valid.
+   * Idempotent.
+   */
   close(): void {
     this.memory?.close();
     this.memory = undefined;
     this.closed = true;
   }
 
+  /** {@link Region.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 export interface PciResource {
   /** The line's index: 0..5 the BARs, 6 the ROM, 7.. bridge windows or SR-IOV BARs. */
   index: number;
+  /** The first byte's address. */
   start: bigint;
   /** The last byte's address (inclusive). */
   end: bigint;
@@ -21,10 +22,15 @@ export interface PciResource {
 export interface PciDeviceInfo {
   /** Domain:bus:slot.function, e.g. '0000:00:03.0'. */
   bdf: string;
+  /** PCI vendor ID, e.g. 0x1234. */
   vendor: number;
+  /** PCI device ID, e.g. 0x11e8. */
   device: number;
+  /** The 24-bit class code (base class, subclass, programming interface), e.g. 0x010802 for NVMe. */
   classCode: number;
+  /** The bound driver's name ('vfio-pci', 'nvme', ...); undefined when unbound. */
   driver?: string;
+  /** The IOMMU group number; undefined without an IOMMU. */
   iommuGroup?: number;
   /** Name of the VFIO device cdev under /dev/vfio/devices (e.g. 'vfio0'), when vfio-pci has it. */
   vfioCdev?: string;

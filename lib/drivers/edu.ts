@@ -14,7 +14,9 @@ import { IrqVector, IrqWaitOptions } from '../interrupts';
 import { Region } from '../region';
 import { hex, toBigInt } from '../validate';
 
+/** edu's PCI vendor ID (QEMU's). */
 export const EDU_VENDOR = 0x1234;
+/** edu's PCI device ID. */
 export const EDU_DEVICE = 0x11e8;
 
 /** BAR0 registers (32-bit below 0x80, 32 or 64-bit from 0x80). */
@@ -32,22 +34,31 @@ export const EduReg = {
   DMA_CMD: 0x98,
 } as const;
 
+/** STATUS bit: the factorial unit is computing. */
 export const EDU_STATUS_COMPUTING = 0x01;
+/** STATUS bit: raise EDU_IRQ_FACTORIAL when the factorial is done. */
 export const EDU_STATUS_IRQ_FACTORIAL = 0x80;
+/** DMA_CMD bit: start the transfer (reads 1 while it runs). */
 export const EDU_DMA_START = 0x01;
+/** DMA_CMD bit: direction, from the device's buffer to RAM (clear: RAM to the buffer). */
 export const EDU_DMA_FROM_DEVICE = 0x02;
+/** DMA_CMD bit: raise EDU_IRQ_DMA when the transfer is done. */
 export const EDU_DMA_IRQ = 0x04;
+/** Interrupt status bit of a finished factorial. */
 export const EDU_IRQ_FACTORIAL = 0x01;
+/** Interrupt status bit of a finished DMA. */
 export const EDU_IRQ_DMA = 0x100;
 
 /** The device's DMA buffer: 4 KiB at this address on the device's side. */
 export const EDU_BUFFER_ADDR = 0x40000n;
+/** The size in bytes of edu's DMA buffer. */
 export const EDU_BUFFER_SIZE = 4096;
 /** edu only drives 28 address bits: IOVAs handed to it must lie below this. */
 export const EDU_DMA_LIMIT = 1n << 28n;
 
+/** How {@link EduDevice.factorial}, {@link EduDevice.dmaToDevice} and {@link EduDevice.dmaFromDevice} wait for the device. */
 export interface EduWaitOptions {
-  /** Give up after this long (default 5 s). */
+  /** Give up after this many milliseconds (default 5000) with a {@link VfioStateError} 'ETIMEDOUT'. */
   timeoutMs?: number;
   /** Raise the completion interrupt (for interrupt-driven use). */
   interrupt?: boolean;
@@ -56,15 +67,41 @@ export interface EduWaitOptions {
    * of polling; it is handled: acknowledged, and INTx unmasked.
    */
   irq?: IrqVector;
+  /** With `irq`: stop waiting when it aborts (the promise rejects with its reason). */
   signal?: AbortSignal;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A driver for QEMU's edu device: its DMA engine (4 KiB buffer, 28-bit
+ * IOVAs), its factorial unit and its interrupts, over BAR0. Each operation
+ * completes by polling, or by an interrupt on a vector you enabled
+ * (`options.irq`).
+ *
+ * @example
+ * ```ts
+ * using space = AddressSpace.open();
+ * using edu = EduDevice.open(space);
+ * using buf = DmaBuffer.allocate(4096);
+ * const m = space.map(buf, { limit: 1n << 28n }); // edu drives 28 address bits
+ * await edu.dmaToDevice(m.iova, 0, 64);
+ * ```
+ */
 export class EduDevice implements Disposable {
+  /** BAR0: edu's registers (`EduReg`). */
   readonly bar0: Region;
 
-  constructor(readonly device: VfioPciDevice) {
+  /**
+   * Drives an opened edu device, and turns its bus mastering on.
+   *
+   * @param device - The device, open in an address space.
+   * @throws {@link VfioStateError} `ERR_VFIO_WRONG_DEVICE` when it is not edu (1234:11e8).
+   */
+  constructor(
+    /** The PCI device. */
+    readonly device: VfioPciDevice,
+  ) {
     if (device.pci.vendor !== EDU_VENDOR || device.pci.device !== EDU_DEVICE) {
       throw new VfioStateError(`${device.bdf} is ${device.pci.vendor.toString(16)}:${device.pci.device.toString(16)}, not an edu device (1234:11e8)`, 'ERR_VFIO_WRONG_DEVICE');
     }
@@ -72,7 +109,12 @@ export class EduDevice implements Disposable {
     device.setBusMaster(true);
   }
 
-  /** Opens the edu device at `bdf` in `space`. */
+  /**
+   * Opens the edu device at `bdf` in `space` (closing it again if it is not edu).
+   *
+   * @param bdf - Its PCI address (default '0000:00:03.0', where the test guest has it).
+   * @throws What {@link AddressSpace.openDevice} throws, and `ERR_VFIO_WRONG_DEVICE`.
+   */
   static open(space: AddressSpace, bdf = '0000:00:03.0'): EduDevice {
     const device = space.openDevice(bdf);
     try {
@@ -83,41 +125,74 @@ export class EduDevice implements Disposable {
     }
   }
 
-  /** Major and minor version from the identification register (0xRRrr00ed). */
-  get version(): { major: number; minor: number } {
+  /**
+   * Major and minor version from the identification register (0xRRrr00ed).
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_WRONG_DEVICE` when the register does not end in 0xed.
+   */
+  get version(): {
+    /** The major version (1 for QEMU's edu). */
+    major: number;
+    /** The minor version. */
+    minor: number;
+  } {
     const id = this.bar0.read32(EduReg.ID);
     if ((id & 0xff) !== 0xed) throw new VfioStateError(`edu identification register reads ${hex(id)}`, 'ERR_VFIO_WRONG_DEVICE');
     return { major: id >>> 24, minor: (id >>> 16) & 0xff };
   }
 
-  /** The liveness check: the device returns the bitwise inverse of what was written. */
+  /**
+   * The liveness check: writes `value` and reads back what the device makes
+   * of it, its bitwise inverse (`~value >>> 0`) when the device is alive.
+   */
   liveness(value: number): number {
     this.bar0.write32(EduReg.LIVENESS, value >>> 0);
     return this.bar0.read32(EduReg.LIVENESS);
   }
 
-  /** Starts n! (32-bit result); with `interrupt`, raises EDU_IRQ_FACTORIAL when done. */
+  /**
+   * Starts computing n! (32 bits, modulo 2^32); does not wait. With
+   * `interrupt`, the device raises `EDU_IRQ_FACTORIAL` when done.
+   */
   startFactorial(n: number, interrupt = false): void {
     this.bar0.write32(EduReg.STATUS, interrupt ? EDU_STATUS_IRQ_FACTORIAL : 0);
     this.bar0.write32(EduReg.FACTORIAL, n >>> 0);
   }
 
+  /** Whether the factorial unit is still computing. */
   get factorialBusy(): boolean {
     return (this.bar0.read32(EduReg.STATUS) & EDU_STATUS_COMPUTING) !== 0;
   }
 
+  /** The factorial register: the last result, once not busy. */
   get factorialResult(): number {
     return this.bar0.read32(EduReg.FACTORIAL);
   }
 
-  /** n! modulo 2^32, computed by the device (polled). */
+  /**
+   * n! modulo 2^32, computed by the device: polled, or completed by the
+   * interrupt on `options.irq`.
+   *
+   * @throws {@link VfioStateError} `ETIMEDOUT` after `options.timeoutMs`,
+   *   `ERR_VFIO_UNEXPECTED_IRQ` when the interrupt's status is not the factorial's.
+   */
   async factorial(n: number, options: EduWaitOptions = {}): Promise<number> {
     this.startFactorial(n, options.interrupt || options.irq !== undefined);
     await this.complete(() => this.factorialBusy, EDU_IRQ_FACTORIAL, 'factorial', options);
     return this.factorialResult;
   }
 
-  /** Programs a DMA; `toDevice`: IOVA -> buffer, else buffer -> IOVA. Does not wait. */
+  /**
+   * Programs a DMA and starts it; does not wait (see `dmaBusy`).
+   *
+   * @param toDevice - true: from memory at `iova` into the buffer; false: from the buffer to `iova`.
+   * @param iova - Where in the address space: the transfer must end below 2^28 (`EDU_DMA_LIMIT`).
+   * @param bufferOffset - Byte offset in edu's 4 KiB buffer.
+   * @param length - Bytes, 1..4096, within the buffer from `bufferOffset`.
+   * @param interrupt - Raise `EDU_IRQ_DMA` when done.
+   * @throws RangeError for a length, offset or IOVA out of range.
+   * @throws {@link VfioStateError} `ERR_VFIO_BUSY` while another DMA runs.
+   */
   startDma(toDevice: boolean, iova: bigint, bufferOffset: number, length: number, interrupt = false): void {
     const addr = toBigInt(iova, 'iova');
     if (!Number.isInteger(length) || length <= 0 || length > EDU_BUFFER_SIZE) throw new RangeError(`length must be 1..${EDU_BUFFER_SIZE}, not ${length}`);
@@ -133,30 +208,47 @@ export class EduDevice implements Disposable {
     this.bar0.write64(EduReg.DMA_CMD, BigInt(EDU_DMA_START | (toDevice ? 0 : EDU_DMA_FROM_DEVICE) | (interrupt ? EDU_DMA_IRQ : 0)));
   }
 
+  /** Whether a DMA is still running. */
   get dmaBusy(): boolean {
     return (this.bar0.read64(EduReg.DMA_CMD) & BigInt(EDU_DMA_START)) !== 0n;
   }
 
-  /** Copies `length` bytes from memory at `iova` into the device's buffer at `bufferOffset`. */
+  /**
+   * Copies `length` bytes from memory at `iova` into the device's buffer at
+   * `bufferOffset`, and waits for the DMA to finish (polling, or `options.irq`).
+   *
+   * @throws What {@link EduDevice.startDma} throws; {@link VfioStateError}
+   *   `ETIMEDOUT` after `options.timeoutMs`, `ERR_VFIO_UNEXPECTED_IRQ`.
+   */
   async dmaToDevice(iova: bigint, bufferOffset: number, length: number, options: EduWaitOptions = {}): Promise<void> {
     this.startDma(true, iova, bufferOffset, length, options.interrupt || options.irq !== undefined);
     await this.complete(() => this.dmaBusy, EDU_IRQ_DMA, 'DMA to the device', options);
   }
 
-  /** Copies `length` bytes from the device's buffer at `bufferOffset` to memory at `iova`. */
+  /**
+   * Copies `length` bytes from the device's buffer at `bufferOffset` to
+   * memory at `iova`, and waits for the DMA to finish. A write to an IOVA that
+   * is not mapped is blocked by the IOMMU (and logged by the kernel).
+   *
+   * @throws What {@link EduDevice.startDma} throws; {@link VfioStateError}
+   *   `ETIMEDOUT` after `options.timeoutMs`, `ERR_VFIO_UNEXPECTED_IRQ`.
+   */
   async dmaFromDevice(bufferOffset: number, iova: bigint, length: number, options: EduWaitOptions = {}): Promise<void> {
     this.startDma(false, iova, bufferOffset, length, options.interrupt || options.irq !== undefined);
     await this.complete(() => this.dmaBusy, EDU_IRQ_DMA, 'DMA from the device', options);
   }
 
+  /** The interrupt status register: the bits of every interrupt raised and not yet acknowledged. */
   get interruptStatus(): number {
     return this.bar0.read32(EduReg.IRQ_STATUS);
   }
 
+  /** Raises an interrupt with `value`'s bits OR-ed into the status (edu's test register). */
   raiseInterrupt(value: number): void {
     this.bar0.write32(EduReg.IRQ_RAISE, value >>> 0);
   }
 
+  /** Clears `value`'s bits from the interrupt status; when none are left, the device lowers INTx. */
   acknowledgeInterrupt(value: number): void {
     this.bar0.write32(EduReg.IRQ_ACK, value >>> 0);
   }
@@ -197,10 +289,12 @@ export class EduDevice implements Disposable {
     }
   }
 
+  /** Closes the PCI device (and its interrupts). */
   close(): void {
     this.device.close();
   }
 
+  /** {@link EduDevice.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -6,10 +6,19 @@
 import { FragmentSource, IovaRange, NativeDevice, PackedFragments } from '../native';
 import { PciDeviceInfo } from '../sysfs';
 
+/**
+ * The two IOMMU backends: `'iommufd'` (an IOAS in /dev/iommu, devices bound
+ * through their VFIO cdev; Linux 6.2 and later with CONFIG_IOMMUFD) and
+ * `'type1'` (the legacy /dev/vfio/vfio container with the type1 IOMMU,
+ * devices through their IOMMU group; any kernel with VFIO).
+ */
 export type BackendKind = 'iommufd' | 'type1';
 
+/** What a device may do through a mapping (the IOMMU's read and write permissions). */
 export interface Access {
+  /** The device may read the memory (DMA to the device). */
   read: boolean;
+  /** The device may write the memory (DMA from the device). */
   write: boolean;
 }
 
@@ -39,7 +48,9 @@ export function packFragments(flat: FlatFragments): PackedFragments {
   return packed;
 }
 
+/** The operations an IOMMU backend provides to {@link AddressSpace}. */
 export interface IommuBackend {
+  /** Which backend this is. */
   readonly kind: BackendKind;
   /** The IOVA ranges devices can use now (they shrink as devices with reserved regions attach). */
   iovaRanges(): IovaRange[];
@@ -47,6 +58,7 @@ export interface IommuBackend {
   attachDevice(info: PciDeviceInfo): NativeDevice;
   /** Called when an attached device closes. */
   detachDevice(device: NativeDevice): void;
+  /** Maps `length` bytes of `source` from `offset` at `iova` (through its file when `asFile`). */
   map(source: FragmentSource, offset: bigint, length: bigint, iova: bigint, access: Access, asFile: boolean): void;
   /** Every fragment at consecutive IOVAs from `iova`, in one native call; nothing stays mapped on failure. */
   mapList(iova: bigint, fragments: FlatFragments, access: Access): bigint;
@@ -54,6 +66,7 @@ export interface IommuBackend {
   unmap(iova: bigint, length: bigint): bigint;
   /** IOVA ranges kept alive natively (for tests of memory lifetime). */
   pinCount(): number;
+  /** Closes the devices, then the IOAS or container. */
   close(): void;
 }
 

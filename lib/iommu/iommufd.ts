@@ -18,34 +18,64 @@ const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
 const IOMMU_IOAS_MAP_READABLE = 1 << 2;
 
 // enum iommufd_option / iommufd_option_ops
+/** How pinned pages count against RLIMIT_MEMLOCK: 0 (default) per user, 1 per process. Global: object ID 0. */
 export const IOMMU_OPTION_RLIMIT_MODE = 0;
+/** 1 (default): contiguous pages may be combined into large IOMMU pages; 0: everything at PAGE_SIZE. Per IOAS. */
 export const IOMMU_OPTION_HUGE_PAGES = 1;
+/** IOMMU_OPTION operation: set the value. */
 export const IOMMU_OPTION_OP_SET = 0;
+/** IOMMU_OPTION operation: read the value. */
 export const IOMMU_OPTION_OP_GET = 1;
 
+/** IOMMU_IOAS_MAP's READABLE and WRITEABLE flags for an access. */
 export function ioasMapFlags(access: Access): number {
   return (access.read ? IOMMU_IOAS_MAP_READABLE : 0) | (access.write ? IOMMU_IOAS_MAP_WRITEABLE : 0);
 }
 
 /**
- * One open /dev/iommu. Several address spaces (IOAS) may share it, which
- * IOMMU_IOAS_COPY needs. Closed when its last address space closes, or by close().
+ * One open /dev/iommu (an iommufd). Several address spaces, each an IOAS in
+ * it, may share it (pass it as {@link AddressSpaceOptions.iommufd}), which
+ * {@link AddressSpace.copyFrom} (IOMMU_IOAS_COPY) needs. It is closed when
+ * the last address space made in it closes, or by close().
  */
 export class IommufdContext {
   /** @internal */
   readonly native: NativeIommufd;
   private users = 0;
 
+  /**
+   * Opens the iommufd.
+   *
+   * @param path - The iommufd device node (default '/dev/iommu').
+   * @throws {@link VfioError} code ENOENT (syscall `open`) when the kernel has
+   *   no iommufd (CONFIG_IOMMUFD), EACCES without permission on it.
+   */
   constructor(path = '/dev/iommu') {
     this.native = new native.Iommufd(path);
   }
 
-  /** IOMMU_OPTION GET. */
+  /**
+   * Reads an iommufd option (ioctl IOMMU_OPTION, OP_GET).
+   *
+   * @param option - 0 IOMMU_OPTION_RLIMIT_MODE (global: how pinned memory is
+   *   accounted, 0 per user, 1 per process) or 1 IOMMU_OPTION_HUGE_PAGES (per
+   *   IOAS: 1 lets contiguous pages become large IOMMU pages, 0 maps everything
+   *   at PAGE_SIZE).
+   * @param objectId - 0 for a global option, the IOAS ID for a per-IOAS one.
+   * @returns The option's value.
+   * @throws {@link VfioError} (syscall `ioctl(IOMMU_OPTION)`): EOPNOTSUPP for an
+   *   unknown option, ENOENT for a wrong object ID.
+   */
   getOption(option: number, objectId = 0): bigint {
     return this.native.option(option, IOMMU_OPTION_OP_GET, objectId, 0n);
   }
 
-  /** IOMMU_OPTION SET. */
+  /**
+   * Sets an iommufd option (ioctl IOMMU_OPTION, OP_SET); see getOption for the options.
+   *
+   * @throws {@link VfioError} (syscall `ioctl(IOMMU_OPTION)`): EPERM when setting
+   *   RLIMIT_MODE without CAP_SYS_RESOURCE, EINVAL for a value the option does not take.
+   */
   setOption(option: number, value: bigint, objectId = 0): void {
     this.native.option(option, IOMMU_OPTION_OP_SET, objectId, value);
   }
@@ -60,13 +90,19 @@ export class IommufdContext {
     if (--this.users <= 0) this.close();
   }
 
+  /**
+   * Closes the iommufd now: the kernel destroys every IOAS in it, with their
+   * mappings, and the address spaces made in it stop working. Idempotent.
+   */
   close(): void {
     this.native.close();
   }
 }
 
+/** The iommufd backend of an {@link AddressSpace}: one IOAS of an {@link IommufdContext}. */
 export class IommufdBackend implements IommuBackend {
   readonly kind = 'iommufd' as const;
+  /** The IOAS's object ID in the iommufd. */
   readonly ioas: number;
   private devices = new Set<NativeDevice>();
   private closed = false;

@@ -15,34 +15,55 @@
  */
 import type { IoSegment } from './prp';
 
+/** Admin command opcodes (NVMe base specification, "Admin Command Set"), for commands on queue 0. */
 export const AdminOpcode = {
+  /** Delete I/O Submission Queue. */
   DELETE_IO_SQ: 0x00,
+  /** Create I/O Submission Queue. */
   CREATE_IO_SQ: 0x01,
+  /** Get Log Page. */
   GET_LOG_PAGE: 0x02,
+  /** Delete I/O Completion Queue. */
   DELETE_IO_CQ: 0x04,
+  /** Create I/O Completion Queue. */
   CREATE_IO_CQ: 0x05,
+  /** Identify: a 4 KiB data structure chosen by CNS ({@link IdentifyCns}). */
   IDENTIFY: 0x06,
+  /** Abort a command. */
   ABORT: 0x08,
+  /** Set Features. */
   SET_FEATURES: 0x09,
+  /** Get Features. */
   GET_FEATURES: 0x0a,
+  /** Asynchronous Event Request. */
   ASYNC_EVENT_REQUEST: 0x0c,
 } as const;
 
+/** NVM command set I/O opcodes this driver issues. */
 export const IoOpcode = {
+  /** Flush: commit the volatile write cache. */
   FLUSH: 0x00,
+  /** Write logical blocks. */
   WRITE: 0x01,
+  /** Read logical blocks. */
   READ: 0x02,
+  /** Write Zeroes: set logical blocks to zero without a data transfer. */
   WRITE_ZEROES: 0x08,
 } as const;
 
 /** Identify's Controller or Namespace Structure (CNS) values. */
 export const IdentifyCns = {
+  /** Identify Namespace: the namespace given by NSID. */
   NAMESPACE: 0x00,
+  /** Identify Controller. */
   CONTROLLER: 0x01,
+  /** The Active Namespace ID list: IDs greater than NSID, ascending. */
   ACTIVE_NAMESPACES: 0x02,
 } as const;
 
+/** Feature identifiers of Set/Get Features that this driver uses. */
 export const FeatureId = {
+  /** Number of Queues: I/O submission and completion queues requested and granted. */
   NUMBER_OF_QUEUES: 0x07,
 } as const;
 
@@ -55,20 +76,33 @@ const RW_FUA = 1 << 30;
 const QUEUE_CONTIGUOUS = 1 << 0;
 const CQ_INTERRUPTS_ENABLED = 1 << 1;
 
+/**
+ * A command as plain data, before its queue gives it a command identifier
+ * and turns `data` into PRP entries: what {@link NvmeController.adminCommand}
+ * and {@link NvmeController.io} submit. The builders of this module make them.
+ */
 export interface NvmeCommand {
   /** For messages: 'Read', 'Identify', ... */
   name: string;
+  /** The opcode ({@link AdminOpcode} on the admin queue, {@link IoOpcode} on I/O queues). */
   opcode: number;
+  /** The namespace ID (default 0: none). */
   nsid?: number;
   /** Memory the command transfers from or to: becomes PRP1/PRP2 (and a PRP list). */
   data?: readonly IoSegment[];
   /** A raw PRP1 that is not a data transfer (the base of a queue being created). */
   prp1?: bigint;
+  /** Command dword 10: command specific (default 0). */
   cdw10?: number;
+  /** Command dword 11: command specific (default 0). */
   cdw11?: number;
+  /** Command dword 12: command specific (default 0). */
   cdw12?: number;
+  /** Command dword 13: command specific (default 0). */
   cdw13?: number;
+  /** Command dword 14: command specific (default 0). */
   cdw14?: number;
+  /** Command dword 15: command specific (default 0). */
   cdw15?: number;
 }
 
@@ -88,6 +122,7 @@ export function encodeCommand(view: DataView, offset: number, cmd: NvmeCommand, 
   view.setUint32(offset + 60, (cmd.cdw15 ?? 0) >>> 0, true);
 }
 
+/** Identify: the 4 KiB data structure `cns` ({@link IdentifyCns}) of namespace `nsid`, into `data` (4096 bytes). */
 export function identify(cns: number, data: readonly IoSegment[], nsid = 0): NvmeCommand {
   return { name: 'Identify', opcode: AdminOpcode.IDENTIFY, nsid, data, cdw10: cns };
 }
@@ -109,10 +144,12 @@ export function createIoSq(qid: number, entries: number, iova: bigint, cqid: num
   return { name: 'Create I/O Submission Queue', opcode: AdminOpcode.CREATE_IO_SQ, prp1: iova, cdw10: ((entries - 1) << 16) | qid, cdw11: (cqid << 16) | QUEUE_CONTIGUOUS };
 }
 
+/** Delete I/O Submission Queue `qid` (delete it before its completion queue). */
 export function deleteIoSq(qid: number): NvmeCommand {
   return { name: 'Delete I/O Submission Queue', opcode: AdminOpcode.DELETE_IO_SQ, cdw10: qid };
 }
 
+/** Delete I/O Completion Queue `qid`. */
 export function deleteIoCq(qid: number): NvmeCommand {
   return { name: 'Delete I/O Completion Queue', opcode: AdminOpcode.DELETE_IO_CQ, cdw10: qid };
 }
@@ -133,6 +170,7 @@ export function readWrite(opcode: typeof IoOpcode.READ | typeof IoOpcode.WRITE, 
   return { name: opcode === IoOpcode.READ ? 'Read' : 'Write', opcode, nsid, data, ...range, cdw12: range.cdw12! | (fua ? RW_FUA : 0) };
 }
 
+/** Flush: make what was written to namespace `nsid` durable. */
 export function flush(nsid: number): NvmeCommand {
   return { name: 'Flush', opcode: IoOpcode.FLUSH, nsid };
 }

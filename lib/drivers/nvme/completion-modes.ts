@@ -19,20 +19,31 @@ export interface Reaper {
   readonly awaited: number;
 }
 
+/** What makes a queue pair reap its completion queue, and when. */
 export interface CompletionMode {
+  /** Which mode this is. */
   readonly kind: 'polled' | 'interrupt';
   /** The MSI-X vector the completion queue signals, or undefined for none. */
   readonly vector: number | undefined;
+  /** The queue pair this mode drives (called once, by its constructor). */
   attach(queue: Reaper): void;
   /** Commands were submitted: completions will follow. */
   kick(): void;
   /** No command is awaited any more (they timed out or failed). */
   idle(): void;
+  /** The queue pair is closing: stop driving it. */
   detach(): void;
 }
 
+/**
+ * Completions by polling: while commands are awaited, the queue is reaped on
+ * every turn of the event loop (setImmediate), or every `intervalMs`. No
+ * interrupts; a CPU spins while I/O is in flight. Nothing runs while idle.
+ */
 export class PolledCompletions implements CompletionMode {
+  /** Polled. */
   readonly kind = 'polled';
+  /** No interrupt vector: the completion queue is created with interrupts off. */
   readonly vector = undefined;
   private queue?: Reaper;
   private scheduled = false;
@@ -40,10 +51,12 @@ export class PolledCompletions implements CompletionMode {
   /** `intervalMs` 0 (default): poll on every event-loop turn; else every `intervalMs`. */
   constructor(private readonly intervalMs = 0) {}
 
+  /** Drives `queue`. */
   attach(queue: Reaper): void {
     this.queue = queue;
   }
 
+  /** Starts polling, unless it already is. */
   kick(): void {
     if (this.scheduled || !this.queue) return;
     this.scheduled = true;
@@ -66,10 +79,12 @@ export class PolledCompletions implements CompletionMode {
     else this.scheduled = false;
   };
 
+  /** Nothing to do: the polling stops by itself once nothing is awaited. */
   idle(): void {
     // the loop stops by itself once nothing is awaited
   }
 
+  /** Stops polling the queue. */
   detach(): void {
     this.queue = undefined;
   }
@@ -77,7 +92,9 @@ export class PolledCompletions implements CompletionMode {
 
 /** Anything that says "an interrupt came": an IrqVector of lib/interrupts, or a test double. */
 export interface InterruptSource {
+  /** Adds a listener called on every interrupt. */
   on(event: 'interrupt', listener: () => void): unknown;
+  /** Removes it. */
   off(event: 'interrupt', listener: () => void): unknown;
 }
 
@@ -87,6 +104,7 @@ export interface InterruptSource {
  * while nobody listens is reaped with the next one.
  */
 export class InterruptCompletions implements CompletionMode {
+  /** Interrupt-driven. */
   readonly kind = 'interrupt';
   private queue?: Reaper;
   private listening = false;
@@ -97,18 +115,31 @@ export class InterruptCompletions implements CompletionMode {
     if (q.awaited === 0) this.stopListening();
   };
 
-  constructor(readonly vector: number, private readonly source: InterruptSource) {}
+  /**
+   * Reaps on the interrupts of `source`.
+   *
+   * @param vector - The MSI-X vector number the completion queue is created with.
+   * @param source - What fires on that vector: its {@link IrqVector}.
+   */
+  constructor(
+    /** The MSI-X vector the completion queue signals. */
+    readonly vector: number,
+    private readonly source: InterruptSource,
+  ) {}
 
+  /** Drives `queue`. */
   attach(queue: Reaper): void {
     this.queue = queue;
   }
 
+  /** Starts listening to the vector, unless it already does. */
   kick(): void {
     if (this.listening || !this.queue) return;
     this.source.on('interrupt', this.onInterrupt);
     this.listening = true;
   }
 
+  /** Stops listening: an idle controller does not keep the event loop alive. */
   idle(): void {
     this.stopListening();
   }
@@ -119,6 +150,7 @@ export class InterruptCompletions implements CompletionMode {
     this.listening = false;
   }
 
+  /** Stops listening and forgets the queue. */
   detach(): void {
     this.stopListening();
     this.queue = undefined;

@@ -12,18 +12,23 @@
  * counted from bit 17 of DW3, after the phase tag.
  */
 
+/** A completion queue entry, decoded: what an NVMe command's promise resolves to. */
 export interface Completion {
   /** DW0: the command's result (Set Features returns what was granted here). */
   result: number;
+  /** DW1: command specific (most commands leave it 0). */
   dw1: number;
   /** Where the controller's head of the submission queue is now. */
   sqHead: number;
+  /** The submission queue the command came from. */
   sqId: number;
+  /** The command identifier the queue gave the command. */
   cid: number;
   /** The 15-bit status field (0: success). */
   status: number;
 }
 
+/** The 15-bit status field of a completion, decoded. */
 export interface Status {
   /** Status Code Type: 0 generic, 1 command specific, 2 media and data integrity, 3 path related, 7 vendor. */
   type: number;
@@ -42,6 +47,7 @@ export function phaseOf(view: DataView, offset: number): number {
   return (view.getUint16(offset + 14, true)) & 1;
 }
 
+/** Decodes the 16-byte completion entry at `offset` of `view`. */
 export function decodeCompletion(view: DataView, offset: number): Completion {
   const dw2 = view.getUint32(offset + 8, true);
   const dw3 = view.getUint32(offset + 12, true);
@@ -55,6 +61,7 @@ export function decodeCompletion(view: DataView, offset: number): Completion {
   };
 }
 
+/** Decodes a completion's 15-bit status field. */
 export function decodeStatus(status: number): Status {
   return {
     code: status & 0xff,

@@ -34,8 +34,15 @@ import { CC, ControllerStatus, CQ_ENTRY_SHIFT, NvmeRegisters, SQ_ENTRY_SHIFT } f
 /** PCI class code of an NVMe controller: mass storage, non-volatile memory, NVM Express. */
 export const NVME_CLASS_CODE = 0x010802;
 
+/**
+ * How a controller notices completions: `'polled'` (reap the completion
+ * queues on every event-loop turn while commands are in flight; no
+ * interrupts) or `'interrupt'` (MSI-X: one vector for the admin queue and one
+ * per I/O queue).
+ */
 export type NvmeCompletionMode = 'polled' | 'interrupt';
 
+/** Options of {@link NvmeController.open}. */
 export interface NvmeControllerOptions {
   /** How completions are noticed: 'polled' (default) or 'interrupt' (MSI-X). */
   mode?: NvmeCompletionMode;
@@ -45,11 +52,11 @@ export interface NvmeControllerOptions {
   queueEntries?: number;
   /** Entries of the admin queues (default 32). */
   adminQueueEntries?: number;
-  /** Default time-out of a command (default 30 s). */
+  /** A command's time-out in milliseconds when its submitter gives none (default 30000). */
   timeoutMs?: number;
   /** Polled mode: 0 (default) polls on every event-loop turn, else every `pollIntervalMs`. */
   pollIntervalMs?: number;
-  /** Cap on one command's transfer, below the controller's MDTS (default 2 MiB). */
+  /** Cap on one command's transfer in bytes, below the controller's MDTS (default 2 MiB). */
   maxTransferBytes?: number;
 }
 
@@ -57,10 +64,31 @@ const DEFAULTS = { ioQueues: 1, queueEntries: 64, adminQueueEntries: 32, timeout
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * An NVMe controller driven from TypeScript over VFIO: reset and enable,
+ * the admin queue pair, Identify, I/O queue pairs completed by polling or by
+ * MSI-X, controller reset, and shutdown. Its namespaces read and write
+ * blocks ({@link NvmeNamespace}); many commands can be in flight at once.
+ *
+ * Every command's promise rejects with an {@link NvmeError}: a status the
+ * controller reported ({@link NvmeStatusError}), `ETIMEDOUT`,
+ * `ERR_NVME_FATAL` (Controller Fatal Status: every pending command fails,
+ * {@link NvmeController.reset} recovers) or `ERR_NVME_ABORTED`.
+ *
+ * @example
+ * ```ts
+ * using space = AddressSpace.open();
+ * await using nvme = await NvmeController.open(space, '0000:00:05.0', { mode: 'interrupt', ioQueues: 2 });
+ * using buf = DmaBuffer.allocate(4096);
+ * await nvme.namespace(1).read(0n, 8, space.map(buf)); // 8 blocks of 512 bytes from LBA 0
+ * ```
+ */
 export class NvmeController implements NamespaceHost, AsyncDisposable {
+  /** The controller's registers in BAR0. */
   readonly registers: NvmeRegisters;
   /** The controller's memory page size (CC.MPS): the host's page size. */
   readonly pageSize: number;
+  /** How completions are noticed. */
   readonly mode: NvmeCompletionMode;
   private readonly options: typeof DEFAULTS;
   private admin?: QueuePair;
@@ -73,7 +101,13 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
   private maxTransfer = 0;
   private vectors: IrqVector[] = [];
 
-  private constructor(readonly space: AddressSpace, readonly device: VfioPciDevice, options: NvmeControllerOptions = {}) {
+  private constructor(
+    /** The address space its queues, PRP lists and Identify buffers are mapped in. */
+    readonly space: AddressSpace,
+    /** The PCI device. */
+    readonly device: VfioPciDevice,
+    options: NvmeControllerOptions = {},
+  ) {
     if (device.pci.classCode !== NVME_CLASS_CODE) {
       throw new VfioStateError(`${device.bdf} has class code ${device.pci.classCode.toString(16).padStart(6, '0')}, not an NVMe controller (010802)`, 'ERR_VFIO_WRONG_DEVICE');
     }
@@ -91,7 +125,25 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     }
   }
 
-  /** Opens the controller at `bdf` in `space`, resets it, and brings it up with its I/O queues. */
+  /**
+   * Opens the controller at `bdf` in `space`, disables and re-enables it
+   * with the admin queue, identifies it and its active namespaces, and
+   * creates the I/O queue pairs (as many as asked and granted).
+   *
+   * @param space - The address space; the device is opened in it.
+   * @param bdf - The PCI address (default '0000:00:05.0', where the test guest has its NVMe).
+   * @param options - Completion mode, queues, entries, time-outs.
+   * @returns The controller, ready for I/O; close it (or `await using`) to shut it down.
+   * @throws TypeError for a `mode` other than 'polled' or 'interrupt';
+   *   RangeError for a count that is not a positive integer.
+   * @throws {@link VfioStateError} `ERR_VFIO_WRONG_DEVICE` when the class code
+   *   is not NVMe's, `ERR_NVME_PAGE_SIZE` when the controller cannot use the
+   *   host's page size, `ERR_NVME_UNSUPPORTED` (no MSI-X in interrupt mode;
+   *   entry sizes other than 64/16 bytes); what {@link AddressSpace.openDevice} throws.
+   * @throws {@link NvmeError} `ETIMEDOUT` when CSTS.RDY does not follow CC.EN
+   *   within CAP.TO, `ERR_NVME_FATAL`, or a failed admin command.
+   *   On failure the device is closed again.
+   */
   static async open(space: AddressSpace, bdf = '0000:00:05.0', options: NvmeControllerOptions = {}): Promise<NvmeController> {
     const device = space.openDevice(bdf);
     let controller: NvmeController | undefined;
@@ -106,7 +158,11 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     }
   }
 
-  /** Identify Controller data (after open). */
+  /**
+   * Identify Controller data: model, serial, firmware, limits.
+   *
+   * @throws {@link VfioStateError} `ERR_NVME_NOT_READY` before the controller started.
+   */
   get identity(): ControllerIdentity {
     if (!this.identity_) throw new VfioStateError('the controller is not started', 'ERR_NVME_NOT_READY');
     return this.identity_;
@@ -117,13 +173,19 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     return this.namespaces_;
   }
 
-  /** An active namespace (1 by default). */
+  /**
+   * An active namespace.
+   *
+   * @param nsid - Its namespace ID (default 1).
+   * @throws RangeError when it is not active on this controller (the message lists those that are).
+   */
   namespace(nsid = 1): NvmeNamespace {
     const ns = this.namespaces_.get(nsid);
     if (!ns) throw new RangeError(`namespace ${nsid} is not active on this controller (active: ${[...this.namespaces_.keys()].join(', ') || 'none'})`);
     return ns;
   }
 
+  /** Largest transfer of one command in bytes: MDTS, capped by `options.maxTransferBytes`. */
   get maxTransferBytes(): number {
     return this.maxTransfer;
   }
@@ -133,18 +195,33 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     return this.ioQueues;
   }
 
+  /**
+   * The admin queue pair (queue 0).
+   *
+   * @throws {@link VfioStateError} `ERR_NVME_NOT_READY` before start or after close.
+   */
   get adminQueue(): QueuePair {
     if (!this.admin) throw new VfioStateError('the controller is not started', 'ERR_NVME_NOT_READY');
     return this.admin;
   }
 
-  /** Submits an admin command. */
+  /**
+   * Submits an admin command on queue 0.
+   *
+   * @returns Its completion; rejects with an {@link NvmeError} (see the class), at once
+   *   with `ERR_NVME_FATAL` while the controller is in Controller Fatal Status.
+   */
   adminCommand(cmd: cmds.NvmeCommand, options: SubmitOptions = {}): Promise<Completion> {
     if (this.fatal) return Promise.reject(this.fatal);
     return this.adminQueue.submit(cmd, options);
   }
 
-  /** Submits an I/O command, on `options.queue` or the next queue in turn. */
+  /**
+   * Submits an I/O command, on `options.queue` or the next queue in turn.
+   *
+   * @returns Its completion; rejects with an {@link NvmeError}, with a RangeError for
+   *   a queue that does not exist, and with `ERR_NVME_NOT_READY` without I/O queues.
+   */
   io(cmd: cmds.NvmeCommand, options: IoOptions = {}): Promise<Completion> {
     if (this.fatal) return Promise.reject(this.fatal);
     let q: QueuePair | undefined;
@@ -158,7 +235,13 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     return q.submit(cmd, options);
   }
 
-  /** Identify into a fresh 4 KiB buffer; returns its bytes. */
+  /**
+   * Identify into a fresh, mapped 4 KiB buffer (unmapped again after).
+   *
+   * @param cns - Which structure ({@link IdentifyCns}).
+   * @param nsid - The namespace, for namespace structures (default 0).
+   * @returns A copy of the 4096 bytes.
+   */
   async identify(cns: number, nsid = 0): Promise<Uint8Array> {
     using buffer = DmaBuffer.allocate(cmds.IDENTIFY_SIZE);
     const mapping = this.space.map(buffer);
@@ -249,7 +332,7 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     return this.fatal;
   }
 
-  /** The fatal error the controller is in, if any. */
+  /** The fatal error the controller is in (Controller Fatal Status, or gone from the bus), if any: reset() clears it. */
   get fatalError(): NvmeError | undefined {
     return this.health();
   }
@@ -348,6 +431,7 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     }
   }
 
+  /** {@link NvmeController.close}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -14,14 +14,27 @@
  */
 import { decodeStatus, Status } from './completion';
 
+/**
+ * Why an NVMe command failed: `'ERR_NVME_STATUS'` (the controller completed
+ * it with an error status: an {@link NvmeStatusError}), `'ETIMEDOUT'` (no
+ * completion within its time-out; its identifier stays taken until it
+ * completes or the controller is reset), `'ERR_NVME_FATAL'` (Controller Fatal
+ * Status, or the controller is gone from the bus), `'ERR_NVME_ABORTED'` (the
+ * driver gave it up: queue deleted, controller reset or closed).
+ */
 export type NvmeErrorCode = 'ERR_NVME_STATUS' | 'ETIMEDOUT' | 'ERR_NVME_FATAL' | 'ERR_NVME_ABORTED';
 
 /** Status code types (SCT). */
 export const StatusType = {
+  /** Generic Command Status. */
   GENERIC: 0,
+  /** Command Specific Status. */
   COMMAND_SPECIFIC: 1,
+  /** Media and Data Integrity Errors. */
   MEDIA: 2,
+  /** Path Related Status. */
   PATH: 3,
+  /** Vendor Specific. */
   VENDOR: 7,
 } as const;
 
@@ -115,19 +128,40 @@ export function statusName(type: number, code: number): string {
 
 /** Which command, on which queue: carried by every command error. */
 export interface CommandContext {
+  /** The command's name, e.g. 'Read'. */
   command: string;
+  /** Its opcode. */
   opcode: number;
+  /** The queue ID (0: admin). */
   queue: number;
+  /** Its command identifier, when it had one (undefined while it waited for a slot). */
   cid?: number;
 }
 
+/** A failed NVMe command, or a controller that failed: see {@link NvmeErrorCode}. */
 export class NvmeError extends Error {
+  /** The command's name, when the error is about one command. */
   readonly command?: string;
+  /** The command's opcode. */
   readonly opcode?: number;
+  /** The queue it was on (0: admin). */
   readonly queue?: number;
+  /** Its command identifier. */
   readonly cid?: number;
 
-  constructor(message: string, readonly code: NvmeErrorCode, context?: CommandContext) {
+  /**
+   * Made by the driver.
+   *
+   * @param message - What happened.
+   * @param code - Why: see {@link NvmeErrorCode}.
+   * @param context - The command it is about, if any.
+   */
+  constructor(
+    message: string,
+    /** Why: see {@link NvmeErrorCode}. */
+    readonly code: NvmeErrorCode,
+    context?: CommandContext,
+  ) {
     super(message);
     this.name = 'NvmeError';
     if (context) Object.assign(this, context);
@@ -136,25 +170,41 @@ export class NvmeError extends Error {
 
 const hex2 = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
 
+/** For messages: 'Read (opcode 0x02) on queue 1, command 5'. */
 export function describeCommand(c: CommandContext): string {
   return `${c.command} (opcode ${hex2(c.opcode)}) on queue ${c.queue}${c.cid === undefined ? '' : `, command ${c.cid}`}`;
 }
 
-/** A completion with an error status. */
+/**
+ * A completion with an error status: the controller carried the command
+ * out, or refused it, and says why (the message names the status as the
+ * specification does, e.g. 'LBA Out of Range').
+ */
 export class NvmeStatusError extends NvmeError {
+  /** Always 'ERR_NVME_STATUS'. */
   declare readonly code: 'ERR_NVME_STATUS';
   /** SCT: 0 generic, 1 command specific, 2 media and data integrity, 3 path related. */
   readonly statusCodeType: number;
   /** SC, within its type (80h 'LBA Out of Range' of type 0, for instance). */
   readonly statusCode: number;
+  /** The specification's name of the status, e.g. 'Invalid Field in Command'. */
   readonly statusName: string;
+  /** DNR: the same command would fail again. */
   readonly doNotRetry: boolean;
+  /** M: more information is in the Error Information log page. */
   readonly more: boolean;
   /** The raw 15-bit status field. */
   readonly status: number;
   /** DW0 of the completion. */
   readonly result: number;
 
+  /**
+   * Made from a completion entry whose status is not 0.
+   *
+   * @param status - The completion's 15-bit status field.
+   * @param result - The completion's DW0.
+   * @param context - The command.
+   */
   constructor(status: number, result: number, context: CommandContext) {
     const s: Status = decodeStatus(status);
     const name = statusName(s.type, s.code);

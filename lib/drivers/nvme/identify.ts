@@ -5,28 +5,51 @@
  * the controller, a namespace, and the active namespace ID list.
  */
 
+/** Identify Controller data (CNS 01h), the fields this driver reads. */
 export interface ControllerIdentity {
-  /** PCI vendor and subsystem vendor IDs. */
+  /** PCI vendor ID. */
   vendorId: number;
+  /** PCI subsystem vendor ID. */
   subsystemVendorId: number;
-  /** Serial number, model number, firmware revision: ASCII, space padding removed. */
+  /** Serial number: ASCII, space padding removed. */
   serial: string;
+  /** Model number, e.g. 'QEMU NVMe Ctrl': ASCII, space padding removed. */
   model: string;
+  /** Firmware revision: ASCII, space padding removed. */
   firmware: string;
   /** IEEE OUI (as the three bytes read as a little-endian number). */
   ieeeOui: number;
   /** Maximum Data Transfer Size: 2^mdts minimum-size pages per command; 0 means no limit. */
   mdts: number;
+  /** Controller ID within the NVM subsystem. */
   controllerId: number;
   /** The version the controller reports here (0 before NVMe 1.2). */
-  version: { major: number; minor: number; tertiary: number };
+  version: {
+    /** Major version number. */
+    major: number;
+    /** Minor version number. */
+    minor: number;
+    /** Tertiary version number. */
+    tertiary: number;
+  };
   /** Optional Admin Command Support. */
   oacs: number;
   /** Asynchronous Event Request Limit (0's based). */
   aerl: number;
-  /** Required and maximum SQ/CQ entry sizes, as log2 of bytes. */
-  sqEntrySize: { required: number; maximum: number };
-  cqEntrySize: { required: number; maximum: number };
+  /** Required and maximum submission queue entry sizes, as log2 of bytes (6: 64 bytes). */
+  sqEntrySize: {
+    /** The size entries must at least have. */
+    required: number;
+    /** The largest size the controller takes. */
+    maximum: number;
+  };
+  /** Required and maximum completion queue entry sizes, as log2 of bytes (4: 16 bytes). */
+  cqEntrySize: {
+    /** The size entries must at least have. */
+    required: number;
+    /** The largest size the controller takes. */
+    maximum: number;
+  };
   /** Maximum outstanding commands (0: not reported). */
   maxCommands: number;
   /** Number of Namespaces: the largest namespace ID. */
@@ -37,9 +60,11 @@ export interface ControllerIdentity {
   volatileWriteCache: boolean;
   /** SGL support (0: none; this driver always uses PRPs). */
   sgls: number;
+  /** The NVM Subsystem NVMe Qualified Name. */
   subsystemNqn: string;
 }
 
+/** One LBA format a namespace supports. */
 export interface LbaFormat {
   /** Metadata bytes per logical block. */
   metadataSize: number;
@@ -49,18 +74,27 @@ export interface LbaFormat {
   relativePerformance: number;
 }
 
+/** Identify Namespace data (CNS 00h), the fields this driver reads. */
 export interface NamespaceIdentity {
-  /** Namespace Size, Capacity, Utilization: in logical blocks. */
+  /** Namespace Size (NSZE): logical blocks in the namespace. */
   size: bigint;
+  /** Namespace Capacity (NCAP): logical blocks that may be allocated. */
   capacity: bigint;
+  /** Namespace Utilization (NUSE): logical blocks allocated now. */
   utilization: bigint;
+  /** Namespace Features (NSFEAT) bits. */
   features: number;
+  /** The LBA formats the namespace supports. */
   lbaFormats: LbaFormat[];
   /** The LBA format in use (from FLBAS). */
   formatIndex: number;
+  /** Bytes per logical block, in the format in use. */
   blockSize: number;
+  /** Metadata bytes per logical block, in the format in use. */
   metadataSize: number;
+  /** Namespace Globally Unique Identifier (16 bytes; zeros when not reported). */
   nguid: Uint8Array;
+  /** IEEE Extended Unique Identifier (8 bytes; zeros when not reported). */
   eui64: Uint8Array;
 }
 
@@ -73,6 +107,7 @@ function view(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, 4096);
 }
 
+/** Parses Identify Controller data; RangeError when `bytes` holds fewer than 4096 bytes. */
 export function parseControllerIdentity(bytes: Uint8Array): ControllerIdentity {
   const v = view(bytes);
   const ver = v.getUint32(80, true);
@@ -101,6 +136,7 @@ export function parseControllerIdentity(bytes: Uint8Array): ControllerIdentity {
   };
 }
 
+/** Parses Identify Namespace data; RangeError for fewer than 4096 bytes or a format index beyond the formats. */
 export function parseNamespaceIdentity(bytes: Uint8Array): NamespaceIdentity {
   const v = view(bytes);
   const nlbaf = v.getUint8(25) + 1; // 0's based

@@ -17,18 +17,23 @@
 export { NvmeController, NVME_CLASS_CODE } from './controller';
 export type { NvmeControllerOptions, NvmeCompletionMode } from './controller';
 export { NvmeNamespace } from './namespace';
-export type { IoOptions } from './namespace';
+export type { IoOptions, NamespaceHost } from './namespace';
 export { NvmeError, NvmeStatusError, StatusType, statusName } from './errors';
-export type { NvmeErrorCode } from './errors';
+export type { NvmeErrorCode, CommandContext } from './errors';
 export { AdminOpcode, IoOpcode, IdentifyCns } from './commands';
+/**
+ * The command builders and the submission entry encoder: plain
+ * {@link NvmeCommand} objects for {@link NvmeController.adminCommand} and
+ * {@link NvmeController.io}, for commands the driver has no method for.
+ */
 export * as nvmeCommands from './commands';
 export type { NvmeCommand } from './commands';
 export type { Completion } from './completion';
 export type { ControllerIdentity, NamespaceIdentity, LbaFormat } from './identify';
 export type { DataPointer, IoSegment } from './prp';
 export { QueuePair } from './queue-pair';
-export type { QueueStats, SubmitOptions } from './queue-pair';
+export type { QueueStats, SubmitOptions, QueuePairOptions } from './queue-pair';
 export { PolledCompletions, InterruptCompletions } from './completion-modes';
-export type { CompletionMode, InterruptSource } from './completion-modes';
+export type { CompletionMode, InterruptSource, Reaper } from './completion-modes';
 export { NvmeRegisters, decodeCapabilities } from './registers';
 export type { Capabilities, ControllerStatus } from './registers';

@@ -15,6 +15,7 @@ import { NamespaceIdentity } from './identify';
 import { DataPointer, segmentsOf } from './prp';
 import { SubmitOptions } from './queue-pair';
 
+/** Options of one I/O command ({@link NvmeNamespace} calls, {@link NvmeController.io}). */
 export interface IoOptions extends SubmitOptions {
   /** The I/O queue (1-based ID) to use; by default the controller picks one. */
   queue?: number;
@@ -24,6 +25,7 @@ export interface IoOptions extends SubmitOptions {
 
 /** What a namespace needs of its controller. */
 export interface NamespaceHost {
+  /** Submits an I/O command on one of its queues. */
   io(cmd: cmds.NvmeCommand, options?: IoOptions): Promise<Completion>;
   /** Largest transfer of one command (from MDTS). */
   readonly maxTransferBytes: number;
@@ -32,8 +34,29 @@ export interface NamespaceHost {
 /** The NVM command set's largest block count per command (NLB is 16 bits, 0's based). */
 const MAX_BLOCKS = 0x10000;
 
+/**
+ * A namespace of an NVMe controller: logical blocks read, written, flushed
+ * and zeroed through the controller's I/O queues, to and from DMA mappings
+ * ({@link DataPointer}). Every call is one command and a promise of its
+ * completion; argument errors reject the promise too. LBAs are not checked
+ * against the namespace's size: the controller answers 'LBA Out of Range'
+ * (an {@link NvmeStatusError}). Get one from {@link NvmeController.namespace}.
+ */
 export class NvmeNamespace {
-  constructor(private readonly host: NamespaceHost, readonly nsid: number, readonly identity: NamespaceIdentity) {}
+  /**
+   * Made by the controller for each active namespace; see {@link NvmeController.namespace}.
+   *
+   * @param host - The controller whose I/O queues carry the commands.
+   * @param nsid - The namespace ID.
+   * @param identity - Its Identify Namespace data.
+   */
+  constructor(
+    private readonly host: NamespaceHost,
+    /** The namespace ID. */
+    readonly nsid: number,
+    /** Identify Namespace data: size, LBA formats, IDs. */
+    readonly identity: NamespaceIdentity,
+  ) {}
 
   /** Bytes per logical block. */
   get blockSize(): number {
@@ -45,6 +68,7 @@ export class NvmeNamespace {
     return this.identity.size;
   }
 
+  /** The namespace's size in bytes (blocks times block size). */
   get bytes(): bigint {
     return this.identity.size * BigInt(this.identity.blockSize);
   }
@@ -54,12 +78,25 @@ export class NvmeNamespace {
     return Math.min(MAX_BLOCKS, Math.floor(this.host.maxTransferBytes / this.blockSize));
   }
 
-  /** Reads `blocks` logical blocks from `lba` into `data`. */
+  /**
+   * Reads `blocks` logical blocks from `lba` into `data`.
+   *
+   * @param lba - The first logical block.
+   * @param blocks - How many: 1..maxTransferBlocks.
+   * @param data - Where the bytes go: at least `blocks * blockSize` bytes of mapped memory.
+   * @param options - Queue, FUA, time-out.
+   * @returns The completion; rejects with RangeError or TypeError for bad arguments
+   *   (a data pointer too small, unaligned, or unmapped) and {@link NvmeError} for a failed command.
+   */
   read(lba: number | bigint, blocks: number, data: DataPointer, options: IoOptions = {}): Promise<Completion> {
     return this.transfer(cmds.IoOpcode.READ, lba, blocks, data, options);
   }
 
-  /** Writes `blocks` logical blocks at `lba` from `data`. */
+  /**
+   * Writes `blocks` logical blocks at `lba` from `data` (durable at completion with `fua`).
+   *
+   * @returns The completion; rejects as {@link NvmeNamespace.read} does.
+   */
   write(lba: number | bigint, blocks: number, data: DataPointer, options: IoOptions = {}): Promise<Completion> {
     return this.transfer(cmds.IoOpcode.WRITE, lba, blocks, data, options);
   }
@@ -69,7 +106,12 @@ export class NvmeNamespace {
     return this.host.io(cmds.flush(this.nsid), options);
   }
 
-  /** Sets `blocks` logical blocks from `lba` to zero, moving no data. */
+  /**
+   * Sets `blocks` logical blocks from `lba` to zero, moving no data.
+   *
+   * @param blocks - 1..65536.
+   * @returns The completion; rejects with RangeError for a bad count, {@link NvmeError} for a failed command.
+   */
   writeZeroes(lba: number | bigint, blocks: number, options: IoOptions = {}): Promise<Completion> {
     return this.guard(() => cmds.writeZeroes(this.nsid, toBigInt(lba, 'lba'), this.checkBlocks(blocks, MAX_BLOCKS, 'a command')), options);
   }

@@ -17,15 +17,27 @@
 import { DmaMapping } from '../../address-space';
 import { hex, toBigInt } from '../../validate';
 
+/** A run of IOVA-contiguous bytes a command transfers. */
 export interface IoSegment {
+  /** Its first IOVA: dword aligned for the first segment, page aligned for the others. */
   iova: bigint;
+  /** Bytes; every segment but the last must end on a page boundary. */
   length: number;
 }
 
-/** Where a command's data is: a mapping (from its start), a slice of one, or IOVA segments. */
+/**
+ * Where a command's data is: a {@link DmaMapping} (from its start), a slice
+ * of one, or IOVA segments. A mapping of a {@link PhysList} counts as one
+ * segment: the IOMMU made it contiguous.
+ */
 export type DataPointer =
   | DmaMapping
-  | { mapping: DmaMapping; offset?: number | bigint }
+  | {
+    /** The mapping the data is in. */
+    mapping: DmaMapping;
+    /** Byte offset in the mapping (default 0); dword aligned. */
+    offset?: number | bigint;
+  }
   | readonly IoSegment[];
 
 /** The first `byteLength` bytes of `data` as segments; RangeError when it holds fewer. */

@@ -27,26 +27,31 @@ import { CommandContext, describeCommand, NvmeError, NvmeStatusError } from './e
 import { buildPrps, PrpListArea } from './prp';
 import { CQ_ENTRY_SIZE, NvmeRegisters, SQ_ENTRY_SIZE } from './registers';
 
+/** What a {@link QueuePair} is made of; {@link NvmeController} fills it in. */
 export interface QueuePairOptions {
   /** Queue ID: 0 is the admin queue pair. */
   id: number;
   /** Entries of each ring (2 .. CAP.MQES + 1). */
   entries: number;
+  /** The controller's registers: the queue's doorbells are there. */
   registers: NvmeRegisters;
+  /** The address space the rings are mapped in (the controller's). */
   space: AddressSpace;
   /** The controller's memory page size (CC.MPS). */
   pageSize: number;
   /** PRP list pages per command: 0 limits a transfer to two pages. */
   prpPagesPerCommand: number;
+  /** What makes the queue reap its completions: polling or an interrupt. */
   mode: CompletionMode;
-  /** A command's time-out when its submitter gives none. */
+  /** A command's time-out in milliseconds when its submitter gives none. */
   defaultTimeoutMs: number;
   /** Checked by the watchdog: an error when the controller is gone (CSTS.CFS). */
   health: () => NvmeError | undefined;
 }
 
+/** Options of {@link QueuePair.submit}. */
 export interface SubmitOptions {
-  /** Reject with ETIMEDOUT after this long (from submission, waiting for a free slot included). */
+  /** Reject with ETIMEDOUT after this many milliseconds (from submission, waiting for a free slot included). */
   timeoutMs?: number;
 }
 
@@ -71,22 +76,42 @@ const WATCHDOG_MS = 50;
 
 const roundUp = (n: number, page: number): number => Math.ceil(n / page) * page;
 
+/** Counters of a queue pair since it was made. */
 export interface QueueStats {
+  /** Commands submitted (including those still waiting for a slot). */
   submitted: number;
+  /** Commands completed by the controller, successfully or with an error status. */
   completed: number;
   /** Most commands held by the controller at once. */
   peakInFlight: number;
+  /** Commands rejected with ETIMEDOUT. */
   timedOut: number;
   /** Completions whose CID matched no command. */
   stray: number;
 }
 
+/**
+ * A submission queue and its completion queue, in one DmaBuffer mapped once
+ * in the controller's address space, with the PRP list pages of every
+ * command. Commands are promises settled from their completion entries; at
+ * most `entries - 1` are held by the controller at once, the others wait in
+ * order for a slot. Submissions made in one synchronous run share one
+ * doorbell write. A watchdog (one timer while commands are pending) rejects
+ * commands past their time-out and fails them all when the controller
+ * reports a fatal status.
+ */
 export class QueuePair implements Reaper {
+  /** The queue ID: 0 for the admin queue pair, 1.. for I/O queues. */
   readonly id: number;
+  /** Entries of each ring. */
   readonly entries: number;
+  /** How its completions are noticed. */
   readonly mode: CompletionMode;
+  /** IOVA of the submission queue (64-byte entries). */
   readonly sqIova: bigint;
+  /** IOVA of the completion queue (16-byte entries). */
   readonly cqIova: bigint;
+  /** Counters since it was made. */
   readonly stats: QueueStats = { submitted: 0, completed: 0, peakInFlight: 0, timedOut: 0, stray: 0 };
   private readonly memory: DmaBuffer;
   private readonly mapping: DmaMapping;
@@ -105,6 +130,12 @@ export class QueuePair implements Reaper {
   private readonly sqDoorbell: number;
   private readonly cqDoorbell: number;
 
+  /**
+   * Allocates and maps the rings and PRP list pages; the controller is told
+   * of the queue separately (Create I/O CQ/SQ, or AQA/ASQ/ACQ for queue 0).
+   *
+   * @throws What {@link DmaBuffer.allocate} and {@link AddressSpace.map} throw.
+   */
   constructor(private readonly o: QueuePairOptions) {
     this.id = o.id;
     this.entries = o.entries;
@@ -143,7 +174,14 @@ export class QueuePair implements Reaper {
     return this.slots.length - this.free.length;
   }
 
-  /** Submits `cmd`; resolves with its completion, rejects with an NvmeError. */
+  /**
+   * Submits `cmd`: writes it into the submission queue (or queues it for a
+   * free slot); the doorbell follows at the end of this synchronous run.
+   *
+   * @returns Its completion. Rejects with an {@link NvmeStatusError} for an error
+   *   status, an {@link NvmeError} `ETIMEDOUT`, `ERR_NVME_FATAL` or `ERR_NVME_ABORTED`,
+   *   a RangeError for a bad `timeoutMs` or a data pointer PRPs cannot express.
+   */
   submit(cmd: NvmeCommand, options: SubmitOptions = {}): Promise<Completion> {
     return new Promise<Completion>((resolve, reject) => {
       if (this.closed) {

@@ -7,16 +7,27 @@
  */
 import { Region } from '../../region';
 
+/** Register offsets in BAR0. */
 export const NvmeReg = {
+  /** Controller Capabilities (64-bit). */
   CAP: 0x00,
+  /** Version. */
   VS: 0x08,
+  /** Interrupt Mask Set (pin-based and MSI only). */
   INTMS: 0x0c,
+  /** Interrupt Mask Clear. */
   INTMC: 0x10,
+  /** Controller Configuration. */
   CC: 0x14,
+  /** Controller Status. */
   CSTS: 0x1c,
+  /** NVM Subsystem Reset. */
   NSSR: 0x20,
+  /** Admin Queue Attributes: the admin queues' sizes. */
   AQA: 0x24,
+  /** Admin Submission Queue base address (64-bit). */
   ASQ: 0x28,
+  /** Admin Completion Queue base address (64-bit). */
   ACQ: 0x30,
   /** Submission queue 0 tail doorbell; the others follow at the CAP.DSTRD stride. */
   DOORBELLS: 0x1000,
@@ -50,12 +61,16 @@ export const CSTS = {
 
 /** log2 of the queue entry sizes of the NVM command set: 64-byte SQ entries, 16-byte CQ entries. */
 export const SQ_ENTRY_SHIFT = 6;
+/** log2 of the completion queue entry size (16 bytes). */
 export const CQ_ENTRY_SHIFT = 4;
+/** Bytes of a submission queue entry. */
 export const SQ_ENTRY_SIZE = 1 << SQ_ENTRY_SHIFT;
+/** Bytes of a completion queue entry. */
 export const CQ_ENTRY_SIZE = 1 << CQ_ENTRY_SHIFT;
 
 /** CAP (offset 0), decoded. */
 export interface Capabilities {
+  /** The 64-bit register as read. */
   raw: bigint;
   /** Largest queue the controller takes, in entries (MQES is 0's based). */
   maxQueueEntries: number;
@@ -65,17 +80,21 @@ export interface Capabilities {
   readyTimeoutMs: number;
   /** Bytes between doorbell registers: 4 << CAP.DSTRD. */
   doorbellStride: number;
+  /** NSSRS: the NVM Subsystem Reset register is supported. */
   subsystemResetSupported: boolean;
   /** Command sets supported (CAP.CSS bit field; bit 0: the NVM command set). */
   commandSets: number;
-  /** Smallest and largest memory page size (CC.MPS) in bytes. */
+  /** Smallest memory page size (CC.MPS) in bytes: MPSMIN. */
   minPageSize: number;
+  /** Largest memory page size in bytes: MPSMAX. */
   maxPageSize: number;
+  /** CMBS: the controller has a Controller Memory Buffer. */
   controllerMemoryBufferSupported: boolean;
 }
 
 const field = (v: bigint, shift: number, bits: number): number => Number((v >> BigInt(shift)) & ((1n << BigInt(bits)) - 1n));
 
+/** Decodes the CAP register's fields. */
 export function decodeCapabilities(raw: bigint): Capabilities {
   return {
     raw,
@@ -93,13 +112,17 @@ export function decodeCapabilities(raw: bigint): Capabilities {
 
 /** CSTS, decoded. */
 export interface ControllerStatus {
+  /** The 32-bit register as read (all ones when the controller is gone from the bus). */
   raw: number;
+  /** RDY: the controller is ready to process commands (follows CC.EN). */
   ready: boolean;
   /** Controller Fatal Status: the controller met an error it cannot report through a completion. */
   fatal: boolean;
+  /** SHST = complete: a shutdown notification was processed. */
   shutdownComplete: boolean;
 }
 
+/** Decodes the CSTS register's fields. */
 export function decodeStatus(raw: number): ControllerStatus {
   return {
     raw,
@@ -109,11 +132,20 @@ export function decodeStatus(raw: number): ControllerStatus {
   };
 }
 
-/** The register file of one controller. */
+/** The register file of one controller, in its BAR0; every access is 32 bits wide. */
 export class NvmeRegisters {
+  /** CAP, read once when made (it does not change). */
   readonly cap: Capabilities;
 
-  constructor(readonly bar: Region) {
+  /**
+   * Reads CAP.
+   *
+   * @param bar - BAR0 of the controller.
+   */
+  constructor(
+    /** BAR0 of the controller. */
+    readonly bar: Region,
+  ) {
     this.cap = decodeCapabilities(this.read64(NvmeReg.CAP));
   }
 
@@ -129,19 +161,29 @@ export class NvmeRegisters {
   }
 
   /** VS: the specification version the controller implements. */
-  get version(): { major: number; minor: number; tertiary: number } {
+  get version(): {
+    /** Major version number. */
+    major: number;
+    /** Minor version number. */
+    minor: number;
+    /** Tertiary version number. */
+    tertiary: number;
+  } {
     const vs = this.bar.read32(NvmeReg.VS);
     return { major: vs >>> 16, minor: (vs >>> 8) & 0xff, tertiary: vs & 0xff };
   }
 
+  /** CC, Controller Configuration: EN, CSS, MPS, AMS, SHN, IOSQES, IOCQES (the `CC` fields). */
   get cc(): number {
     return this.bar.read32(NvmeReg.CC);
   }
 
+  /** Writes CC: setting EN enables the controller, clearing it resets it; SHN asks for a shutdown. */
   set cc(value: number) {
     this.bar.write32(NvmeReg.CC, value >>> 0);
   }
 
+  /** CSTS, Controller Status, read now and decoded. */
   get csts(): ControllerStatus {
     return decodeStatus(this.bar.read32(NvmeReg.CSTS));
   }
@@ -168,6 +210,7 @@ export class NvmeRegisters {
     return NvmeReg.DOORBELLS + (2 * qid + 1) * this.cap.doorbellStride;
   }
 
+  /** Writes `value` (a queue's new tail or head) to the doorbell register at offset `doorbell`. */
   ring(doorbell: number, value: number): void {
     this.bar.write32(doorbell, value);
   }
