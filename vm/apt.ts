@@ -8,7 +8,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/**
+ * The harness could not prepare or run a guest for a reason a person must
+ * fix (packages missing and not root, a project path with white space, ...):
+ * the message says what to do.
+ */
 export class HarnessError extends Error {
+  /** 'HarnessError'. */
   override name = 'HarnessError';
 }
 

@@ -5,7 +5,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/**
+ * The test guest's emulated devices: `'edu'` (QEMU's teaching device: a
+ * 28-bit DMA engine, MSI and INTx), `'ivshmem'` (BAR2 is memory backed by a
+ * host file), `'nvme'` (an NVMe controller over a host image file).
+ */
 export type DeviceName = 'edu' | 'ivshmem' | 'nvme';
+/** Every device name, in PCI address order. */
 export const DEVICE_NAMES: readonly DeviceName[] = ['edu', 'ivshmem', 'nvme'];
 
 /** Guest PCI addresses: bus 0, one slot each. */
@@ -15,13 +21,18 @@ export const DEVICE_BDF: Readonly<Record<DeviceName, string>> = {
   nvme: '0000:00:05.0',
 };
 
+/** Bytes of ivshmem's BAR2 and of its backing file: 1 MiB. */
 export const IVSHMEM_SIZE = 1 << 20;
+/** Bytes of the nvme device's image file: 64 MiB (namespace 1). */
 export const NVME_IMAGE_SIZE = 64 << 20;
+/** The serial number the guest's NVMe controller reports in Identify. */
 export const NVME_SERIAL = 'NVFIO0001';
 
 /** Host-side files of a run: the guest sees them at the same path. */
 export interface DeviceFiles {
+  /** The file behind ivshmem's BAR2 ({@link IVSHMEM_SIZE} bytes). */
   ivshmem?: string;
+  /** The nvme device's disk image ({@link NVME_IMAGE_SIZE} bytes). */
   nvmeImage?: string;
 }
 

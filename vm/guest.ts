@@ -20,24 +20,33 @@ import { prepareGuest } from './prepare';
 import { Qemu, QemuChoice } from './qemu';
 import { commandScript } from './shell-quote';
 
+/** Options of {@link runInGuest}: what to run, on which kernel and devices, and how long to wait. */
 export interface GuestRunOptions {
+  /** The guest kernel: 'custom' (default; built with iommufd, both backends) or 'debian' (the stock kernel: type1 only). */
   kernel?: KernelKind;
   /** Which QEMU: the bundled QEMU 10 (default, or `$NODE_VFIO_QEMU`) or the system's. */
   qemu?: QemuChoice;
+  /** The emulated devices to give the guest (default all: edu, ivshmem, nvme), at fixed PCI addresses ({@link DEVICE_BDF}). */
   devices?: readonly DeviceName[];
   /** argv of the command; omitted with `interactive`. */
   command?: readonly string[];
   /** Working directory in the guest; the project directory by default. */
   cwd?: string;
+  /** More environment variables for the command (over the harness's own NODE_VFIO_* ones). */
   env?: Readonly<Record<string, string>>;
   /** Backing files to use instead of fresh ones (they must lie in the project directory). */
   files?: DeviceFiles;
+  /** Kill the guest after this many milliseconds (default 30 minutes): a failed run. */
   timeoutMs?: number;
+  /** 'tcg' (default: emulation, works anywhere) or 'kvm' (where the host's KVM works); default `$NODE_VFIO_ACCEL`. */
   accel?: 'tcg' | 'kvm';
+  /** Guest memory in MiB (default 2048). */
   memoryMiB?: number;
+  /** 2 MiB huge pages the guest reserves for hugetlb DMA buffers (default 64). */
   hugepages?: number;
   /** The guest's output as it comes. */
   onOutput?: (text: string) => void;
+  /** Progress lines of the harness (kernel build, downloads, a second boot); default stderr. */
   log?: Log;
   /** An interactive shell on this process's terminal. */
   interactive?: boolean;
@@ -47,23 +56,33 @@ export interface GuestRunOptions {
   tag?: string;
   /** More kernel command line words (the harness's own tests use nodevfio.failfirstboot=1). */
   append?: readonly string[];
+  /** The directory the guest shares read-write at the same path (default the current directory); no white space. */
   projectDir?: string;
 }
 
+/** What {@link runInGuest} returns. */
 export interface GuestRunResult {
   /** The command's exit status; null when the guest did not report one. */
   status: number | null;
   /** Why the run failed, when it did not finish normally (death, panic, time-out). */
   failure?: string;
+  /** The command's output (stdout and stderr together), as the guest sent it. */
   output: string;
+  /** The last 40 lines of the guest's console (kernel messages): where a panic shows. */
   consoleTail: string;
+  /** The kernel the guest ran. */
   kernel: GuestKernel;
+  /** The QEMU that ran it. */
   qemu: Qemu;
+  /** The host paths of the device backing files: read them to see what the devices did. */
   files: DeviceFiles;
+  /** The run's directory under .vm/runs (removed after a run that did not fail, unless `keep`). */
   runDir: string;
+  /** Wall time of the run, boots included, in milliseconds. */
   durationMs: number;
 }
 
+/** The line the guest prints after the command, with its exit status; the harness strips it from `output`. */
 export const EXIT_MARKER = /@@NODE-VFIO-EXIT (\d+)@@\r?\n?/;
 
 const live = new Set<ChildProcess>();
@@ -116,6 +135,20 @@ export function qemuArgs(o: {
   ];
 }
 
+/**
+ * Boots the test guest (QEMU with a vIOMMU and the chosen devices bound to
+ * vfio-pci), runs `options.command` there as root in the project directory
+ * with the host's Node, and shuts the guest down. The first run prepares the
+ * host (packages, kernel build, QEMU: {@link prepareGuest}); a guest that
+ * dies before the command starts is booted once more. No QEMU outlives the
+ * call.
+ *
+ * @returns The command's status and output, or `failure` with the reason
+ *   (panic, death, time-out) and the console's tail; the device files' paths.
+ * @throws RangeError without a command; {@link HarnessError} when the host
+ *   cannot be prepared (not root and packages missing, a project path with
+ *   white space, backing files outside the project).
+ */
 export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResult> {
   const started = Date.now();
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));

@@ -9,6 +9,8 @@
  * The library (`node-vfio`) never imports this module: importing it installs
  * nothing and starts nothing; packages, the kernel and QEMU are fetched when
  * a guest is first run.
+ *
+ * @module node-vfio/vm
  */
 export { runInGuest, EXIT_MARKER } from './guest';
 export type { GuestRunOptions, GuestRunResult } from './guest';
@@ -18,6 +20,6 @@ export { prepareGuest } from './prepare';
 export type { PreparedGuest } from './prepare';
 export { DEVICE_BDF, DEVICE_NAMES, IVSHMEM_SIZE, NVME_IMAGE_SIZE, NVME_SERIAL } from './devices';
 export type { DeviceFiles, DeviceName } from './devices';
-export type { GuestKernel, KernelKind } from './kernel';
+export type { GuestKernel, KernelKind, Log } from './kernel';
 export type { Qemu, QemuChoice } from './qemu';
 export { HarnessError } from './apt';

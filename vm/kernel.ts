@@ -12,12 +12,20 @@ import { Apt, HarnessError, PrivateApt } from './apt';
 import { withLock } from './lock';
 import { cacheDir, PROJECT_ROOT } from './paths';
 
+/**
+ * The guest kernels: `'custom'` (built once from Debian's linux-source with
+ * iommufd, VFIO cdevs and P2P DMA: both backends) and `'debian'` (Debian's
+ * stock kernel: VFIO with the type1 backend only).
+ */
 export type KernelKind = 'custom' | 'debian';
 
+/** A guest kernel ready to boot. */
 export interface GuestKernel {
+  /** Which kernel. */
   kind: KernelKind;
   /** Package and version it came from. */
   source: string;
+  /** Path of the kernel image. */
   bzImage: string;
   /** Modules for the initramfs, in load order (stock kernel only). */
   modules: string[];
@@ -40,6 +48,7 @@ export function customKernelDir(cache: string, pkg: string, version: string, key
   return path.join(cache, 'kernel', `${pkg}_${version.replace(/[^\w.+-]/g, '_')}_${key}`);
 }
 
+/** Where the harness reports progress: one line at a time. */
 export type Log = (line: string) => void;
 
 function elapsed(start: number): string {

@@ -19,10 +19,13 @@ export interface GuestTestFailure {
 
 /** Counts of a mocha run in the guest. */
 export interface GuestTestCounts {
+  /** Tests that passed. */
   passed: number;
+  /** Tests that failed (hooks included). */
   failed: number;
   /** Skipped (`it.skip`, `this.skip()`) tests. */
   pending: number;
+  /** Each failure's title and error. */
   failures: GuestTestFailure[];
 }
 

@@ -5,7 +5,9 @@ import { findQemu, Qemu, QemuChoice, qemuChoice } from './qemu';
 
 /** What {@link prepareGuest} made ready. */
 export interface PreparedGuest {
+  /** The guest kernel, built or fetched. */
   kernel: GuestKernel;
+  /** The QEMU, unpacked or found. */
   qemu: Qemu;
 }
 

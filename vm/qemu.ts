@@ -19,7 +19,9 @@ import { cacheDir } from './paths';
 export type QemuChoice = 'bundled' | 'system';
 
 /** A QEMU binary the harness can start. */
+/** A QEMU to boot the guest with. */
 export interface Qemu {
+  /** Bundled (unpacked into the cache) or the system's. */
   choice: QemuChoice;
   /** Path of qemu-system-x86_64. */
   binary: string;
