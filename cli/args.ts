@@ -24,13 +24,8 @@ export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 /** Parsed option values: true for a boolean given, a string (or strings, `multiple`) for a string option. */
 export type OptionValues = Record<string, string | boolean | string[] | undefined>;
 
-/** A mistake on the command line: the process exits with status 2 and says what was wrong. */
-export class UsageError extends RangeError {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+/** A mistake on the command line (a RangeError, by name too): the process exits with status 2 and says what was wrong. */
+export class UsageError extends RangeError {}
 
 /** What parseCommandArgs found. */
 export interface ParsedArgs {

@@ -50,7 +50,14 @@ function hintFor(code: string | undefined, w: SysfsWrite): string {
   return '';
 }
 
-/** Makes the writes in order; a failure names the write, what was done before it, and the system error's code, errno and syscall. */
+/** A write that failed, after `done` writes that did not. */
+export class WriteError extends CliError {
+  constructor(message: string, code: string, cause: NodeJS.ErrnoException, readonly done: number) {
+    super(message, code, cause);
+  }
+}
+
+/** Makes the writes in order; a failure (WriteError) names the write, what was done before it, and the system error's code, errno and syscall. */
 export function performWrites(writes: readonly SysfsWrite[], ctx: CliContext): void {
   writes.forEach((w, i) => {
     try {
@@ -59,7 +66,7 @@ export function performWrites(writes: readonly SysfsWrite[], ctx: CliContext): v
       const e = err as NodeJS.ErrnoException;
       const hint = hintFor(e.code, w);
       const before = i === 0 ? 'nothing was changed' : `done before it: ${writes.slice(0, i).map(shellLine).join('; ')}`;
-      throw new CliError(`${shellLine(w)} failed: ${e.code ?? e.message}${hint ? ` (${hint})` : ''}; ${before}`, e.code ?? 'ERR_SYSFS_WRITE', e);
+      throw new WriteError(`${shellLine(w)} failed: ${e.code ?? e.message}${hint ? ` (${hint})` : ''}; ${before}`, e.code ?? 'ERR_SYSFS_WRITE', e, i);
     }
   });
 }
@@ -118,7 +125,12 @@ async function runBind(bdf: string, dryRun: boolean, ctx: CliContext): Promise<B
   if (dryRun || plan.writes.length === 0) return plan;
   const record: BindRecord = { bdf, previousDriver: plan.from, boundAt: new Date().toISOString() };
   writeBindRecord(ctx.paths, record); // first: whatever happens next, unbind knows where the device came from
-  performWrites(plan.writes, ctx);
+  try {
+    performWrites(plan.writes, ctx);
+  } catch (err) {
+    if (err instanceof WriteError && err.done === 0) removeBindRecord(ctx.paths, bdf); // nothing changed: nothing to remember
+    throw err;
+  }
   const now = currentDriver(ctx, bdf);
   if (now !== 'vfio-pci') {
     throw new CliError(`after drivers_probe ${bdf} is bound to ${now ?? 'no driver'}, not vfio-pci; node-vfio unbind ${bdf} gives it back to ${plan.from ?? 'no driver'}`, 'ERR_BIND_FAILED');
