@@ -164,7 +164,7 @@ describe('the npm package, installed with no compiler and no network', function 
     // dist/ is this test's own build: packing it as it is (no prepare, no tsc) packs what the tests ran.
     const out = run(onPath('npm'), ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], { cwd: ROOT });
     [pack] = JSON.parse(out) as PackResult[];
-    process.stdout.write(`    ${pack.filename}: ${pack.size} bytes packed, ${pack.unpackedSize} unpacked, ${pack.entryCount} files\n`);
+    process.stderr.write(`    ${pack.filename}: ${pack.size} bytes packed, ${pack.unpackedSize} unpacked, ${pack.entryCount} files\n`);
 
     toolLog = path.join(tmp, 'build-tools-called.log');
     env = cleanEnv(bareBin(path.join(tmp, 'bin'), toolLog));
