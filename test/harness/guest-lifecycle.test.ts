@@ -8,6 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runInGuest } from '../../vm/guest';
+import { runMochaInGuest } from '../../vm/mocha';
 import { PROJECT_ROOT } from '../../vm/paths';
 import { ivshmemByte, prepareWitnessFiles } from '../support/witness';
 
@@ -111,6 +112,34 @@ describe('guest harness', function () {
     child.kill('SIGKILL');
     await new Promise((r) => child.on('close', r));
     for (let i = 0; i < 50 && ourQemus().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  });
+
+  it('runs a mocha suite in the guest and reads its results back (node-vfio/vm)', async () => {
+    const files = { ivshmem: path.join(PROJECT_ROOT, '.vm', 'witness-mocha', 'ivshmem.bin') };
+    fs.mkdirSync(path.dirname(files.ivshmem), { recursive: true });
+    const shm = Buffer.alloc(1 << 20);
+    shm.write('host!');
+    fs.writeFileSync(files.ivshmem, shm);
+    const r = await runMochaInGuest(['dist/test/fixtures/guest-mocha-sample.js'], { devices: ['ivshmem'], files, log: quiet });
+    assert.equal(r.failure, undefined);
+    assert.equal(r.status, 1, 'mocha exits with the number of failures');
+    assert.equal(r.files.ivshmem, files.ivshmem);
+    assert.equal(r.tests?.passed, 1);
+    assert.equal(r.tests?.failed, 1);
+    assert.equal(r.tests?.failures[0].title, 'sample suite in the guest fails on purpose');
+    assert.match(r.tests?.failures[0].error ?? '', /arithmetic on purpose/);
+    await assert.rejects(runMochaInGuest([]), TypeError);
+  });
+
+  it('boots the system QEMU when asked, and the bundled QEMU 10 by default', async () => {
+    const system = await runInGuest({ qemu: 'system', devices: [], log: quiet, command: ['sh', '-c', 'echo "$NODE_VFIO_QEMU_VERSION"'] });
+    assert.equal(system.failure, undefined);
+    assert.equal(system.qemu.choice, 'system');
+    assert.equal(system.output.trim(), system.qemu.version);
+    const bundled = await runInGuest({ devices: [], log: quiet, command: ['true'] });
+    assert.equal(bundled.qemu.choice, 'bundled');
+    assert.match(bundled.qemu.version, /^(1\d|[2-9]\d)\./, 'QEMU 10 or newer');
+    assert.notEqual(system.qemu.version, bundled.qemu.version);
   });
 
   it('runs `npx node-vfio vm run` as a new user would', async () => {
