@@ -54,6 +54,8 @@ export interface GuestRunOptions {
   keep?: boolean;
   /** A word on QEMU's command line (nodevfio.tag=...) to find this run's process by; default $NODE_VFIO_TAG or 'run'. */
   tag?: string;
+  /** More QEMU arguments, after the harness's own (e.g. `['-trace', 'enable=memory_region_ops_*', '-D', FILE]`). */
+  extraQemuArgs?: readonly string[];
   /** More kernel command line words (the harness's own tests use nodevfio.failfirstboot=1). */
   append?: readonly string[];
   /** The directory the guest shares read-write at the same path (default the current directory); no white space. */
@@ -175,6 +177,7 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
     accel: options.accel ?? (process.env.NODE_VFIO_ACCEL === 'kvm' ? 'kvm' : 'tcg'),
     memoryMiB: options.memoryMiB ?? 2048, hugepages: options.hugepages ?? 64,
   });
+  if (options.extraQemuArgs) args.push(...options.extraQemuArgs);
   const env: Record<string, string> = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: '/root', LANG: 'C.UTF-8',
