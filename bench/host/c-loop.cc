@@ -1,0 +1,487 @@
+// The C side of the host lane: the same system calls the library makes for
+// each metric, through the same fake kernel (run with
+// LD_PRELOAD=fake-kernel.so), timed the same way, so that library minus C is
+// what the library adds.
+//
+//   c-loop sysfs=DIR bdf=BDF samples=N warmup_ms=N map=N link=N mmio=N irq_event=N irq_trigger=N
+//
+// It opens the device as AddressSpace.open + openDevice do (iommufd: an IOAS,
+// the cdev named in sysfs, bound and attached; the IOVA ranges read), mmaps
+// BAR0, enables MSI-X vector 0 on a non-blocking eventfd watched by epoll,
+// then prints one JSON line {"id","ns":[...]} per metric (CPU ns of the
+// process per operation; irq.trigger.p50: the median latency, wall time, of
+// each sample) and {"done":true}. Before anything it starts one idle thread, as
+// Node has threads: the kernel charges a process whose fd table is shared
+// more for each fd lookup. Every ioctl is checked, and around each metric the
+// fake kernel's counters must show exactly the calls made; else it exits 1.
+//
+// Structs and ioctl numbers come from the project's own native/uapi headers.
+// Build: c++ -std=c++17 -O2 -o c-loop c-loop.cc -lpthread
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../../native/uapi/iommufd.h"
+#include "../../native/uapi/vfio.h"
+#include "fake-device.h"
+
+namespace u = nvfio::uapi;
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr int kLiveMappings = 1000;  // plan.ts LIVE_MAPPINGS
+constexpr int kFragments = 1024;     // plan.ts LINK_FRAGMENTS
+constexpr uint64_t kReadAt = 0x40;
+constexpr uint64_t kWriteAt = 0x80;
+
+[[noreturn]] void Fail(const std::string& what) {
+  throw std::runtime_error(what + (errno ? std::string(": ") + std::strerror(errno) : std::string()));
+}
+
+int Ioctl(int fd, unsigned long request, void* arg) {
+  int r;
+  do {
+    r = ::ioctl(fd, request, arg);
+  } while (r < 0 && errno == EINTR);
+  return r;
+}
+
+void Check(int r, const char* what) {
+  if (r < 0) Fail(what);
+}
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
+// CPU time of the process, every thread: what process.cpuUsage() (getrusage) counts, in ns.
+uint64_t CpuNs() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
+// ---------------------------------------------------------------------------
+// The plan (plan.ts) and the fake kernel's counters
+// ---------------------------------------------------------------------------
+
+struct Plan {
+  std::string sysfs, bdf;
+  int samples = 0;
+  double warmup_ms = 0;
+  uint64_t map = 0, link = 0, mmio = 0, irq_event = 0, irq_trigger = 0;
+};
+
+Plan ParsePlan(int argc, char** argv) {
+  std::map<std::string, std::string> words;
+  for (int i = 1; i < argc; i++) {
+    const char* eq = std::strchr(argv[i], '=');
+    if (!eq) throw std::runtime_error(std::string("arguments are key=value words, not ") + argv[i]);
+    words[std::string(argv[i], static_cast<size_t>(eq - argv[i]))] = eq + 1;
+  }
+  auto text = [&](const char* key) {
+    auto it = words.find(key);
+    if (it == words.end() || it->second.empty()) throw std::runtime_error(std::string(key) + "= is missing");
+    return it->second;
+  };
+  auto count = [&](const char* key) {
+    uint64_t n = std::strtoull(text(key).c_str(), nullptr, 10);
+    if (n == 0) throw std::runtime_error(std::string(key) + " must be a positive integer");
+    return n;
+  };
+  Plan p;
+  p.sysfs = text("sysfs");
+  p.bdf = text("bdf");
+  p.samples = static_cast<int>(count("samples"));
+  p.warmup_ms = static_cast<double>(count("warmup_ms"));
+  p.map = count("map");
+  p.link = count("link");
+  p.mmio = count("mmio");
+  p.irq_event = count("irq_event");
+  p.irq_trigger = count("irq_trigger");
+  return p;
+}
+
+std::string ReadStats() {
+  int fd = ::open(fake::kStatsPath, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) Fail(std::string("the fake kernel is not in use (") + fake::kStatsPath + ")");
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, n);
+  ::close(fd);
+  return out;
+}
+
+// A number in the stats JSON: `"section":{... "name":N` (section empty: top level).
+uint64_t Stat(const std::string& json, const std::string& section, const std::string& name) {
+  size_t from = 0;
+  if (!section.empty()) {
+    from = json.find("\"" + section + "\":{");
+    if (from == std::string::npos) return 0;
+  }
+  size_t end = section.empty() ? json.size() : json.find('}', from);
+  size_t at = json.find("\"" + name + "\":", from);
+  if (at == std::string::npos || at > end) return 0;
+  return std::strtoull(json.c_str() + at + name.size() + 3, nullptr, 10);
+}
+
+// The calls a metric must make per run, and the loopback signals.
+struct Expect {
+  std::vector<std::pair<std::string, uint64_t>> calls;
+  uint64_t signals = 0;
+  uint64_t fires = 0;
+};
+
+const char* const kCounted[] = {"IOMMU_IOAS_MAP", "IOMMU_IOAS_UNMAP", "VFIO_DEVICE_SET_IRQS", "IOMMU_IOAS_IOVA_RANGES"};
+
+void CheckStats(const std::string& id, const std::string& before, const std::string& after, uint64_t runs, const Expect& e) {
+  for (const char* name : kCounted) {
+    uint64_t want = 0;
+    for (auto& [n, v] : e.calls) {
+      if (n == name) want = v * runs;
+    }
+    uint64_t got = Stat(after, "calls", name) - Stat(before, "calls", name);
+    if (got != want) {
+      throw std::runtime_error(id + ": the fake kernel saw " + std::to_string(got) + " " + name + ", expected " + std::to_string(want));
+    }
+    if (Stat(after, "failures", name) != Stat(before, "failures", name)) throw std::runtime_error(id + ": " + name + " failed");
+  }
+  for (auto [what, want] : {std::pair{"signals", e.signals}, std::pair{"fires", e.fires}}) {
+    uint64_t got = Stat(after, "", what) - Stat(before, "", what);
+    if (got != want * runs) throw std::runtime_error(id + ": " + std::to_string(got) + " eventfd " + what);
+  }
+}
+
+void Emit(const std::string& id, const std::vector<double>& ns) {
+  std::string line = "{\"id\":\"" + id + "\",\"ns\":[";
+  for (size_t i = 0; i < ns.size(); i++) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%s%.3f", i ? "," : "", ns[i]);
+    line += buf;
+  }
+  std::printf("%s]}\n", line.c_str());
+  std::fflush(stdout);
+}
+
+// The warm-up (at least twice, for warmup_ms), then `samples` runs; `sample`
+// returns ns per operation.
+void Measure(const Plan& p, const std::string& id, const Expect& e, const std::function<double()>& sample) {
+  std::string before = ReadStats();
+  uint64_t runs = 0;
+  const uint64_t until = NowNs() + static_cast<uint64_t>(p.warmup_ms * 1e6);
+  for (; runs < 2 || NowNs() < until; runs++) sample();
+  std::vector<double> ns;
+  for (int i = 0; i < p.samples; i++, runs++) ns.push_back(sample());
+  CheckStats(id, before, ReadStats(), runs, e);
+  Emit(id, ns);
+}
+
+// CPU ns per operation of `ops` operations done by `run`.
+std::function<double()> Timed(uint64_t ops, std::function<void()> run) {
+  return [ops, run = std::move(run)]() {
+    uint64_t t0 = CpuNs();
+    run();
+    return double(CpuNs() - t0) / double(ops);
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The device, as the library opens it
+// ---------------------------------------------------------------------------
+
+// DMA memory as DmaBuffer.allocate() makes it: populated, out of fork()ed children.
+uint8_t* Allocate(uint64_t length) {
+  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) Fail("mmap (DMA buffer)");
+  Check(::madvise(p, length, MADV_DONTFORK), "madvise");
+  return static_cast<uint8_t*>(p);
+}
+
+// The VFIO cdev sysfs names: vfio-dev/vfioN.
+std::string CdevOf(const Plan& p) {
+  std::string dir = p.sysfs + "/bus/pci/devices/" + p.bdf + "/vfio-dev";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) Fail("opendir " + dir);
+  std::string name;
+  while (dirent* e = ::readdir(d)) {
+    if (std::strncmp(e->d_name, "vfio", 4) == 0) name = e->d_name;
+  }
+  ::closedir(d);
+  if (name.empty()) throw std::runtime_error(dir + " has no vfioN");
+  return "/dev/vfio/devices/" + name;
+}
+
+struct Device {
+  int iommufd = -1, ioas = 0, fd = -1;
+  volatile uint8_t* bar0 = nullptr;
+  int eventfd = -1, epoll = -1;
+
+  void Map(const uint8_t* va, uint64_t length, uint64_t iova) const {
+    u::iommu_ioas_map cmd{};
+    cmd.size = sizeof(cmd);
+    cmd.flags = u::IOMMU_IOAS_MAP_FIXED_IOVA | u::IOMMU_IOAS_MAP_READABLE | u::IOMMU_IOAS_MAP_WRITEABLE;
+    cmd.ioas_id = ioas;
+    cmd.user_va = reinterpret_cast<uintptr_t>(va);
+    cmd.length = length;
+    cmd.iova = iova;
+    Check(Ioctl(iommufd, u::IOMMU_IOAS_MAP, &cmd), "IOMMU_IOAS_MAP");
+  }
+
+  void Unmap(uint64_t iova, uint64_t length) const {
+    u::iommu_ioas_unmap cmd{};
+    cmd.size = sizeof(cmd);
+    cmd.ioas_id = ioas;
+    cmd.iova = iova;
+    cmd.length = length;
+    Check(Ioctl(iommufd, u::IOMMU_IOAS_UNMAP, &cmd), "IOMMU_IOAS_UNMAP");
+  }
+};
+
+Device Open(const Plan& p) {
+  Device d;
+  d.iommufd = ::open("/dev/iommu", O_RDWR | O_CLOEXEC);
+  if (d.iommufd < 0) Fail("open /dev/iommu");
+  u::iommu_ioas_alloc alloc{};
+  alloc.size = sizeof(alloc);
+  Check(Ioctl(d.iommufd, u::IOMMU_IOAS_ALLOC, &alloc), "IOMMU_IOAS_ALLOC");
+  d.ioas = alloc.out_ioas_id;
+  std::string cdev = CdevOf(p);
+  d.fd = ::open(cdev.c_str(), O_RDWR | O_CLOEXEC);
+  if (d.fd < 0) Fail("open " + cdev);
+  u::vfio_device_bind_iommufd bind{};
+  bind.argsz = sizeof(bind);
+  bind.iommufd = d.iommufd;
+  Check(Ioctl(d.fd, u::VFIO_DEVICE_BIND_IOMMUFD, &bind), "VFIO_DEVICE_BIND_IOMMUFD");
+  u::vfio_device_attach_iommufd_pt attach{};
+  attach.argsz = sizeof(attach);
+  attach.pt_id = d.ioas;
+  Check(Ioctl(d.fd, u::VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach), "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+  // The IOVA ranges, as the library's allocator reads them: grow on EMSGSIZE.
+  std::vector<u::iommu_iova_range> ranges(1);
+  for (;;) {
+    u::iommu_ioas_iova_ranges cmd{};
+    cmd.size = sizeof(cmd);
+    cmd.ioas_id = d.ioas;
+    cmd.num_iovas = static_cast<uint32_t>(ranges.size());
+    cmd.allowed_iovas = reinterpret_cast<uintptr_t>(ranges.data());
+    if (Ioctl(d.iommufd, u::IOMMU_IOAS_IOVA_RANGES, &cmd) == 0) break;
+    if (errno != EMSGSIZE || cmd.num_iovas <= ranges.size()) Fail("IOMMU_IOAS_IOVA_RANGES");
+    ranges.resize(cmd.num_iovas);
+  }
+  u::vfio_region_info region{};
+  region.argsz = sizeof(region);
+  region.index = u::VFIO_PCI_BAR0_REGION_INDEX;
+  Check(Ioctl(d.fd, u::VFIO_DEVICE_GET_REGION_INFO, &region), "VFIO_DEVICE_GET_REGION_INFO");
+  if (!(region.flags & u::VFIO_REGION_INFO_FLAG_MMAP)) throw std::runtime_error("BAR0 is not mmap-capable");
+  void* bar = ::mmap(nullptr, region.size, PROT_READ | PROT_WRITE, MAP_SHARED, d.fd, static_cast<off_t>(region.offset));
+  if (bar == MAP_FAILED) Fail("mmap BAR0");
+  d.bar0 = static_cast<volatile uint8_t*>(bar);
+  if (*reinterpret_cast<volatile uint32_t*>(d.bar0) != fake::kBar0Ident) throw std::runtime_error("BAR0 + 0 is not the fake device's");
+  // MSI-X vector 0 on an eventfd, as DeviceInterrupts.enableMsix(1); epoll as libuv watches it.
+  u::vfio_irq_info irq{};
+  irq.argsz = sizeof(irq);
+  irq.index = u::VFIO_PCI_MSIX_IRQ_INDEX;
+  Check(Ioctl(d.fd, u::VFIO_DEVICE_GET_IRQ_INFO, &irq), "VFIO_DEVICE_GET_IRQ_INFO");
+  d.eventfd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  Check(d.eventfd, "eventfd");
+  uint8_t buf[sizeof(u::vfio_irq_set) + sizeof(int32_t)];
+  auto* set = reinterpret_cast<u::vfio_irq_set*>(buf);
+  set->argsz = sizeof(buf);
+  set->flags = u::VFIO_IRQ_SET_DATA_EVENTFD | u::VFIO_IRQ_SET_ACTION_TRIGGER;
+  set->index = u::VFIO_PCI_MSIX_IRQ_INDEX;
+  set->start = 0;
+  set->count = 1;
+  std::memcpy(set->data(), &d.eventfd, sizeof(int32_t));
+  Check(Ioctl(d.fd, u::VFIO_DEVICE_SET_IRQS, buf), "VFIO_DEVICE_SET_IRQS (enable MSI-X)");
+  d.epoll = ::epoll_create1(EPOLL_CLOEXEC);
+  Check(d.epoll, "epoll_create1");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = d.eventfd;
+  Check(::epoll_ctl(d.epoll, EPOLL_CTL_ADD, d.eventfd, &ev), "epoll_ctl");
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+// The metrics
+// ---------------------------------------------------------------------------
+
+void DmaMetrics(const Plan& p, const Device& d) {
+  const uint64_t n = p.map;
+  const Expect pair{{{"IOMMU_IOAS_MAP", n}, {"IOMMU_IOAS_UNMAP", n}}};
+  uint8_t* buffer = Allocate(kPage);
+  const uint64_t iova = kPage;  // where the library's allocator puts it: the lowest free page after page 0
+  Measure(p, "map4k", pair, Timed(n, [&] {
+    for (uint64_t i = 0; i < n; i++) {
+      d.Map(buffer, kPage, iova);
+      d.Unmap(iova, kPage);
+    }
+  }));
+
+  std::vector<uint8_t*> others;
+  for (int i = 0; i < kLiveMappings; i++) {
+    others.push_back(Allocate(kPage));
+    d.Map(others.back(), kPage, kPage * (1 + i));
+  }
+  const uint64_t after = kPage * (1 + kLiveMappings);
+  Measure(p, "map4k.live1000", pair, Timed(n, [&] {
+    for (uint64_t i = 0; i < n; i++) {
+      d.Map(buffer, kPage, after);
+      d.Unmap(after, kPage);
+    }
+  }));
+  for (int i = 0; i < kLiveMappings; i++) {
+    d.Unmap(kPage * (1 + i), kPage);
+    ::munmap(others[i], kPage);
+  }
+  ::munmap(buffer, kPage);
+
+  const uint64_t links = p.link;
+  std::vector<uint8_t*> pieces;
+  for (int i = 0; i < kFragments; i++) pieces.push_back(Allocate(kPage));
+  const uint64_t window = kPage;
+  Measure(p, "link1024", {{{"IOMMU_IOAS_MAP", links * kFragments}, {"IOMMU_IOAS_UNMAP", links}}}, Timed(links * kFragments, [&] {
+    for (uint64_t l = 0; l < links; l++) {
+      for (int i = 0; i < kFragments; i++) d.Map(pieces[i], kPage, window + kPage * i);
+      d.Unmap(window, kPage * kFragments);
+    }
+  }));
+  for (uint8_t* piece : pieces) ::munmap(piece, kPage);
+}
+
+uint64_t sink = 0;
+
+template <typename T>
+void MmioRead(const Plan& p, const Device& d, const char* bits) {
+  const uint64_t n = p.mmio;
+  auto* reg = reinterpret_cast<volatile T*>(d.bar0 + kReadAt);
+  Measure(p, std::string("mmio.read") + bits, {}, Timed(n, [&] {
+    T x = 0;
+    for (uint64_t i = 0; i < n; i++) x ^= *reg;
+    sink ^= x;
+  }));
+}
+
+template <typename T>
+void MmioWrite(const Plan& p, const Device& d, const char* bits, T value) {
+  const uint64_t n = p.mmio;
+  auto* reg = reinterpret_cast<volatile T*>(d.bar0 + kWriteAt);
+  Measure(p, std::string("mmio.write") + bits, {}, Timed(n, [&] {
+    for (uint64_t i = 0; i < n; i++) *reg = value;
+  }));
+}
+
+// In the library's order: the reads, then the writes.
+void MmioMetrics(const Plan& p, const Device& d) {
+  MmioRead<uint8_t>(p, d, "8");
+  MmioRead<uint16_t>(p, d, "16");
+  MmioRead<uint32_t>(p, d, "32");
+  MmioRead<uint64_t>(p, d, "64");
+  MmioWrite<uint8_t>(p, d, "8", 0x5a);
+  MmioWrite<uint16_t>(p, d, "16", 0x5aa5);
+  MmioWrite<uint32_t>(p, d, "32", 0x5aa5a55a);
+  MmioWrite<uint64_t>(p, d, "64", 0x5aa5a55a5aa5a55aull);
+  if (*reinterpret_cast<volatile uint64_t*>(d.bar0 + kWriteAt) != 0x5aa5a55a5aa5a55aull) {
+    throw std::runtime_error("BAR0 does not hold what was written");
+  }
+}
+
+// One wake-up as libuv has it: epoll_wait, then the watcher's read of the counter.
+void Wait(const Device& d) {
+  epoll_event events[1024];
+  int n;
+  do {
+    n = ::epoll_wait(d.epoll, events, 1024, -1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) Fail("epoll_wait");
+  uint64_t count;
+  if (::read(d.eventfd, &count, sizeof(count)) != sizeof(count) || count != 1) Fail("read (eventfd)");
+}
+
+void IrqMetrics(const Plan& p, const Device& d) {
+  // The fake kernel writes the eventfd as each epoll_wait begins (armed for `events`).
+  const uint64_t events = p.irq_event;
+  const std::string arm = std::string(fake::kFirePath) + "/" + std::to_string(d.eventfd) + "/" + std::to_string(events);
+  Measure(p, "irq.event", {{}, 0, events}, [&] {
+    int armed = ::open(arm.c_str(), O_RDONLY | O_CLOEXEC);
+    if (armed < 0) Fail("open " + arm);
+    ::close(armed);
+    uint64_t t0 = CpuNs();
+    for (uint64_t i = 0; i < events; i++) Wait(d);
+    return double(CpuNs() - t0) / double(events);
+  });
+
+  const uint64_t triggers = p.irq_trigger;
+  uint8_t buf[sizeof(u::vfio_irq_set) + 1];
+  auto* set = reinterpret_cast<u::vfio_irq_set*>(buf);
+  set->argsz = sizeof(buf);
+  set->flags = u::VFIO_IRQ_SET_DATA_BOOL | u::VFIO_IRQ_SET_ACTION_TRIGGER;
+  set->index = u::VFIO_PCI_MSIX_IRQ_INDEX;
+  set->start = 0;
+  set->count = 1;
+  set->data()[0] = 1;
+  std::vector<double> latencies(triggers);
+  Measure(p, "irq.trigger.p50", {{{"VFIO_DEVICE_SET_IRQS", triggers}}, triggers, 0}, [&] {
+    for (uint64_t i = 0; i < triggers; i++) {
+      uint64_t t0 = NowNs();
+      Check(Ioctl(d.fd, u::VFIO_DEVICE_SET_IRQS, buf), "VFIO_DEVICE_SET_IRQS (trigger)");
+      Wait(d);
+      latencies[i] = double(NowNs() - t0);
+    }
+    std::sort(latencies.begin(), latencies.end());
+    size_t mid = latencies.size() / 2;
+    return latencies.size() % 2 ? latencies[mid] : (latencies[mid - 1] + latencies[mid]) / 2;
+  });
+}
+
+void* Idle(void*) {
+  int fds[2];
+  if (::pipe(fds) == 0) {
+    char c;
+    while (::read(fds[0], &c, 1) < 0 && errno == EINTR) {
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    pthread_t idle;
+    if (pthread_create(&idle, nullptr, Idle, nullptr) != 0) throw std::runtime_error("pthread_create");
+    pthread_detach(idle);
+    Plan p = ParsePlan(argc, argv);
+    ReadStats();  // fails first when the shim is missing
+    Device d = Open(p);
+    DmaMetrics(p, d);
+    MmioMetrics(p, d);
+    IrqMetrics(p, d);
+    std::printf("{\"done\":true,\"sink\":%llu}\n", static_cast<unsigned long long>(sink & 1));
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "c-loop: %s\n", e.what());
+    return 1;
+  }
+}
