@@ -189,9 +189,11 @@ function packageRoot(): string {
  * `npm install` or `node-gyp rebuild`) first, else the package's prebuild for
  * this platform (prebuilds/linux-x64/), as node-gyp-build chooses.
  */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- node-gyp-build has no types; its path() is all we use
 export const addonPath: string = (require('node-gyp-build') as { path(dir: string): string }).path(packageRoot());
 
 function load(): Addon {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a native addon is loaded by path
   const addon = require(addonPath) as Addon;
   addon.setErrorClass(VfioError);
   return addon;

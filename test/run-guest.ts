@@ -31,4 +31,4 @@ async function main(argv: string[]): Promise<number> {
   return r.status ?? 1;
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+void main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

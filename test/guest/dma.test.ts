@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { AddressSpace, DmaMapping } from '../../lib/address-space';
 import { EduDevice, EDU_DMA_LIMIT } from '../../lib/drivers/edu';
 import { DmaBuffer, DmaMemoryKind, freeHugePages, HUGE_PAGE_SIZE } from '../../lib/memory';
-import { BDF, eduFixture, forEachBackend, kernelLogSince, markKernelLog, pattern, QEMU_MAJOR, waitFaultLogQuota } from '../support/guest';
+import { eduFixture, forEachBackend, kernelLogSince, markKernelLog, pattern, QEMU_MAJOR, waitFaultLogQuota } from '../support/guest';
 
 forEachBackend('edu DMA', (backend) => {
   const fx = eduFixture(backend);

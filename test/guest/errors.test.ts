@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { AddressSpace } from '../../lib/address-space';
-import { EduDevice } from '../../lib/drivers/edu';
 import { DmaBuffer } from '../../lib/memory';
 import { BDF, eduFixture, forEachBackend } from '../support/guest';
 
@@ -28,8 +27,7 @@ describe('argument errors, before any system call', () => {
 forEachBackend('errors', (backend) => {
   const fx = eduFixture(backend);
   let space: AddressSpace;
-  let edu: EduDevice;
-  beforeEach(() => ({ space, edu } = fx));
+  beforeEach(() => ({ space } = fx));
 
   it('checks offsets, lengths and IOVA overflow before mapping', () => {
     using buf = DmaBuffer.allocate(8192);

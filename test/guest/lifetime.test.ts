@@ -38,7 +38,7 @@ forEachBackend('memory lifetime', (backend) => {
 
   it('releases the memory once unmapped and collected (pinned figures and the process map)', async () => {
     using space = AddressSpace.open({ backend });
-    using edu = EduDevice.open(space, BDF.edu);
+    using _edu = EduDevice.open(space, BDF.edu); // attached: the space has a device, as in real use
     const before = pinned();
     const address = ((): bigint => {
       const buf = DmaBuffer.allocate(256 * 4096);

@@ -59,7 +59,7 @@ function consumerLock(root: Record<string, string>, tarballSpec: string, registr
     if (key in packages) continue;
     const entry = checkout.packages[key];
     assert.ok(entry, `${name} is not at ${key} in the checkout's package-lock.json`);
-    const { dev, devOptional, ...kept } = entry;
+    const { dev: _dev, devOptional: _devOptional, ...kept } = entry;
     packages[key] = { ...kept, resolved: entry.resolved ?? `${registry}${name}/-/${name.split('/').pop()}-${entry.version}.tgz` };
     wanted.push(...Object.keys(entry.dependencies ?? {}));
   }

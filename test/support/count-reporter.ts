@@ -3,7 +3,7 @@
  * $NODE_VFIO_RESULTS, which test/run-all reads to print CI's closing line.
  */
 import * as fs from 'node:fs';
-import Mocha = require('mocha');
+import Mocha from 'mocha';
 
 class CountReporter extends Mocha.reporters.Spec {
   constructor(runner: Mocha.Runner, options?: Mocha.MochaOptions) {
