@@ -6,10 +6,12 @@
  *  harness  the guest harness itself: boots guests, kills them, reads device files
  *  guest    the library against real VFIO, in a guest on the project's kernel (bundled QEMU 10)
  *  stock    the same suite on Debian's stock kernel (legacy type1 only), on the system's QEMU
+ *  lint     eslint, prettier and clang-format over the sources (one test)
  *
  * A suite that cannot run (no kernel, a dead guest) counts as failed with its reason.
- * The three suites that boot guests run side by side (a guest mostly waits on
- * its devices' timers); each one's output is printed whole when it ends.
+ * The three suites that boot guests run side by side, and beside the host
+ * suite and the linters (a guest mostly waits on its devices' timers); each
+ * suite's output is printed whole when it ends.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -84,6 +86,22 @@ async function guestSuite(kernel: KernelKind, qemu: QemuChoice, out: Transcript)
   return readCounts(results, `the ${name} guest suite exited with status ${run.status} without reporting results`);
 }
 
+/** A command that passes or fails as a whole (the linters): one test. */
+async function commandSuite(name: string, argv: string[], out: Transcript): Promise<Counts> {
+  const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let tail = '';
+  const keep = (d: Buffer): void => {
+    out.write(d);
+    tail = (tail + d.toString()).slice(-3000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  return code === 0
+    ? { passed: 1, failed: 0, pending: 0, failures: [] }
+    : { passed: 0, failed: 1, pending: 0, failures: [`${name}: \`${argv.join(' ')}\` exited with status ${code}:\n${tail.trim()}`] };
+}
+
 async function main(): Promise<void> {
   fs.mkdirSync(resultsDir, { recursive: true });
   const suites: [string, Counts][] = [];
@@ -109,13 +127,20 @@ async function main(): Promise<void> {
     out.flush();
     return [name, counts];
   };
-  suites.push(await timed('host', 'host suite: no VFIO needed', (out) => hostSuite('host', env, out)));
-  if (prepared) {
-    suites.push(...await Promise.all([
+  // Host tests and the linters on one lane, the guests beside them (a guest mostly waits on its devices' timers).
+  const hostLane = async (): Promise<[string, Counts][]> => [
+    await timed('host', 'host suite: no VFIO needed', (out) => hostSuite('host', env, out)),
+    await timed('lint', 'lint: eslint, prettier, clang-format', (out) => commandSuite('lint', ['npm', 'run', '-s', 'lint'], out)),
+  ];
+  if (!prepared) suites.push(...(await hostLane()));
+  else {
+    const [host, ...guests] = await Promise.all([
+      hostLane(),
       timed('harness', 'harness suite: boots, kills and inspects guests', (out) => hostSuite('harness', env, out)),
       timed('guest', 'guest suite: VFIO on the project\'s kernel (iommufd and type1), bundled QEMU', (out) => guestSuite('custom', 'bundled', out)),
       timed('stock', 'guest suite: VFIO on Debian\'s stock kernel (type1), the system\'s QEMU', (out) => guestSuite('debian', 'system', out)),
-    ]));
+    ]);
+    suites.push(...host, ...(guests as [string, Counts][]));
   }
   let passed = 0;
   let failed = 0;
