@@ -52,20 +52,11 @@ constexpr int kFragments = 1024;     // plan.ts LINK_FRAGMENTS
 constexpr uint64_t kReadAt = 0x40;
 constexpr uint64_t kWriteAt = 0x80;
 
-[[noreturn]] void Fail(const std::string& what) {
-  throw std::runtime_error(what + (errno ? std::string(": ") + std::strerror(errno) : std::string()));
-}
-
-int Ioctl(int fd, unsigned long request, void* arg) {
-  int r;
-  do {
-    r = ::ioctl(fd, request, arg);
-  } while (r < 0 && errno == EINTR);
+// A system call's result, or an exception naming the call and errno's text.
+// (The fake kernel never fails with EINTR: no retry loop, unlike the addon.)
+int Must(int r, const std::string& call) {
+  if (r < 0) throw std::runtime_error(call + ": " + std::strerror(errno));
   return r;
-}
-
-void Check(int r, const char* what) {
-  if (r < 0) Fail(what);
 }
 
 uint64_t NowNs() {
@@ -124,7 +115,7 @@ Plan ParsePlan(int argc, char** argv) {
 
 std::string ReadStats() {
   int fd = ::open(fake::kStatsPath, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) Fail(std::string("the fake kernel is not in use (") + fake::kStatsPath + ")");
+  Must(fd, std::string("the fake kernel is not in use: open ") + fake::kStatsPath);
   std::string out;
   char buf[4096];
   ssize_t n;
@@ -213,8 +204,8 @@ std::function<double()> Timed(uint64_t ops, std::function<void()> run) {
 // DMA memory as DmaBuffer.allocate() makes it: populated, out of fork()ed children.
 uint8_t* Allocate(uint64_t length) {
   void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-  if (p == MAP_FAILED) Fail("mmap (DMA buffer)");
-  Check(::madvise(p, length, MADV_DONTFORK), "madvise");
+  Must(p == MAP_FAILED ? -1 : 0, "mmap (DMA buffer)");
+  Must(::madvise(p, length, MADV_DONTFORK), "madvise");
   return static_cast<uint8_t*>(p);
 }
 
@@ -222,7 +213,7 @@ uint8_t* Allocate(uint64_t length) {
 std::string CdevOf(const Plan& p) {
   std::string dir = p.sysfs + "/bus/pci/devices/" + p.bdf + "/vfio-dev";
   DIR* d = ::opendir(dir.c_str());
-  if (!d) Fail("opendir " + dir);
+  Must(d ? 0 : -1, "opendir " + dir);
   std::string name;
   while (dirent* e = ::readdir(d)) {
     if (std::strncmp(e->d_name, "vfio", 4) == 0) name = e->d_name;
@@ -237,46 +228,50 @@ struct Device {
   volatile uint8_t* bar0 = nullptr;
   int eventfd = -1, epoll = -1;
 
+  // At a fixed IOVA, readable and writable: as the library maps.
   void Map(const uint8_t* va, uint64_t length, uint64_t iova) const {
-    u::iommu_ioas_map cmd{};
-    cmd.size = sizeof(cmd);
-    cmd.flags = u::IOMMU_IOAS_MAP_FIXED_IOVA | u::IOMMU_IOAS_MAP_READABLE | u::IOMMU_IOAS_MAP_WRITEABLE;
-    cmd.ioas_id = ioas;
-    cmd.user_va = reinterpret_cast<uintptr_t>(va);
-    cmd.length = length;
-    cmd.iova = iova;
-    Check(Ioctl(iommufd, u::IOMMU_IOAS_MAP, &cmd), "IOMMU_IOAS_MAP");
+    const uint32_t flags = u::IOMMU_IOAS_MAP_FIXED_IOVA | u::IOMMU_IOAS_MAP_READABLE | u::IOMMU_IOAS_MAP_WRITEABLE;
+    u::iommu_ioas_map cmd{sizeof(cmd), flags, uint32_t(ioas), 0, reinterpret_cast<uintptr_t>(va), length, iova};
+    Must(::ioctl(iommufd, u::IOMMU_IOAS_MAP, &cmd), "IOMMU_IOAS_MAP");
   }
 
   void Unmap(uint64_t iova, uint64_t length) const {
-    u::iommu_ioas_unmap cmd{};
-    cmd.size = sizeof(cmd);
-    cmd.ioas_id = ioas;
-    cmd.iova = iova;
-    cmd.length = length;
-    Check(Ioctl(iommufd, u::IOMMU_IOAS_UNMAP, &cmd), "IOMMU_IOAS_UNMAP");
+    u::iommu_ioas_unmap cmd{sizeof(cmd), uint32_t(ioas), iova, length};
+    Must(::ioctl(iommufd, u::IOMMU_IOAS_UNMAP, &cmd), "IOMMU_IOAS_UNMAP");
   }
 };
 
+// A VFIO_DEVICE_SET_IRQS argument for MSI-X vector 0 with ACTION_TRIGGER
+// and `data_type`, its payload (an eventfd, or a bool) after the header.
+std::vector<uint8_t> MsixSet(uint32_t data_type, const void* payload, size_t size) {
+  std::vector<uint8_t> buf(sizeof(u::vfio_irq_set) + size);
+  auto* set = reinterpret_cast<u::vfio_irq_set*>(buf.data());
+  set->argsz = static_cast<uint32_t>(buf.size());
+  set->flags = data_type | u::VFIO_IRQ_SET_ACTION_TRIGGER;
+  set->index = u::VFIO_PCI_MSIX_IRQ_INDEX;
+  set->start = 0;
+  set->count = 1;
+  std::memcpy(set->data(), payload, size);
+  return buf;
+}
+
 Device Open(const Plan& p) {
   Device d;
-  d.iommufd = ::open("/dev/iommu", O_RDWR | O_CLOEXEC);
-  if (d.iommufd < 0) Fail("open /dev/iommu");
+  d.iommufd = Must(::open("/dev/iommu", O_RDWR | O_CLOEXEC), "open /dev/iommu");
   u::iommu_ioas_alloc alloc{};
   alloc.size = sizeof(alloc);
-  Check(Ioctl(d.iommufd, u::IOMMU_IOAS_ALLOC, &alloc), "IOMMU_IOAS_ALLOC");
+  Must(::ioctl(d.iommufd, u::IOMMU_IOAS_ALLOC, &alloc), "IOMMU_IOAS_ALLOC");
   d.ioas = alloc.out_ioas_id;
   std::string cdev = CdevOf(p);
-  d.fd = ::open(cdev.c_str(), O_RDWR | O_CLOEXEC);
-  if (d.fd < 0) Fail("open " + cdev);
+  d.fd = Must(::open(cdev.c_str(), O_RDWR | O_CLOEXEC), "open " + cdev);
   u::vfio_device_bind_iommufd bind{};
   bind.argsz = sizeof(bind);
   bind.iommufd = d.iommufd;
-  Check(Ioctl(d.fd, u::VFIO_DEVICE_BIND_IOMMUFD, &bind), "VFIO_DEVICE_BIND_IOMMUFD");
+  Must(::ioctl(d.fd, u::VFIO_DEVICE_BIND_IOMMUFD, &bind), "VFIO_DEVICE_BIND_IOMMUFD");
   u::vfio_device_attach_iommufd_pt attach{};
   attach.argsz = sizeof(attach);
   attach.pt_id = d.ioas;
-  Check(Ioctl(d.fd, u::VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach), "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+  Must(::ioctl(d.fd, u::VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach), "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
   // The IOVA ranges, as the library's allocator reads them: grow on EMSGSIZE.
   std::vector<u::iommu_iova_range> ranges(1);
   for (;;) {
@@ -285,41 +280,32 @@ Device Open(const Plan& p) {
     cmd.ioas_id = d.ioas;
     cmd.num_iovas = static_cast<uint32_t>(ranges.size());
     cmd.allowed_iovas = reinterpret_cast<uintptr_t>(ranges.data());
-    if (Ioctl(d.iommufd, u::IOMMU_IOAS_IOVA_RANGES, &cmd) == 0) break;
-    if (errno != EMSGSIZE || cmd.num_iovas <= ranges.size()) Fail("IOMMU_IOAS_IOVA_RANGES");
+    if (::ioctl(d.iommufd, u::IOMMU_IOAS_IOVA_RANGES, &cmd) == 0) break;
+    if (errno != EMSGSIZE || cmd.num_iovas <= ranges.size()) Must(-1, "IOMMU_IOAS_IOVA_RANGES");
     ranges.resize(cmd.num_iovas);
   }
   u::vfio_region_info region{};
   region.argsz = sizeof(region);
   region.index = u::VFIO_PCI_BAR0_REGION_INDEX;
-  Check(Ioctl(d.fd, u::VFIO_DEVICE_GET_REGION_INFO, &region), "VFIO_DEVICE_GET_REGION_INFO");
+  Must(::ioctl(d.fd, u::VFIO_DEVICE_GET_REGION_INFO, &region), "VFIO_DEVICE_GET_REGION_INFO");
   if (!(region.flags & u::VFIO_REGION_INFO_FLAG_MMAP)) throw std::runtime_error("BAR0 is not mmap-capable");
   void* bar = ::mmap(nullptr, region.size, PROT_READ | PROT_WRITE, MAP_SHARED, d.fd, static_cast<off_t>(region.offset));
-  if (bar == MAP_FAILED) Fail("mmap BAR0");
+  Must(bar == MAP_FAILED ? -1 : 0, "mmap BAR0");
   d.bar0 = static_cast<volatile uint8_t*>(bar);
   if (*reinterpret_cast<volatile uint32_t*>(d.bar0) != fake::kBar0Ident) throw std::runtime_error("BAR0 + 0 is not the fake device's");
   // MSI-X vector 0 on an eventfd, as DeviceInterrupts.enableMsix(1); epoll as libuv watches it.
   u::vfio_irq_info irq{};
   irq.argsz = sizeof(irq);
   irq.index = u::VFIO_PCI_MSIX_IRQ_INDEX;
-  Check(Ioctl(d.fd, u::VFIO_DEVICE_GET_IRQ_INFO, &irq), "VFIO_DEVICE_GET_IRQ_INFO");
-  d.eventfd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  Check(d.eventfd, "eventfd");
-  uint8_t buf[sizeof(u::vfio_irq_set) + sizeof(int32_t)];
-  auto* set = reinterpret_cast<u::vfio_irq_set*>(buf);
-  set->argsz = sizeof(buf);
-  set->flags = u::VFIO_IRQ_SET_DATA_EVENTFD | u::VFIO_IRQ_SET_ACTION_TRIGGER;
-  set->index = u::VFIO_PCI_MSIX_IRQ_INDEX;
-  set->start = 0;
-  set->count = 1;
-  std::memcpy(set->data(), &d.eventfd, sizeof(int32_t));
-  Check(Ioctl(d.fd, u::VFIO_DEVICE_SET_IRQS, buf), "VFIO_DEVICE_SET_IRQS (enable MSI-X)");
-  d.epoll = ::epoll_create1(EPOLL_CLOEXEC);
-  Check(d.epoll, "epoll_create1");
+  Must(::ioctl(d.fd, u::VFIO_DEVICE_GET_IRQ_INFO, &irq), "VFIO_DEVICE_GET_IRQ_INFO");
+  d.eventfd = Must(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd");
+  std::vector<uint8_t> enable = MsixSet(u::VFIO_IRQ_SET_DATA_EVENTFD, &d.eventfd, sizeof(int32_t));
+  Must(::ioctl(d.fd, u::VFIO_DEVICE_SET_IRQS, enable.data()), "VFIO_DEVICE_SET_IRQS (enable MSI-X)");
+  d.epoll = Must(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = d.eventfd;
-  Check(::epoll_ctl(d.epoll, EPOLL_CTL_ADD, d.eventfd, &ev), "epoll_ctl");
+  Must(::epoll_ctl(d.epoll, EPOLL_CTL_ADD, d.eventfd, &ev), "epoll_ctl");
   return d;
 }
 
@@ -414,9 +400,10 @@ void Wait(const Device& d) {
   do {
     n = ::epoll_wait(d.epoll, events, 1024, -1);
   } while (n < 0 && errno == EINTR);
-  if (n != 1) Fail("epoll_wait");
+  if (Must(n, "epoll_wait") != 1) throw std::runtime_error("epoll_wait: not one event");
   uint64_t count;
-  if (::read(d.eventfd, &count, sizeof(count)) != sizeof(count) || count != 1) Fail("read (eventfd)");
+  Must(static_cast<int>(::read(d.eventfd, &count, sizeof(count))), "read (eventfd)");
+  if (count != 1) throw std::runtime_error("the eventfd counted " + std::to_string(count) + " interrupts at once");
 }
 
 void IrqMetrics(const Plan& p, const Device& d) {
@@ -424,28 +411,20 @@ void IrqMetrics(const Plan& p, const Device& d) {
   const uint64_t events = p.irq_event;
   const std::string arm = std::string(fake::kFirePath) + "/" + std::to_string(d.eventfd) + "/" + std::to_string(events);
   Measure(p, "irq.event", {{}, 0, events}, [&] {
-    int armed = ::open(arm.c_str(), O_RDONLY | O_CLOEXEC);
-    if (armed < 0) Fail("open " + arm);
-    ::close(armed);
+    ::close(Must(::open(arm.c_str(), O_RDONLY | O_CLOEXEC), "open " + arm));
     uint64_t t0 = CpuNs();
     for (uint64_t i = 0; i < events; i++) Wait(d);
     return double(CpuNs() - t0) / double(events);
   });
 
   const uint64_t triggers = p.irq_trigger;
-  uint8_t buf[sizeof(u::vfio_irq_set) + 1];
-  auto* set = reinterpret_cast<u::vfio_irq_set*>(buf);
-  set->argsz = sizeof(buf);
-  set->flags = u::VFIO_IRQ_SET_DATA_BOOL | u::VFIO_IRQ_SET_ACTION_TRIGGER;
-  set->index = u::VFIO_PCI_MSIX_IRQ_INDEX;
-  set->start = 0;
-  set->count = 1;
-  set->data()[0] = 1;
+  const uint8_t fire = 1;
+  std::vector<uint8_t> trigger = MsixSet(u::VFIO_IRQ_SET_DATA_BOOL, &fire, 1);
   std::vector<double> latencies(triggers);
   Measure(p, "irq.trigger.p50", {{{"VFIO_DEVICE_SET_IRQS", triggers}}, triggers, 0}, [&] {
     for (uint64_t i = 0; i < triggers; i++) {
       uint64_t t0 = NowNs();
-      Check(Ioctl(d.fd, u::VFIO_DEVICE_SET_IRQS, buf), "VFIO_DEVICE_SET_IRQS (trigger)");
+      Must(::ioctl(d.fd, u::VFIO_DEVICE_SET_IRQS, trigger.data()), "VFIO_DEVICE_SET_IRQS (trigger)");
       Wait(d);
       latencies[i] = double(NowNs() - t0);
     }

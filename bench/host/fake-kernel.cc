@@ -543,50 +543,59 @@ int OpenFake(const char* path, int flags) {
   return fd;
 }
 
-int ModeOf(int flags, va_list ap) {
-  return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, int) : 0;
+// The open family: a fake fd for our paths, else what the real call returns.
+template <typename Fn>
+int OpenOr(const char* path, int flags, Fn real_call) {
+  InitReal();
+  int fd = OpenFake(path, flags);
+  return fd != -2 ? fd : real_call();
 }
+
+// Declares `mode`: open's third argument when `flags` say there is one.
+#define MODE_ARG(flags)                                              \
+  int mode = 0;                                                      \
+  if (((flags) & O_CREAT) || ((flags) & O_TMPFILE) == O_TMPFILE) {   \
+    va_list ap;                                                      \
+    va_start(ap, flags);                                             \
+    mode = va_arg(ap, int);                                          \
+    va_end(ap);                                                      \
+  }
 
 // ---------------------------------------------------------------------------
 // iommufd
 // ---------------------------------------------------------------------------
 
-// The kernel's copy_struct_from_user: below sizeof(T) is EINVAL (every
-// command here needs its whole struct), bytes past it must be 0 (E2BIG).
-template <typename T>
-int UcmdIn(void* arg, T* cmd, uint32_t* user_size) {
-  std::memcpy(user_size, arg, sizeof(uint32_t));
-  if (*user_size < sizeof(T)) return EINVAL;
+// One iommufd command the kernel's way: the struct copied in
+// (copy_struct_from_user: below sizeof(T) is EINVAL, as every command here
+// needs its whole struct; bytes past it must be 0, else E2BIG), `fn` run on
+// it, and the struct copied back when it succeeded, or, as
+// IOMMU_IOAS_IOVA_RANGES does, when it reports EMSGSIZE with the count.
+template <typename T, typename Fn>
+int Ucmd(void* arg, Fn fn) {
+  uint32_t user_size;
+  std::memcpy(&user_size, arg, sizeof(user_size));
+  if (user_size < sizeof(T)) return EINVAL;
   const auto* extra = static_cast<const uint8_t*>(arg) + sizeof(T);
-  for (uint32_t i = 0; i < *user_size - sizeof(T); i++) {
+  for (uint32_t i = 0; i < user_size - sizeof(T); i++) {
     if (extra[i] != 0) return E2BIG;
   }
-  std::memcpy(cmd, arg, sizeof(T));
-  return 0;
+  T cmd;
+  std::memcpy(&cmd, arg, sizeof(T));
+  int err = fn(cmd);
+  if (err == 0 || err == EMSGSIZE) std::memcpy(arg, &cmd, sizeof(T));
+  return err;
 }
 
-template <typename T>
-void UcmdOut(void* arg, const T& cmd) {
-  std::memcpy(arg, &cmd, sizeof(T));
-}
-
-int IoasAlloc(Iommufd* ictx, void* arg) {
-  u::iommu_ioas_alloc cmd;
-  uint32_t size;
-  if (int e = UcmdIn(arg, &cmd, &size)) return e;
+int IoasAlloc(Iommufd* ictx, u::iommu_ioas_alloc& cmd) {
   if (cmd.flags) return EOPNOTSUPP;
   Ioas* a = new Ioas;
   a->id = ictx->next_id++;
   ictx->ioas.push_back(a);
   cmd.out_ioas_id = a->id;
-  UcmdOut(arg, cmd);
   return 0;
 }
 
-int IovaRanges(Iommufd* ictx, void* arg) {
-  u::iommu_ioas_iova_ranges cmd;
-  uint32_t size;
-  if (int e = UcmdIn(arg, &cmd, &size)) return e;
+int IovaRanges(Iommufd* ictx, u::iommu_ioas_iova_ranges& cmd) {
   if (cmd.reserved) return EOPNOTSUPP;
   if (!ictx->Find(cmd.ioas_id)) return ENOENT;
   uint32_t room = cmd.num_iovas;
@@ -601,14 +610,10 @@ int IovaRanges(Iommufd* ictx, void* arg) {
     cmd.num_iovas++;
   }
   cmd.out_iova_alignment = kPage;
-  UcmdOut(arg, cmd);
   return cmd.num_iovas > room ? EMSGSIZE : 0;
 }
 
-int AllowIovas(Iommufd* ictx, void* arg) {
-  u::iommu_ioas_allow_iovas cmd;
-  uint32_t size;
-  if (int e = UcmdIn(arg, &cmd, &size)) return e;
+int AllowIovas(Iommufd* ictx, u::iommu_ioas_allow_iovas& cmd) {
   if (cmd.reserved) return EOPNOTSUPP;
   return ictx->Find(cmd.ioas_id) ? 0 : ENOENT;
 }
@@ -634,43 +639,25 @@ int MapArea(Iommufd* ictx, uint32_t ioas_id, uint32_t flags, uint64_t length, ui
   return 0;
 }
 
-int IoasMap(Iommufd* ictx, void* arg) {
-  u::iommu_ioas_map cmd;
-  uint32_t size;
-  if (int e = UcmdIn(arg, &cmd, &size)) return e;
+int IoasMap(Iommufd* ictx, u::iommu_ioas_map& cmd) {
   if (cmd.reserved) return EOPNOTSUPP;
   if (cmd.user_va == 0) return EFAULT;
-  if (int e = MapArea(ictx, cmd.ioas_id, cmd.flags, cmd.length, &cmd.iova)) return e;
-  UcmdOut(arg, cmd);
-  return 0;
+  return MapArea(ictx, cmd.ioas_id, cmd.flags, cmd.length, &cmd.iova);
 }
 
-int IoasMapFile(Iommufd* ictx, void* arg) {
-  u::iommu_ioas_map_file cmd;
-  uint32_t size;
-  if (int e = UcmdIn(arg, &cmd, &size)) return e;
+int IoasMapFile(Iommufd* ictx, u::iommu_ioas_map_file& cmd) {
   if (cmd.fd < 0) return EBADF;
-  if (int e = MapArea(ictx, cmd.ioas_id, cmd.flags, cmd.length, &cmd.iova)) return e;
-  UcmdOut(arg, cmd);
-  return 0;
+  return MapArea(ictx, cmd.ioas_id, cmd.flags, cmd.length, &cmd.iova);
 }
 
-int IoasCopy(Iommufd* ictx, void* arg) {
-  u::iommu_ioas_copy cmd;
-  uint32_t size;
-  if (int e = UcmdIn(arg, &cmd, &size)) return e;
+int IoasCopy(Iommufd* ictx, u::iommu_ioas_copy& cmd) {
   Ioas* src = ictx->Find(cmd.src_ioas_id);
   if (!src) return ENOENT;
   if (cmd.length == 0 || !src->areas.Overlaps(cmd.src_iova, cmd.src_iova + cmd.length - 1)) return ENOENT;
-  if (int e = MapArea(ictx, cmd.dst_ioas_id, cmd.flags, cmd.length, &cmd.dst_iova)) return e;
-  UcmdOut(arg, cmd);
-  return 0;
+  return MapArea(ictx, cmd.dst_ioas_id, cmd.flags, cmd.length, &cmd.dst_iova);
 }
 
-int IoasUnmap(Iommufd* ictx, void* arg) {
-  u::iommu_ioas_unmap cmd;
-  uint32_t size;
-  if (int e = UcmdIn(arg, &cmd, &size)) return e;
+int IoasUnmap(Iommufd* ictx, u::iommu_ioas_unmap& cmd) {
   Ioas* a = ictx->Find(cmd.ioas_id);
   if (!a) return ENOENT;
   uint64_t unmapped = 0;
@@ -685,17 +672,12 @@ int IoasUnmap(Iommufd* ictx, void* arg) {
     if (unmapped == 0) return ENOENT;
   }
   cmd.length = unmapped;
-  UcmdOut(arg, cmd);
   return 0;
 }
 
-int Option(Iommufd* ictx, void* arg) {
-  u::iommu_option cmd;
-  uint32_t size;
-  if (int e = UcmdIn(arg, &cmd, &size)) return e;
+int Option(Iommufd* ictx, u::iommu_option& cmd) {
   if (cmd.reserved) return EOPNOTSUPP;
   if (cmd.op != u::IOMMU_OPTION_OP_SET && cmd.op != u::IOMMU_OPTION_OP_GET) return EOPNOTSUPP;
-  bool set = cmd.op == u::IOMMU_OPTION_OP_SET;
   uint64_t* value;
   if (cmd.option_id == u::IOMMU_OPTION_RLIMIT_MODE) {
     if (cmd.object_id) return EOPNOTSUPP;
@@ -707,20 +689,16 @@ int Option(Iommufd* ictx, void* arg) {
   } else {
     return EOPNOTSUPP;
   }
-  if (set) {
-    if (cmd.val64 > 1) return EINVAL;
-    *value = cmd.val64;
-  } else {
+  if (cmd.op == u::IOMMU_OPTION_OP_GET) {
     cmd.val64 = *value;
+    return 0;
   }
-  UcmdOut(arg, cmd);
+  if (cmd.val64 > 1) return EINVAL;
+  *value = cmd.val64;
   return 0;
 }
 
-int Destroy(Iommufd* ictx, void* arg) {
-  u::iommu_destroy cmd;
-  uint32_t size;
-  if (int e = UcmdIn(arg, &cmd, &size)) return e;
+int Destroy(Iommufd* ictx, u::iommu_destroy& cmd) {
   for (auto it = ictx->ioas.begin(); it != ictx->ioas.end(); ++it) {
     Ioas* a = *it;
     if (a->id == cmd.id) {
@@ -738,17 +716,23 @@ int Destroy(Iommufd* ictx, void* arg) {
   return ENOENT;
 }
 
+// handler(ictx, cmd) for struct T through Ucmd.
+template <typename T>
+int Run(Iommufd* ictx, void* arg, int (*handler)(Iommufd*, T&)) {
+  return Ucmd<T>(arg, [&](T& cmd) { return handler(ictx, cmd); });
+}
+
 int IommufdIoctl(Iommufd* ictx, unsigned long req, void* arg, Op* op) {
   switch (req) {
-    case u::IOMMU_IOAS_ALLOC: *op = kIoasAlloc; return IoasAlloc(ictx, arg);
-    case u::IOMMU_IOAS_IOVA_RANGES: *op = kIoasIovaRanges; return IovaRanges(ictx, arg);
-    case u::IOMMU_IOAS_ALLOW_IOVAS: *op = kIoasAllowIovas; return AllowIovas(ictx, arg);
-    case u::IOMMU_IOAS_MAP: *op = kIoasMap; return IoasMap(ictx, arg);
-    case u::IOMMU_IOAS_MAP_FILE: *op = kIoasMapFile; return IoasMapFile(ictx, arg);
-    case u::IOMMU_IOAS_COPY: *op = kIoasCopy; return IoasCopy(ictx, arg);
-    case u::IOMMU_IOAS_UNMAP: *op = kIoasUnmap; return IoasUnmap(ictx, arg);
-    case u::IOMMU_OPTION: *op = kOption; return Option(ictx, arg);
-    case u::IOMMU_DESTROY: *op = kDestroy; return Destroy(ictx, arg);
+    case u::IOMMU_IOAS_ALLOC: *op = kIoasAlloc; return Run(ictx, arg, IoasAlloc);
+    case u::IOMMU_IOAS_IOVA_RANGES: *op = kIoasIovaRanges; return Run(ictx, arg, IovaRanges);
+    case u::IOMMU_IOAS_ALLOW_IOVAS: *op = kIoasAllowIovas; return Run(ictx, arg, AllowIovas);
+    case u::IOMMU_IOAS_MAP: *op = kIoasMap; return Run(ictx, arg, IoasMap);
+    case u::IOMMU_IOAS_MAP_FILE: *op = kIoasMapFile; return Run(ictx, arg, IoasMapFile);
+    case u::IOMMU_IOAS_COPY: *op = kIoasCopy; return Run(ictx, arg, IoasCopy);
+    case u::IOMMU_IOAS_UNMAP: *op = kIoasUnmap; return Run(ictx, arg, IoasUnmap);
+    case u::IOMMU_OPTION: *op = kOption; return Run(ictx, arg, Option);
+    case u::IOMMU_DESTROY: *op = kDestroy; return Run(ictx, arg, Destroy);
     default: *op = kUnknown; return ENOTTY;
   }
 }
@@ -765,11 +749,20 @@ int ArgIn(void* arg, size_t minsz, T* cmd) {
   return cmd->argsz < minsz ? EINVAL : 0;
 }
 
+// One VFIO command: `minsz` bytes of struct T in, handler(o, cmd), and the
+// same bytes back out when it succeeded.
+template <typename T, typename O>
+int Vfio(O* o, void* arg, size_t minsz, int (*handler)(O*, T&)) {
+  T cmd;
+  if (int e = ArgIn(arg, minsz, &cmd)) return e;
+  int err = handler(o, cmd);
+  if (err == 0) std::memcpy(arg, &cmd, minsz);
+  return err;
+}
+
 #define MINSZ(type, field) (offsetof(type, field) + sizeof(type::field))
 
-int Bind(Device* d, void* arg) {
-  u::vfio_device_bind_iommufd cmd;
-  if (int e = ArgIn(arg, MINSZ(u::vfio_device_bind_iommufd, out_devid), &cmd)) return e;
+int Bind(Device* d, u::vfio_device_bind_iommufd& cmd) {
   if (cmd.flags) return EINVAL;
   if (d->group || d->ictx) return EINVAL;
   Obj* o = Lookup(cmd.iommufd);
@@ -779,13 +772,10 @@ int Bind(Device* d, void* arg) {
   d->ictx->refs++;
   d->devid = next_devid++;
   cmd.out_devid = d->devid;
-  std::memcpy(arg, &cmd, MINSZ(u::vfio_device_bind_iommufd, out_devid));
   return 0;
 }
 
-int Attach(Device* d, void* arg) {
-  u::vfio_device_attach_iommufd_pt cmd;
-  if (int e = ArgIn(arg, MINSZ(u::vfio_device_attach_iommufd_pt, pt_id), &cmd)) return e;
+int Attach(Device* d, u::vfio_device_attach_iommufd_pt& cmd) {
   if (cmd.flags) return EINVAL;
   if (!d->ictx) return EINVAL;
   Ioas* a = d->ictx->Find(cmd.pt_id);
@@ -796,13 +786,10 @@ int Attach(Device* d, void* arg) {
   d->ioas = a;
   a->attached++;
   cmd.pt_id = a->hwpt;
-  std::memcpy(arg, &cmd, MINSZ(u::vfio_device_attach_iommufd_pt, pt_id));
   return 0;
 }
 
-int Detach(Device* d, void* arg) {
-  u::vfio_device_detach_iommufd_pt cmd;
-  if (int e = ArgIn(arg, MINSZ(u::vfio_device_detach_iommufd_pt, flags), &cmd)) return e;
+int Detach(Device* d, u::vfio_device_detach_iommufd_pt& cmd) {
   if (cmd.flags) return EINVAL;
   if (!d->ioas) return EINVAL;
   d->ioas->attached--;
@@ -810,19 +797,14 @@ int Detach(Device* d, void* arg) {
   return 0;
 }
 
-int GetInfo(Device*, void* arg) {
-  u::vfio_device_info cmd;
-  if (int e = ArgIn(arg, MINSZ(u::vfio_device_info, num_irqs), &cmd)) return e;
+int GetInfo(Device*, u::vfio_device_info& cmd) {
   cmd.flags = u::VFIO_DEVICE_FLAGS_RESET | u::VFIO_DEVICE_FLAGS_PCI;
   cmd.num_regions = u::VFIO_PCI_NUM_REGIONS;
   cmd.num_irqs = u::VFIO_PCI_NUM_IRQS;
-  std::memcpy(arg, &cmd, MINSZ(u::vfio_device_info, num_irqs));
   return 0;
 }
 
-int RegionInfo(Device*, void* arg) {
-  u::vfio_region_info cmd;
-  if (int e = ArgIn(arg, MINSZ(u::vfio_region_info, offset), &cmd)) return e;
+int RegionInfo(Device*, u::vfio_region_info& cmd) {
   if (cmd.index >= u::VFIO_PCI_NUM_REGIONS || cmd.index == u::VFIO_PCI_VGA_REGION_INDEX) return EINVAL;
   cmd.offset = fake::RegionOffset(cmd.index);
   cmd.cap_offset = 0;
@@ -835,7 +817,6 @@ int RegionInfo(Device*, void* arg) {
     cmd.size = fake::kConfigSize;
     cmd.flags = u::VFIO_REGION_INFO_FLAG_READ | u::VFIO_REGION_INFO_FLAG_WRITE;
   }
-  std::memcpy(arg, &cmd, MINSZ(u::vfio_region_info, offset));
   return 0;
 }
 
@@ -848,13 +829,10 @@ uint32_t IrqFlags(uint32_t index) {
   }
 }
 
-int IrqInfo(Device*, void* arg) {
-  u::vfio_irq_info cmd;
-  if (int e = ArgIn(arg, MINSZ(u::vfio_irq_info, count), &cmd)) return e;
+int IrqInfo(Device*, u::vfio_irq_info& cmd) {
   if (cmd.index >= u::VFIO_PCI_NUM_IRQS) return EINVAL;
   cmd.flags = IrqFlags(cmd.index);
   cmd.count = fake::kIrqCount[cmd.index];
-  std::memcpy(arg, &cmd, MINSZ(u::vfio_irq_info, count));
   return 0;
 }
 
@@ -943,12 +921,16 @@ int SetIrqs(Device* d, void* arg) {
 
 int DeviceIoctl(Device* d, unsigned long req, void* arg, Op* op) {
   switch (req) {
-    case u::VFIO_DEVICE_BIND_IOMMUFD: *op = kBind; return Bind(d, arg);
-    case u::VFIO_DEVICE_ATTACH_IOMMUFD_PT: *op = kAttach; return Attach(d, arg);
-    case u::VFIO_DEVICE_DETACH_IOMMUFD_PT: *op = kDetach; return Detach(d, arg);
-    case u::VFIO_DEVICE_GET_INFO: *op = kGetInfo; return GetInfo(d, arg);
-    case u::VFIO_DEVICE_GET_REGION_INFO: *op = kRegionInfo; return RegionInfo(d, arg);
-    case u::VFIO_DEVICE_GET_IRQ_INFO: *op = kIrqInfo; return IrqInfo(d, arg);
+    case u::VFIO_DEVICE_BIND_IOMMUFD: *op = kBind; return Vfio(d, arg, MINSZ(u::vfio_device_bind_iommufd, out_devid), Bind);
+    case u::VFIO_DEVICE_ATTACH_IOMMUFD_PT:
+      *op = kAttach;
+      return Vfio(d, arg, MINSZ(u::vfio_device_attach_iommufd_pt, pt_id), Attach);
+    case u::VFIO_DEVICE_DETACH_IOMMUFD_PT:
+      *op = kDetach;
+      return Vfio(d, arg, MINSZ(u::vfio_device_detach_iommufd_pt, flags), Detach);
+    case u::VFIO_DEVICE_GET_INFO: *op = kGetInfo; return Vfio(d, arg, MINSZ(u::vfio_device_info, num_irqs), GetInfo);
+    case u::VFIO_DEVICE_GET_REGION_INFO: *op = kRegionInfo; return Vfio(d, arg, MINSZ(u::vfio_region_info, offset), RegionInfo);
+    case u::VFIO_DEVICE_GET_IRQ_INFO: *op = kIrqInfo; return Vfio(d, arg, MINSZ(u::vfio_irq_info, count), IrqInfo);
     case u::VFIO_DEVICE_SET_IRQS: *op = kSetIrqs; return SetIrqs(d, arg);
     case u::VFIO_DEVICE_RESET: *op = kReset; return 0;
     default: *op = kUnknown; return ENOTTY;
@@ -997,9 +979,7 @@ int IommuInfo(Container* c, void* arg) {
   return 0;
 }
 
-int MapDma(Container* c, void* arg) {
-  u::vfio_iommu_type1_dma_map cmd;
-  if (int e = ArgIn(arg, MINSZ(u::vfio_iommu_type1_dma_map, size), &cmd)) return e;
+int MapDma(Container* c, u::vfio_iommu_type1_dma_map& cmd) {
   if (!c->iommu_type) return EINVAL;
   if (cmd.flags & ~(u::VFIO_DMA_MAP_FLAG_READ | u::VFIO_DMA_MAP_FLAG_WRITE)) return EINVAL;
   if (cmd.size == 0 || !Aligned(cmd.size) || !Aligned(cmd.iova) || !Aligned(cmd.vaddr)) return EINVAL;
@@ -1013,9 +993,7 @@ int MapDma(Container* c, void* arg) {
   return 0;
 }
 
-int UnmapDma(Container* c, void* arg) {
-  u::vfio_iommu_type1_dma_unmap cmd;
-  if (int e = ArgIn(arg, MINSZ(u::vfio_iommu_type1_dma_unmap, size), &cmd)) return e;
+int UnmapDma(Container* c, u::vfio_iommu_type1_dma_unmap& cmd) {
   if (!c->iommu_type) return EINVAL;
   if (cmd.flags & ~u::VFIO_DMA_UNMAP_FLAG_ALL) return EINVAL;
   uint64_t unmapped = 0;
@@ -1031,7 +1009,6 @@ int UnmapDma(Container* c, void* arg) {
   }
   c->dma_avail += static_cast<uint32_t>(before - c->areas.Size());
   cmd.size = unmapped;
-  std::memcpy(arg, &cmd, MINSZ(u::vfio_iommu_type1_dma_unmap, size));
   return 0;
 }
 
@@ -1055,8 +1032,8 @@ int ContainerIoctl(Container* c, unsigned long req, void* arg, Op* op, int* resu
       return 0;
     }
     case u::VFIO_IOMMU_GET_INFO: *op = kIommuInfo; return IommuInfo(c, arg);
-    case u::VFIO_IOMMU_MAP_DMA: *op = kMapDma; return MapDma(c, arg);
-    case u::VFIO_IOMMU_UNMAP_DMA: *op = kUnmapDma; return UnmapDma(c, arg);
+    case u::VFIO_IOMMU_MAP_DMA: *op = kMapDma; return Vfio(c, arg, MINSZ(u::vfio_iommu_type1_dma_map, size), MapDma);
+    case u::VFIO_IOMMU_UNMAP_DMA: *op = kUnmapDma; return Vfio(c, arg, MINSZ(u::vfio_iommu_type1_dma_unmap, size), UnmapDma);
     default: *op = kUnknown; return ENOTTY;
   }
 }
@@ -1194,67 +1171,40 @@ std::string StatsJson() {
 extern "C" {
 
 int open(const char* path, int flags, ...) {
-  InitReal();
-  va_list ap;
-  va_start(ap, flags);
-  int mode = ModeOf(flags, ap);
-  va_end(ap);
-  int fd = OpenFake(path, flags);
-  return fd != -2 ? fd : real.open(path, flags, mode);
+  MODE_ARG(flags);
+  return OpenOr(path, flags, [&] { return real.open(path, flags, mode); });
 }
 
 int open64(const char* path, int flags, ...) {
-  InitReal();
-  va_list ap;
-  va_start(ap, flags);
-  int mode = ModeOf(flags, ap);
-  va_end(ap);
-  int fd = OpenFake(path, flags);
-  return fd != -2 ? fd : real.open64(path, flags, mode);
+  MODE_ARG(flags);
+  return OpenOr(path, flags, [&] { return real.open64(path, flags, mode); });
 }
 
+// Only absolute paths are ours: dirfd does not matter to them.
 int openat(int dirfd, const char* path, int flags, ...) {
-  InitReal();
-  va_list ap;
-  va_start(ap, flags);
-  int mode = ModeOf(flags, ap);
-  va_end(ap);
-  int fd = OpenFake(path, flags);  // only absolute paths are ours: dirfd does not matter
-  return fd != -2 ? fd : real.openat(dirfd, path, flags, mode);
+  MODE_ARG(flags);
+  return OpenOr(path, flags, [&] { return real.openat(dirfd, path, flags, mode); });
 }
 
 int openat64(int dirfd, const char* path, int flags, ...) {
-  InitReal();
-  va_list ap;
-  va_start(ap, flags);
-  int mode = ModeOf(flags, ap);
-  va_end(ap);
-  int fd = OpenFake(path, flags);
-  return fd != -2 ? fd : real.openat64(dirfd, path, flags, mode);
+  MODE_ARG(flags);
+  return OpenOr(path, flags, [&] { return real.openat64(dirfd, path, flags, mode); });
 }
 
 int __open_2(const char* path, int flags) {
-  InitReal();
-  int fd = OpenFake(path, flags);
-  return fd != -2 ? fd : real.open_2(path, flags);
+  return OpenOr(path, flags, [&] { return real.open_2(path, flags); });
 }
 
 int __open64_2(const char* path, int flags) {
-  InitReal();
-  int fd = OpenFake(path, flags);
-  return fd != -2 ? fd : real.open64_2(path, flags);
+  return OpenOr(path, flags, [&] { return real.open64_2(path, flags); });
 }
 
 int __openat_2(int dirfd, const char* path, int flags) {
-  InitReal();
-  int fd = OpenFake(path, flags);
-  return fd != -2 ? fd : real.openat_2(dirfd, path, flags);
+  return OpenOr(path, flags, [&] { return real.openat_2(dirfd, path, flags); });
 }
 
 int __openat64_2(int dirfd, const char* path, int flags) {
-  InitReal();
-  int fd = OpenFake(path, flags);
-  return fd != -2 ? fd : real.openat64_2(dirfd, path, flags);
+  return OpenOr(path, flags, [&] { return real.openat64_2(dirfd, path, flags); });
 }
 
 int access(const char* path, int mode) noexcept {
