@@ -6,6 +6,7 @@
  */
 import type { BackendKind } from '../lib/iommu/backend';
 import type { VfioPciDevice } from '../lib/device';
+import type { IrqInfo } from '../lib/interrupts';
 import { HostPaths, isSystemHost } from './context';
 import { describeError } from './command';
 import { hexWidth } from './format';
@@ -29,17 +30,10 @@ export interface RegionView {
   type: { type: number; subtype: number } | null;
 }
 
-/** One IRQ index as VFIO_DEVICE_GET_IRQ_INFO reports it. */
-export interface IrqView {
-  index: number;
+/** One IRQ index as VFIO_DEVICE_GET_IRQ_INFO reports it (the library's IrqInfo), with its name. */
+export interface IrqView extends IrqInfo {
   /** INTx, MSI, MSI-X, ERR or REQ. */
   name: string;
-  count: number;
-  flags: number;
-  eventfd: boolean;
-  maskable: boolean;
-  automasked: boolean;
-  resizable: boolean;
 }
 
 /** What VFIO reports about an opened device. */
@@ -74,34 +68,37 @@ export function irqName(index: number): string {
   return IRQ_NAMES[index] ?? `IRQ index ${index}`;
 }
 
-function regions(device: VfioPciDevice, count: number): RegionView[] {
-  const out: RegionView[] = [];
+/**
+ * Asks for index 0..count-1; an index vfio-pci answers EINVAL for does not
+ * exist on this device (the VGA region of a non-VGA device, the ERR IRQ of
+ * a conventional PCI device) and is left out.
+ */
+function present<T>(count: number, ask: (index: number) => T): T[] {
+  const out: T[] = [];
   for (let index = 0; index < count; index++) {
-    let r;
     try {
-      r = device.regionInfo(index);
+      out.push(ask(index));
     } catch (err) {
-      // vfio-pci has a VGA region only on VGA devices: EINVAL says this one has none.
-      if ((err as NodeJS.ErrnoException).code === 'EINVAL') continue;
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
     }
-    out.push({
-      index, name: regionName(index), size: Number(r.size), offset: hexWidth(r.offset, 1), flags: r.flags,
-      read: r.readable, write: r.writable, mmap: r.mappable,
-      sparseAreas: r.sparseAreas?.map((a) => ({ offset: Number(a.offset), size: Number(a.size) })) ?? null,
-      type: r.type ?? null,
-    });
   }
   return out;
 }
 
+function regions(device: VfioPciDevice, count: number): RegionView[] {
+  return present(count, (index) => {
+    const r = device.regionInfo(index);
+    return {
+      index, name: regionName(index), size: Number(r.size), offset: hexWidth(r.offset, 1), flags: r.flags,
+      read: r.readable, write: r.writable, mmap: r.mappable,
+      sparseAreas: r.sparseAreas?.map((a) => ({ offset: Number(a.offset), size: Number(a.size) })) ?? null,
+      type: r.type ?? null,
+    };
+  });
+}
+
 function irqs(device: VfioPciDevice, count: number): IrqView[] {
-  const out: IrqView[] = [];
-  for (let index = 0; index < count && index < IRQ_NAMES.length; index++) {
-    const i = device.interrupts.info(index);
-    out.push({ index, name: irqName(index), count: i.count, flags: i.flags, eventfd: i.eventfd, maskable: i.maskable, automasked: i.automasked, resizable: i.resizable });
-  }
-  return out;
+  return present(Math.min(count, IRQ_NAMES.length), (index) => ({ ...device.interrupts.info(index), name: irqName(index) }));
 }
 
 /** VFIO_DEVICE_FEATURE(PROBE | GET | DMA_BUF): 0 when the device can export its BARs as dma-bufs. */
