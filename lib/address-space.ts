@@ -256,6 +256,9 @@ export class IovaWindow implements Disposable {
  * through it (devices, mappings, IOVA windows) is closed with it, children
  * first: {@link AddressSpace.close}.
  *
+ * Under type1 the container has no IOMMU until its first device is attached:
+ * open a device before mapping or reserving IOVAs (iommufd has no such order).
+ *
  * @example
  * ```ts
  * using space = AddressSpace.open();
@@ -367,7 +370,8 @@ export class AddressSpace implements Disposable {
    * (inclusive `start`..`last`); they shrink as devices with reserved regions
    * (such as the x86 MSI window) attach.
    *
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the address space is closed.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the address space is
+   *   closed; `ERR_VFIO_NO_DEVICE` under type1 before a device is opened.
    */
   iovaRanges(): IovaRange[] {
     return this.live().iovaRanges();
@@ -416,7 +420,8 @@ export class AddressSpace implements Disposable {
    * @returns The mapping: `iova` is where the slice starts for the device.
    * @throws TypeError when `buffer` is not a DmaBuffer or a number is of the wrong type.
    * @throws RangeError when the slice is empty, not page aligned, or outside the buffer.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the buffer or the address space is closed.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the buffer or the address space is closed;
+   *   `ERR_VFIO_NO_DEVICE` under type1 before a device is opened.
    * @throws {@link IovaNoSpaceError} (code ENOSPC) when no free IOVA range fits
    *   below `limit`; {@link IovaAllocatorError} EEXIST or EADDRNOTAVAIL for an
    *   `iova` that cannot be had.
@@ -451,7 +456,8 @@ export class AddressSpace implements Disposable {
    * @param options - `align`, `limit`, or an exact `iova`.
    * @throws RangeError when `length` is 0 or not a page multiple.
    * @throws {@link IovaNoSpaceError} (ENOSPC) when no free range fits.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the address space is closed.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the address space is closed;
+   *   `ERR_VFIO_NO_DEVICE` under type1 before a device is opened.
    */
   reserve(length: number | bigint, options: AllocationOptions = {}): IovaWindow {
     const len = toBigInt(length, 'length');

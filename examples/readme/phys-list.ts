@@ -1,6 +1,7 @@
 import { AddressSpace, DmaBuffer, PhysList } from 'node-vfio';
 
 using space = AddressSpace.open();
+using edu = space.openDevice('0000:00:03.0'); // the device that DMAs (type1 maps once one is open)
 const a = DmaBuffer.allocate(8192), h = DmaBuffer.allocate(2 << 20, { kind: 'hugetlb' });
 const m = DmaBuffer.allocate(4096, { kind: 'memfd' });
 
