@@ -7,11 +7,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { native, NativeFile } from '../../lib/native';
+import { addonPath, native, NativeFile } from '../../lib/native';
 
-const ADDON = path.resolve(__dirname, '../../../build/Release/vfio.node');
+const ADDON = addonPath; // where the library loads it from (the checkout's build, else the prebuild)
 
 function signal(fd: number, n: number): void {
   const b = Buffer.alloc(8);
