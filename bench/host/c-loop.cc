@@ -144,9 +144,11 @@ struct Expect {
   uint64_t fires = 0;
 };
 
-const char* const kCounted[] = {"IOMMU_IOAS_MAP", "IOMMU_IOAS_UNMAP", "VFIO_DEVICE_SET_IRQS", "IOMMU_IOAS_IOVA_RANGES"};
+const char* const kCounted[] = {"IOMMU_IOAS_MAP", "IOMMU_IOAS_UNMAP", "VFIO_DEVICE_SET_IRQS",
+                                "IOMMU_IOAS_IOVA_RANGES"};
 
-void CheckStats(const std::string& id, const std::string& before, const std::string& after, uint64_t runs, const Expect& e) {
+void CheckStats(const std::string& id, const std::string& before, const std::string& after, uint64_t runs,
+                const Expect& e) {
   for (const char* name : kCounted) {
     uint64_t want = 0;
     for (auto& [n, v] : e.calls) {
@@ -154,9 +156,11 @@ void CheckStats(const std::string& id, const std::string& before, const std::str
     }
     uint64_t got = Stat(after, "calls", name) - Stat(before, "calls", name);
     if (got != want) {
-      throw std::runtime_error(id + ": the fake kernel saw " + std::to_string(got) + " " + name + ", expected " + std::to_string(want));
+      throw std::runtime_error(id + ": the fake kernel saw " + std::to_string(got) + " " + name +
+                               ", expected " + std::to_string(want));
     }
-    if (Stat(after, "failures", name) != Stat(before, "failures", name)) throw std::runtime_error(id + ": " + name + " failed");
+    if (Stat(after, "failures", name) != Stat(before, "failures", name))
+      throw std::runtime_error(id + ": " + name + " failed");
   }
   for (auto [what, want] : {std::pair{"signals", e.signals}, std::pair{"fires", e.fires}}) {
     uint64_t got = Stat(after, "", what) - Stat(before, "", what);
@@ -203,7 +207,8 @@ std::function<double()> Timed(uint64_t ops, std::function<void()> run) {
 
 // DMA memory as DmaBuffer.allocate() makes it: populated, out of fork()ed children.
 uint8_t* Allocate(uint64_t length) {
-  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void* p =
+      ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   Must(p == MAP_FAILED ? -1 : 0, "mmap (DMA buffer)");
   Must(::madvise(p, length, MADV_DONTFORK), "madvise");
   return static_cast<uint8_t*>(p);
@@ -230,8 +235,10 @@ struct Device {
 
   // At a fixed IOVA, readable and writable: as the library maps.
   void Map(const uint8_t* va, uint64_t length, uint64_t iova) const {
-    const uint32_t flags = u::IOMMU_IOAS_MAP_FIXED_IOVA | u::IOMMU_IOAS_MAP_READABLE | u::IOMMU_IOAS_MAP_WRITEABLE;
-    u::iommu_ioas_map cmd{sizeof(cmd), flags, uint32_t(ioas), 0, reinterpret_cast<uintptr_t>(va), length, iova};
+    const uint32_t flags =
+        u::IOMMU_IOAS_MAP_FIXED_IOVA | u::IOMMU_IOAS_MAP_READABLE | u::IOMMU_IOAS_MAP_WRITEABLE;
+    u::iommu_ioas_map cmd{sizeof(cmd), flags, uint32_t(ioas), 0, reinterpret_cast<uintptr_t>(va),
+                          length,      iova};
     Must(::ioctl(iommufd, u::IOMMU_IOAS_MAP, &cmd), "IOMMU_IOAS_MAP");
   }
 
@@ -289,10 +296,12 @@ Device Open(const Plan& p) {
   region.index = u::VFIO_PCI_BAR0_REGION_INDEX;
   Must(::ioctl(d.fd, u::VFIO_DEVICE_GET_REGION_INFO, &region), "VFIO_DEVICE_GET_REGION_INFO");
   if (!(region.flags & u::VFIO_REGION_INFO_FLAG_MMAP)) throw std::runtime_error("BAR0 is not mmap-capable");
-  void* bar = ::mmap(nullptr, region.size, PROT_READ | PROT_WRITE, MAP_SHARED, d.fd, static_cast<off_t>(region.offset));
+  void* bar = ::mmap(nullptr, region.size, PROT_READ | PROT_WRITE, MAP_SHARED, d.fd,
+                     static_cast<off_t>(region.offset));
   Must(bar == MAP_FAILED ? -1 : 0, "mmap BAR0");
   d.bar0 = static_cast<volatile uint8_t*>(bar);
-  if (*reinterpret_cast<volatile uint32_t*>(d.bar0) != fake::kBar0Ident) throw std::runtime_error("BAR0 + 0 is not the fake device's");
+  if (*reinterpret_cast<volatile uint32_t*>(d.bar0) != fake::kBar0Ident)
+    throw std::runtime_error("BAR0 + 0 is not the fake device's");
   // MSI-X vector 0 on an eventfd, as DeviceInterrupts.enableMsix(1); epoll as libuv watches it.
   u::vfio_irq_info irq{};
   irq.argsz = sizeof(irq);
@@ -319,11 +328,11 @@ void DmaMetrics(const Plan& p, const Device& d) {
   uint8_t* buffer = Allocate(kPage);
   const uint64_t iova = kPage;  // where the library's allocator puts it: the lowest free page after page 0
   Measure(p, "map4k", pair, Timed(n, [&] {
-    for (uint64_t i = 0; i < n; i++) {
-      d.Map(buffer, kPage, iova);
-      d.Unmap(iova, kPage);
-    }
-  }));
+            for (uint64_t i = 0; i < n; i++) {
+              d.Map(buffer, kPage, iova);
+              d.Unmap(iova, kPage);
+            }
+          }));
 
   std::vector<uint8_t*> others;
   for (int i = 0; i < kLiveMappings; i++) {
@@ -332,11 +341,11 @@ void DmaMetrics(const Plan& p, const Device& d) {
   }
   const uint64_t after = kPage * (1 + kLiveMappings);
   Measure(p, "map4k.live1000", pair, Timed(n, [&] {
-    for (uint64_t i = 0; i < n; i++) {
-      d.Map(buffer, kPage, after);
-      d.Unmap(after, kPage);
-    }
-  }));
+            for (uint64_t i = 0; i < n; i++) {
+              d.Map(buffer, kPage, after);
+              d.Unmap(after, kPage);
+            }
+          }));
   for (int i = 0; i < kLiveMappings; i++) {
     d.Unmap(kPage * (1 + i), kPage);
     ::munmap(others[i], kPage);
@@ -347,12 +356,13 @@ void DmaMetrics(const Plan& p, const Device& d) {
   std::vector<uint8_t*> pieces;
   for (int i = 0; i < kFragments; i++) pieces.push_back(Allocate(kPage));
   const uint64_t window = kPage;
-  Measure(p, "link1024", {{{"IOMMU_IOAS_MAP", links * kFragments}, {"IOMMU_IOAS_UNMAP", links}}}, Timed(links * kFragments, [&] {
-    for (uint64_t l = 0; l < links; l++) {
-      for (int i = 0; i < kFragments; i++) d.Map(pieces[i], kPage, window + kPage * i);
-      d.Unmap(window, kPage * kFragments);
-    }
-  }));
+  Measure(p, "link1024", {{{"IOMMU_IOAS_MAP", links * kFragments}, {"IOMMU_IOAS_UNMAP", links}}},
+          Timed(links * kFragments, [&] {
+            for (uint64_t l = 0; l < links; l++) {
+              for (int i = 0; i < kFragments; i++) d.Map(pieces[i], kPage, window + kPage * i);
+              d.Unmap(window, kPage * kFragments);
+            }
+          }));
   for (uint8_t* piece : pieces) ::munmap(piece, kPage);
 }
 
@@ -363,10 +373,10 @@ void MmioRead(const Plan& p, const Device& d, const char* bits) {
   const uint64_t n = p.mmio;
   auto* reg = reinterpret_cast<volatile T*>(d.bar0 + kReadAt);
   Measure(p, std::string("mmio.read") + bits, {}, Timed(n, [&] {
-    T x = 0;
-    for (uint64_t i = 0; i < n; i++) x ^= *reg;
-    sink ^= x;
-  }));
+            T x = 0;
+            for (uint64_t i = 0; i < n; i++) x ^= *reg;
+            sink ^= x;
+          }));
 }
 
 template <typename T>
@@ -374,8 +384,8 @@ void MmioWrite(const Plan& p, const Device& d, const char* bits, T value) {
   const uint64_t n = p.mmio;
   auto* reg = reinterpret_cast<volatile T*>(d.bar0 + kWriteAt);
   Measure(p, std::string("mmio.write") + bits, {}, Timed(n, [&] {
-    for (uint64_t i = 0; i < n; i++) *reg = value;
-  }));
+            for (uint64_t i = 0; i < n; i++) *reg = value;
+          }));
 }
 
 // In the library's order: the reads, then the writes.
@@ -403,13 +413,15 @@ void Wait(const Device& d) {
   if (Must(n, "epoll_wait") != 1) throw std::runtime_error("epoll_wait: not one event");
   uint64_t count;
   Must(static_cast<int>(::read(d.eventfd, &count, sizeof(count))), "read (eventfd)");
-  if (count != 1) throw std::runtime_error("the eventfd counted " + std::to_string(count) + " interrupts at once");
+  if (count != 1)
+    throw std::runtime_error("the eventfd counted " + std::to_string(count) + " interrupts at once");
 }
 
 void IrqMetrics(const Plan& p, const Device& d) {
   // The fake kernel writes the eventfd as each epoll_wait begins (armed for `events`).
   const uint64_t events = p.irq_event;
-  const std::string arm = std::string(fake::kFirePath) + "/" + std::to_string(d.eventfd) + "/" + std::to_string(events);
+  const std::string arm =
+      std::string(fake::kFirePath) + "/" + std::to_string(d.eventfd) + "/" + std::to_string(events);
   Measure(p, "irq.event", {{}, 0, events}, [&] {
     ::close(Must(::open(arm.c_str(), O_RDONLY | O_CLOEXEC), "open " + arm));
     uint64_t t0 = CpuNs();

@@ -134,19 +134,65 @@ __attribute__((constructor)) void OnLoad() { InitReal(); }
 // ---------------------------------------------------------------------------
 
 enum Op {
-  kIoasAlloc, kIoasIovaRanges, kIoasAllowIovas, kIoasMap, kIoasMapFile, kIoasCopy, kIoasUnmap, kOption, kDestroy,
-  kBind, kAttach, kDetach, kGetInfo, kRegionInfo, kIrqInfo, kSetIrqs, kReset,
-  kApiVersion, kCheckExtension, kSetIommu, kIommuInfo, kMapDma, kUnmapDma,
-  kGroupStatus, kSetContainer, kUnsetContainer, kGetDeviceFd, kUnknown, kOpCount,
+  kIoasAlloc,
+  kIoasIovaRanges,
+  kIoasAllowIovas,
+  kIoasMap,
+  kIoasMapFile,
+  kIoasCopy,
+  kIoasUnmap,
+  kOption,
+  kDestroy,
+  kBind,
+  kAttach,
+  kDetach,
+  kGetInfo,
+  kRegionInfo,
+  kIrqInfo,
+  kSetIrqs,
+  kReset,
+  kApiVersion,
+  kCheckExtension,
+  kSetIommu,
+  kIommuInfo,
+  kMapDma,
+  kUnmapDma,
+  kGroupStatus,
+  kSetContainer,
+  kUnsetContainer,
+  kGetDeviceFd,
+  kUnknown,
+  kOpCount,
 };
 const char* const kOpNames[kOpCount] = {
-  "IOMMU_IOAS_ALLOC", "IOMMU_IOAS_IOVA_RANGES", "IOMMU_IOAS_ALLOW_IOVAS", "IOMMU_IOAS_MAP", "IOMMU_IOAS_MAP_FILE",
-  "IOMMU_IOAS_COPY", "IOMMU_IOAS_UNMAP", "IOMMU_OPTION", "IOMMU_DESTROY",
-  "VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "VFIO_DEVICE_DETACH_IOMMUFD_PT", "VFIO_DEVICE_GET_INFO",
-  "VFIO_DEVICE_GET_REGION_INFO", "VFIO_DEVICE_GET_IRQ_INFO", "VFIO_DEVICE_SET_IRQS", "VFIO_DEVICE_RESET",
-  "VFIO_GET_API_VERSION", "VFIO_CHECK_EXTENSION", "VFIO_SET_IOMMU", "VFIO_IOMMU_GET_INFO", "VFIO_IOMMU_MAP_DMA",
-  "VFIO_IOMMU_UNMAP_DMA", "VFIO_GROUP_GET_STATUS", "VFIO_GROUP_SET_CONTAINER", "VFIO_GROUP_UNSET_CONTAINER",
-  "VFIO_GROUP_GET_DEVICE_FD", "unknown",
+    "IOMMU_IOAS_ALLOC",
+    "IOMMU_IOAS_IOVA_RANGES",
+    "IOMMU_IOAS_ALLOW_IOVAS",
+    "IOMMU_IOAS_MAP",
+    "IOMMU_IOAS_MAP_FILE",
+    "IOMMU_IOAS_COPY",
+    "IOMMU_IOAS_UNMAP",
+    "IOMMU_OPTION",
+    "IOMMU_DESTROY",
+    "VFIO_DEVICE_BIND_IOMMUFD",
+    "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
+    "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+    "VFIO_DEVICE_GET_INFO",
+    "VFIO_DEVICE_GET_REGION_INFO",
+    "VFIO_DEVICE_GET_IRQ_INFO",
+    "VFIO_DEVICE_SET_IRQS",
+    "VFIO_DEVICE_RESET",
+    "VFIO_GET_API_VERSION",
+    "VFIO_CHECK_EXTENSION",
+    "VFIO_SET_IOMMU",
+    "VFIO_IOMMU_GET_INFO",
+    "VFIO_IOMMU_MAP_DMA",
+    "VFIO_IOMMU_UNMAP_DMA",
+    "VFIO_GROUP_GET_STATUS",
+    "VFIO_GROUP_SET_CONTAINER",
+    "VFIO_GROUP_UNSET_CONTAINER",
+    "VFIO_GROUP_GET_DEVICE_FD",
+    "unknown",
 };
 
 enum Kind { kIommufd, kContainer, kGroup, kDevice, kKindCount };
@@ -156,9 +202,9 @@ struct Stats {
   uint64_t calls[kOpCount];
   uint64_t failures[kOpCount];
   uint64_t opens[kKindCount];
-  uint64_t signals;      // eventfd writes of loopback triggers
-  uint64_t fires;        // eventfd writes as an epoll_wait began (see kFirePath)
-  uint64_t live_areas;   // mappings alive in every IOAS and container
+  uint64_t signals;     // eventfd writes of loopback triggers
+  uint64_t fires;       // eventfd writes as an epoll_wait began (see kFirePath)
+  uint64_t live_areas;  // mappings alive in every IOAS and container
 };
 Stats stats;
 pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -355,11 +401,11 @@ struct Device : Obj {
   Iommufd* ictx = nullptr;  // bound (cdev)
   Ioas* ioas = nullptr;     // attached
   uint32_t devid = 0;
-  Group* group = nullptr;   // opened through a group (type1)
-  int irq_type = -1;        // MSI or MSI-X when enabled
-  uint32_t enabled = 0;     // vectors enabled
+  Group* group = nullptr;  // opened through a group (type1)
+  int irq_type = -1;       // MSI or MSI-X when enabled
+  uint32_t enabled = 0;    // vectors enabled
   Vector msi[fake::kMaxVectors];
-  Vector intx_err_req[5];   // INTx, -, -, ERR, REQ: one trigger each
+  Vector intx_err_req[5];  // INTx, -, -, ERR, REQ: one trigger each
 };
 
 constexpr int kMaxFd = 1 << 16;
@@ -397,8 +443,9 @@ int Classify(const char* path) {
 // Directories the library checks for (fs.existsSync) as well as the nodes.
 bool Exists(const char* path) {
   if (Classify(path) >= 0) return true;
-  return path != nullptr && (std::strcmp(path, "/dev/vfio") == 0 || std::strcmp(path, "/dev/vfio/devices") == 0 ||
-                             std::strcmp(path, fake::kStatsPath) == 0 || std::strcmp(path, fake::kFirePath) == 0);
+  return path != nullptr &&
+         (std::strcmp(path, "/dev/vfio") == 0 || std::strcmp(path, "/dev/vfio/devices") == 0 ||
+          std::strcmp(path, fake::kStatsPath) == 0 || std::strcmp(path, fake::kFirePath) == 0);
 }
 
 int NewMemfd(const char* name, int flags, uint64_t size) {
@@ -421,8 +468,8 @@ void WriteConfig(int fd) {
   put16(0x00, fake::kVendor);
   put16(0x02, fake::kDevice);
   put32(0x08, (fake::kClass << 8) | 0x10);  // class code, revision 0x10
-  put32(0x10, 0xfea00000);                   // BAR0: 32-bit memory
-  cfg[0x3d] = 1;                             // INTA#
+  put32(0x10, 0xfea00000);                  // BAR0: 32-bit memory
+  cfg[0x3d] = 1;                            // INTA#
   pwrite(fd, cfg, sizeof(cfg), static_cast<off_t>(fake::RegionOffset(u::VFIO_PCI_CONFIG_REGION_INDEX)));
   uint32_t ident = fake::kBar0Ident;
   pwrite(fd, &ident, sizeof(ident), static_cast<off_t>(fake::RegionOffset(u::VFIO_PCI_BAR0_REGION_INDEX)));
@@ -499,7 +546,8 @@ int OpenStats(int flags) {
   std::string json = StatsJson();
   int fd = NewMemfd("fake-kernel-stats", flags, 0);
   if (fd < 0) return -1;
-  if (write(fd, json.data(), json.size()) != static_cast<ssize_t>(json.size()) || lseek(fd, 0, SEEK_SET) < 0) {
+  if (write(fd, json.data(), json.size()) != static_cast<ssize_t>(json.size()) ||
+      lseek(fd, 0, SEEK_SET) < 0) {
     int err = errno;
     real.close(fd);
     errno = err ? err : EIO;
@@ -533,10 +581,10 @@ int OpenFake(const char* path, int flags) {
     errno = EMFILE;
     return -1;
   }
-  Obj* o = kind == kIommufd ? static_cast<Obj*>(new Iommufd)
-         : kind == kContainer ? static_cast<Obj*>(new Container)
-         : kind == kGroup ? static_cast<Obj*>(new Group)
-         : static_cast<Obj*>(new Device);
+  Obj* o = kind == kIommufd     ? static_cast<Obj*>(new Iommufd)
+           : kind == kContainer ? static_cast<Obj*>(new Container)
+           : kind == kGroup     ? static_cast<Obj*>(new Group)
+                                : static_cast<Obj*>(new Device);
   pthread_mutex_lock(&lock);
   Install(fd, o);
   pthread_mutex_unlock(&lock);
@@ -552,13 +600,13 @@ int OpenOr(const char* path, int flags, Fn real_call) {
 }
 
 // Declares `mode`: open's third argument when `flags` say there is one.
-#define MODE_ARG(flags)                                              \
-  int mode = 0;                                                      \
-  if (((flags) & O_CREAT) || ((flags) & O_TMPFILE) == O_TMPFILE) {   \
-    va_list ap;                                                      \
-    va_start(ap, flags);                                             \
-    mode = va_arg(ap, int);                                          \
-    va_end(ap);                                                      \
+#define MODE_ARG(flags)                                        \
+  int mode = 0;                                                \
+  if (((flags)&O_CREAT) || ((flags)&O_TMPFILE) == O_TMPFILE) { \
+    va_list ap;                                                \
+    va_start(ap, flags);                                       \
+    mode = va_arg(ap, int);                                    \
+    va_end(ap);                                                \
   }
 
 // ---------------------------------------------------------------------------
@@ -621,7 +669,8 @@ int AllowIovas(Iommufd* ictx, u::iommu_ioas_allow_iovas& cmd) {
 // The checks and bookkeeping MAP, MAP_FILE and COPY share; `iova` in/out.
 int MapArea(Iommufd* ictx, uint32_t ioas_id, uint32_t flags, uint64_t length, uint64_t* iova) {
   using F = u::iommufd_ioas_map_flags;
-  if (flags & ~uint32_t{F::IOMMU_IOAS_MAP_FIXED_IOVA | F::IOMMU_IOAS_MAP_WRITEABLE | F::IOMMU_IOAS_MAP_READABLE}) {
+  if (flags &
+      ~uint32_t{F::IOMMU_IOAS_MAP_FIXED_IOVA | F::IOMMU_IOAS_MAP_WRITEABLE | F::IOMMU_IOAS_MAP_READABLE}) {
     return EOPNOTSUPP;
   }
   if (!(flags & (F::IOMMU_IOAS_MAP_WRITEABLE | F::IOMMU_IOAS_MAP_READABLE))) return EINVAL;
@@ -724,16 +773,36 @@ int Run(Iommufd* ictx, void* arg, int (*handler)(Iommufd*, T&)) {
 
 int IommufdIoctl(Iommufd* ictx, unsigned long req, void* arg, Op* op) {
   switch (req) {
-    case u::IOMMU_IOAS_ALLOC: *op = kIoasAlloc; return Run(ictx, arg, IoasAlloc);
-    case u::IOMMU_IOAS_IOVA_RANGES: *op = kIoasIovaRanges; return Run(ictx, arg, IovaRanges);
-    case u::IOMMU_IOAS_ALLOW_IOVAS: *op = kIoasAllowIovas; return Run(ictx, arg, AllowIovas);
-    case u::IOMMU_IOAS_MAP: *op = kIoasMap; return Run(ictx, arg, IoasMap);
-    case u::IOMMU_IOAS_MAP_FILE: *op = kIoasMapFile; return Run(ictx, arg, IoasMapFile);
-    case u::IOMMU_IOAS_COPY: *op = kIoasCopy; return Run(ictx, arg, IoasCopy);
-    case u::IOMMU_IOAS_UNMAP: *op = kIoasUnmap; return Run(ictx, arg, IoasUnmap);
-    case u::IOMMU_OPTION: *op = kOption; return Run(ictx, arg, Option);
-    case u::IOMMU_DESTROY: *op = kDestroy; return Run(ictx, arg, Destroy);
-    default: *op = kUnknown; return ENOTTY;
+    case u::IOMMU_IOAS_ALLOC:
+      *op = kIoasAlloc;
+      return Run(ictx, arg, IoasAlloc);
+    case u::IOMMU_IOAS_IOVA_RANGES:
+      *op = kIoasIovaRanges;
+      return Run(ictx, arg, IovaRanges);
+    case u::IOMMU_IOAS_ALLOW_IOVAS:
+      *op = kIoasAllowIovas;
+      return Run(ictx, arg, AllowIovas);
+    case u::IOMMU_IOAS_MAP:
+      *op = kIoasMap;
+      return Run(ictx, arg, IoasMap);
+    case u::IOMMU_IOAS_MAP_FILE:
+      *op = kIoasMapFile;
+      return Run(ictx, arg, IoasMapFile);
+    case u::IOMMU_IOAS_COPY:
+      *op = kIoasCopy;
+      return Run(ictx, arg, IoasCopy);
+    case u::IOMMU_IOAS_UNMAP:
+      *op = kIoasUnmap;
+      return Run(ictx, arg, IoasUnmap);
+    case u::IOMMU_OPTION:
+      *op = kOption;
+      return Run(ictx, arg, Option);
+    case u::IOMMU_DESTROY:
+      *op = kDestroy;
+      return Run(ictx, arg, Destroy);
+    default:
+      *op = kUnknown;
+      return ENOTTY;
   }
 }
 
@@ -812,7 +881,8 @@ int RegionInfo(Device*, u::vfio_region_info& cmd) {
   cmd.size = 0;
   if (cmd.index == u::VFIO_PCI_BAR0_REGION_INDEX) {
     cmd.size = fake::kBar0Size;
-    cmd.flags = u::VFIO_REGION_INFO_FLAG_READ | u::VFIO_REGION_INFO_FLAG_WRITE | u::VFIO_REGION_INFO_FLAG_MMAP;
+    cmd.flags =
+        u::VFIO_REGION_INFO_FLAG_READ | u::VFIO_REGION_INFO_FLAG_WRITE | u::VFIO_REGION_INFO_FLAG_MMAP;
   } else if (cmd.index == u::VFIO_PCI_CONFIG_REGION_INDEX) {
     cmd.size = fake::kConfigSize;
     cmd.flags = u::VFIO_REGION_INFO_FLAG_READ | u::VFIO_REGION_INFO_FLAG_WRITE;
@@ -822,10 +892,13 @@ int RegionInfo(Device*, u::vfio_region_info& cmd) {
 
 uint32_t IrqFlags(uint32_t index) {
   switch (index) {
-    case u::VFIO_PCI_INTX_IRQ_INDEX: return u::VFIO_IRQ_INFO_EVENTFD | u::VFIO_IRQ_INFO_MASKABLE | u::VFIO_IRQ_INFO_AUTOMASKED;
+    case u::VFIO_PCI_INTX_IRQ_INDEX:
+      return u::VFIO_IRQ_INFO_EVENTFD | u::VFIO_IRQ_INFO_MASKABLE | u::VFIO_IRQ_INFO_AUTOMASKED;
     case u::VFIO_PCI_MSI_IRQ_INDEX:
-    case u::VFIO_PCI_MSIX_IRQ_INDEX: return u::VFIO_IRQ_INFO_EVENTFD | u::VFIO_IRQ_INFO_NORESIZE;
-    default: return u::VFIO_IRQ_INFO_EVENTFD;
+    case u::VFIO_PCI_MSIX_IRQ_INDEX:
+      return u::VFIO_IRQ_INFO_EVENTFD | u::VFIO_IRQ_INFO_NORESIZE;
+    default:
+      return u::VFIO_IRQ_INFO_EVENTFD;
   }
 }
 
@@ -867,9 +940,10 @@ int SetIrqs(Device* d, void* arg) {
   }
   const uint32_t max = fake::kIrqCount[hdr.index];
   if (hdr.start >= max || hdr.start + hdr.count > max) return EINVAL;
-  size_t unit = data_type == u::VFIO_IRQ_SET_DATA_NONE ? 0
-              : data_type == u::VFIO_IRQ_SET_DATA_BOOL ? 1
-              : data_type == u::VFIO_IRQ_SET_DATA_EVENTFD ? 4 : SIZE_MAX;
+  size_t unit = data_type == u::VFIO_IRQ_SET_DATA_NONE      ? 0
+                : data_type == u::VFIO_IRQ_SET_DATA_BOOL    ? 1
+                : data_type == u::VFIO_IRQ_SET_DATA_EVENTFD ? 4
+                                                            : SIZE_MAX;
   if (unit == SIZE_MAX || __builtin_popcount(action) != 1) return EINVAL;
   if (unit && hdr.argsz - minsz < hdr.count * unit) return EINVAL;
   const uint8_t* data = static_cast<const uint8_t*>(arg) + minsz;
@@ -921,19 +995,33 @@ int SetIrqs(Device* d, void* arg) {
 
 int DeviceIoctl(Device* d, unsigned long req, void* arg, Op* op) {
   switch (req) {
-    case u::VFIO_DEVICE_BIND_IOMMUFD: *op = kBind; return Vfio(d, arg, MINSZ(u::vfio_device_bind_iommufd, out_devid), Bind);
+    case u::VFIO_DEVICE_BIND_IOMMUFD:
+      *op = kBind;
+      return Vfio(d, arg, MINSZ(u::vfio_device_bind_iommufd, out_devid), Bind);
     case u::VFIO_DEVICE_ATTACH_IOMMUFD_PT:
       *op = kAttach;
       return Vfio(d, arg, MINSZ(u::vfio_device_attach_iommufd_pt, pt_id), Attach);
     case u::VFIO_DEVICE_DETACH_IOMMUFD_PT:
       *op = kDetach;
       return Vfio(d, arg, MINSZ(u::vfio_device_detach_iommufd_pt, flags), Detach);
-    case u::VFIO_DEVICE_GET_INFO: *op = kGetInfo; return Vfio(d, arg, MINSZ(u::vfio_device_info, num_irqs), GetInfo);
-    case u::VFIO_DEVICE_GET_REGION_INFO: *op = kRegionInfo; return Vfio(d, arg, MINSZ(u::vfio_region_info, offset), RegionInfo);
-    case u::VFIO_DEVICE_GET_IRQ_INFO: *op = kIrqInfo; return Vfio(d, arg, MINSZ(u::vfio_irq_info, count), IrqInfo);
-    case u::VFIO_DEVICE_SET_IRQS: *op = kSetIrqs; return SetIrqs(d, arg);
-    case u::VFIO_DEVICE_RESET: *op = kReset; return 0;
-    default: *op = kUnknown; return ENOTTY;
+    case u::VFIO_DEVICE_GET_INFO:
+      *op = kGetInfo;
+      return Vfio(d, arg, MINSZ(u::vfio_device_info, num_irqs), GetInfo);
+    case u::VFIO_DEVICE_GET_REGION_INFO:
+      *op = kRegionInfo;
+      return Vfio(d, arg, MINSZ(u::vfio_region_info, offset), RegionInfo);
+    case u::VFIO_DEVICE_GET_IRQ_INFO:
+      *op = kIrqInfo;
+      return Vfio(d, arg, MINSZ(u::vfio_irq_info, count), IrqInfo);
+    case u::VFIO_DEVICE_SET_IRQS:
+      *op = kSetIrqs;
+      return SetIrqs(d, arg);
+    case u::VFIO_DEVICE_RESET:
+      *op = kReset;
+      return 0;
+    default:
+      *op = kUnknown;
+      return ENOTTY;
   }
 }
 
@@ -951,7 +1039,8 @@ int IommuInfo(Container* c, void* arg) {
   // Capabilities after the struct: DMA available (12 bytes, padded to 16), then the IOVA ranges.
   const size_t avail_size = 16;
   const size_t nr = sizeof(fake::kIovaRanges) / sizeof(fake::kIovaRanges[0]);
-  const size_t ranges_size = sizeof(u::vfio_iommu_type1_info_cap_iova_range) + nr * sizeof(u::vfio_iova_range);
+  const size_t ranges_size =
+      sizeof(u::vfio_iommu_type1_info_cap_iova_range) + nr * sizeof(u::vfio_iova_range);
   const size_t caps_size = avail_size + ranges_size;
   if (info.argsz < sizeof(info) + caps_size) {
     info.argsz = static_cast<uint32_t>(sizeof(info) + caps_size);
@@ -964,7 +1053,8 @@ int IommuInfo(Container* c, void* arg) {
     avail.avail = c->dma_avail;
     std::memset(base + sizeof(info), 0, caps_size);
     std::memcpy(base + sizeof(info), &avail, sizeof(avail));
-    auto* ranges = reinterpret_cast<u::vfio_iommu_type1_info_cap_iova_range*>(base + sizeof(info) + avail_size);
+    auto* ranges =
+        reinterpret_cast<u::vfio_iommu_type1_info_cap_iova_range*>(base + sizeof(info) + avail_size);
     ranges->header.id = u::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE;
     ranges->header.version = 1;
     ranges->header.next = 0;
@@ -1015,11 +1105,15 @@ int UnmapDma(Container* c, u::vfio_iommu_type1_dma_unmap& cmd) {
 int ContainerIoctl(Container* c, unsigned long req, void* arg, Op* op, int* result) {
   *result = 0;
   switch (req) {
-    case u::VFIO_GET_API_VERSION: *op = kApiVersion; *result = u::VFIO_API_VERSION; return 0;
+    case u::VFIO_GET_API_VERSION:
+      *op = kApiVersion;
+      *result = u::VFIO_API_VERSION;
+      return 0;
     case u::VFIO_CHECK_EXTENSION: {
       *op = kCheckExtension;
       auto ext = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(arg));
-      *result = ext == u::VFIO_TYPE1_IOMMU || ext == u::VFIO_TYPE1v2_IOMMU || ext == u::VFIO_UNMAP_ALL ? 1 : 0;
+      *result =
+          ext == u::VFIO_TYPE1_IOMMU || ext == u::VFIO_TYPE1v2_IOMMU || ext == u::VFIO_UNMAP_ALL ? 1 : 0;
       return 0;
     }
     case u::VFIO_SET_IOMMU: {
@@ -1031,10 +1125,18 @@ int ContainerIoctl(Container* c, unsigned long req, void* arg, Op* op, int* resu
       c->iommu_type = type;
       return 0;
     }
-    case u::VFIO_IOMMU_GET_INFO: *op = kIommuInfo; return IommuInfo(c, arg);
-    case u::VFIO_IOMMU_MAP_DMA: *op = kMapDma; return Vfio(c, arg, MINSZ(u::vfio_iommu_type1_dma_map, size), MapDma);
-    case u::VFIO_IOMMU_UNMAP_DMA: *op = kUnmapDma; return Vfio(c, arg, MINSZ(u::vfio_iommu_type1_dma_unmap, size), UnmapDma);
-    default: *op = kUnknown; return ENOTTY;
+    case u::VFIO_IOMMU_GET_INFO:
+      *op = kIommuInfo;
+      return IommuInfo(c, arg);
+    case u::VFIO_IOMMU_MAP_DMA:
+      *op = kMapDma;
+      return Vfio(c, arg, MINSZ(u::vfio_iommu_type1_dma_map, size), MapDma);
+    case u::VFIO_IOMMU_UNMAP_DMA:
+      *op = kUnmapDma;
+      return Vfio(c, arg, MINSZ(u::vfio_iommu_type1_dma_unmap, size), UnmapDma);
+    default:
+      *op = kUnknown;
+      return ENOTTY;
   }
 }
 
@@ -1094,7 +1196,9 @@ int GroupIoctl(Group* g, unsigned long req, void* arg, Op* op, int* result) {
       *result = fd;
       return 0;
     }
-    default: *op = kUnknown; return ENOTTY;
+    default:
+      *op = kUnknown;
+      return ENOTTY;
   }
 }
 
@@ -1104,11 +1208,20 @@ int FakeIoctl(Obj* o, unsigned long req, void* arg, int* result) {
   int err;
   *result = 0;
   switch (o->kind) {
-    case kIommufd: err = IommufdIoctl(static_cast<Iommufd*>(o), req, arg, &op); break;
-    case kDevice: err = DeviceIoctl(static_cast<Device*>(o), req, arg, &op); break;
-    case kContainer: err = ContainerIoctl(static_cast<Container*>(o), req, arg, &op, result); break;
-    case kGroup: err = GroupIoctl(static_cast<Group*>(o), req, arg, &op, result); break;
-    default: err = ENOTTY;
+    case kIommufd:
+      err = IommufdIoctl(static_cast<Iommufd*>(o), req, arg, &op);
+      break;
+    case kDevice:
+      err = DeviceIoctl(static_cast<Device*>(o), req, arg, &op);
+      break;
+    case kContainer:
+      err = ContainerIoctl(static_cast<Container*>(o), req, arg, &op, result);
+      break;
+    case kGroup:
+      err = GroupIoctl(static_cast<Group*>(o), req, arg, &op, result);
+      break;
+    default:
+      err = ENOTTY;
   }
   stats.calls[op]++;
   if (err) stats.failures[op]++;
@@ -1155,7 +1268,8 @@ std::string StatsJson() {
          static_cast<unsigned long long>(stats.live_areas));
   bool first = true;
   ForEachVector([&](int fd, int index, uint32_t n, const Vector& v) {
-    Append(&s, "%s{\"device\":%d,\"index\":%d,\"vector\":%u,\"fd\":%d}", first ? "" : ",", fd, index, n, v.user_fd);
+    Append(&s, "%s{\"device\":%d,\"index\":%d,\"vector\":%u,\"fd\":%d}", first ? "" : ",", fd, index, n,
+           v.user_fd);
     first = false;
   });
   s.append("]}\n");

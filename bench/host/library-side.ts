@@ -98,7 +98,8 @@ function dmaMetrics(plan: Plan, space: AddressSpace): void {
 
   const others = Array.from({ length: LIVE_MAPPINGS }, () => DmaBuffer.allocate(PAGE_SIZE));
   const live = others.map((b) => space.map(b));
-  if (readStats().liveAreas !== LIVE_MAPPINGS) throw new Error(`map4k.live1000: the fake kernel holds ${readStats().liveAreas} mappings, expected ${LIVE_MAPPINGS}`);
+  if (readStats().liveAreas !== LIVE_MAPPINGS)
+    throw new Error(`map4k.live1000: the fake kernel holds ${readStats().liveAreas} mappings, expected ${LIVE_MAPPINGS}`);
   measure(plan, 'map4k.live1000', n, pair, () => {
     for (let i = 0; i < n; i++) space.map(buffer).unmap();
   });
@@ -119,25 +120,55 @@ function dmaMetrics(plan: Plan, space: AddressSpace): void {
 
 // One loop per access, each its own function so that every call site sees one method.
 const MMIO_LOOPS: Record<string, (r: Region, n: number) => number> = {
-  'mmio.read8': (r, n) => { let x = 0; for (let i = 0; i < n; i++) x ^= r.read8(READ_AT); return x; },
-  'mmio.read16': (r, n) => { let x = 0; for (let i = 0; i < n; i++) x ^= r.read16(READ_AT); return x; },
-  'mmio.read32': (r, n) => { let x = 0; for (let i = 0; i < n; i++) x ^= r.read32(READ_AT); return x; },
-  'mmio.read64': (r, n) => { let x = 0n; for (let i = 0; i < n; i++) x = r.read64(READ_AT); return Number(x & 1n); },
-  'mmio.write8': (r, n) => { for (let i = 0; i < n; i++) r.write8(WRITE_AT, 0x5a); return 0; },
-  'mmio.write16': (r, n) => { for (let i = 0; i < n; i++) r.write16(WRITE_AT, 0x5aa5); return 0; },
-  'mmio.write32': (r, n) => { for (let i = 0; i < n; i++) r.write32(WRITE_AT, 0x5aa5a55a); return 0; },
-  'mmio.write64': (r, n) => { for (let i = 0; i < n; i++) r.write64(WRITE_AT, 0x5aa5a55a5aa5a55an); return 0; },
+  'mmio.read8': (r, n) => {
+    let x = 0;
+    for (let i = 0; i < n; i++) x ^= r.read8(READ_AT);
+    return x;
+  },
+  'mmio.read16': (r, n) => {
+    let x = 0;
+    for (let i = 0; i < n; i++) x ^= r.read16(READ_AT);
+    return x;
+  },
+  'mmio.read32': (r, n) => {
+    let x = 0;
+    for (let i = 0; i < n; i++) x ^= r.read32(READ_AT);
+    return x;
+  },
+  'mmio.read64': (r, n) => {
+    let x = 0n;
+    for (let i = 0; i < n; i++) x = r.read64(READ_AT);
+    return Number(x & 1n);
+  },
+  'mmio.write8': (r, n) => {
+    for (let i = 0; i < n; i++) r.write8(WRITE_AT, 0x5a);
+    return 0;
+  },
+  'mmio.write16': (r, n) => {
+    for (let i = 0; i < n; i++) r.write16(WRITE_AT, 0x5aa5);
+    return 0;
+  },
+  'mmio.write32': (r, n) => {
+    for (let i = 0; i < n; i++) r.write32(WRITE_AT, 0x5aa5a55a);
+    return 0;
+  },
+  'mmio.write64': (r, n) => {
+    for (let i = 0; i < n; i++) r.write64(WRITE_AT, 0x5aa5a55a5aa5a55an);
+    return 0;
+  },
 };
 
 let sink = 0;
 
 function mmioMetrics(plan: Plan, bar: Region): void {
-  if (!bar.mapped) throw new Error('BAR0 is not mmap\'d: the Region would go through pread/pwrite');
+  if (!bar.mapped) throw new Error("BAR0 is not mmap'd: the Region would go through pread/pwrite");
   const ident = bar.read32(0);
   if (ident !== BAR0_IDENT) throw new Error(`BAR0 + 0 reads 0x${ident.toString(16)}, not the fake device's 0x${BAR0_IDENT.toString(16)}`);
   const n = plan.batch.mmio;
   for (const [id, loop] of Object.entries(MMIO_LOOPS)) {
-    measure(plan, id, n, { calls: {} }, () => { sink ^= loop(bar, n); });
+    measure(plan, id, n, { calls: {} }, () => {
+      sink ^= loop(bar, n);
+    });
   }
   const back = bar.read64(WRITE_AT);
   if (back !== 0x5aa5a55a5aa5a55an) throw new Error(`BAR0 + 0x${WRITE_AT.toString(16)} reads 0x${back.toString(16)} after the writes`);
@@ -194,7 +225,9 @@ async function irqMetrics(plan: Plan, vector: IrqVector): Promise<void> {
   const events = plan.batch.irqEvent;
   await measureAsync(plan, 'irq.event', { calls: {}, fires: events }, () => eventSample(vector, held.fd, events));
   const triggers = plan.batch.irqTrigger;
-  await measureAsync(plan, 'irq.trigger.p50', { calls: { VFIO_DEVICE_SET_IRQS: triggers }, signals: triggers }, () => triggerSample(vector, triggers));
+  await measureAsync(plan, 'irq.trigger.p50', { calls: { VFIO_DEVICE_SET_IRQS: triggers }, signals: triggers }, () =>
+    triggerSample(vector, triggers),
+  );
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -20,11 +20,13 @@ export interface HostMetric {
  */
 const MMIO_TARGETS = { read: { 8: 20, 16: 20, 32: 20, 64: 30 }, write: { 8: 5, 16: 5, 32: 5, 64: 10 } } as const;
 
-const mmio = (['read', 'write'] as const).flatMap((access) => ([8, 16, 32, 64] as const).map((bits): HostMetric => ({
-  id: `mmio.${access}${bits}`,
-  label: `Region.${access}${bits} of an mmap'd BAR`,
-  target: { overheadNs: MMIO_TARGETS[access][bits] },
-})));
+const mmio = (['read', 'write'] as const).flatMap((access) =>
+  ([8, 16, 32, 64] as const).map((bits): HostMetric => ({
+    id: `mmio.${access}${bits}`,
+    label: `Region.${access}${bits} of an mmap'd BAR`,
+    target: { overheadNs: MMIO_TARGETS[access][bits] },
+  })),
+);
 
 export const HOST_METRICS: readonly HostMetric[] = [
   { id: 'map4k', label: 'AddressSpace.map(4 KiB) + unmap', target: { overheadNs: 150 } },

@@ -41,7 +41,10 @@ const KEYS: Record<keyof Batches, string> = { map: 'map', link: 'link', mmio: 'm
 /** The plan as argv words: sysfs=... bdf=... samples=... warmup_ms=... map=... */
 export function planArgs(p: Plan): string[] {
   return [
-    `sysfs=${p.sysfs}`, `bdf=${p.bdf}`, `samples=${p.samples}`, `warmup_ms=${p.warmupMs}`,
+    `sysfs=${p.sysfs}`,
+    `bdf=${p.bdf}`,
+    `samples=${p.samples}`,
+    `warmup_ms=${p.warmupMs}`,
     ...Object.entries(KEYS).map(([k, word]) => `${word}=${p.batch[k as keyof Batches]}`),
   ];
 }
@@ -54,11 +57,13 @@ function positive(words: Map<string, string>, key: string): number {
 
 /** The inverse of planArgs. */
 export function parsePlan(argv: readonly string[]): Plan {
-  const words = new Map(argv.map((a) => {
-    const eq = a.indexOf('=');
-    if (eq < 1) throw new RangeError(`arguments are key=value words, not ${a}`);
-    return [a.slice(0, eq), a.slice(eq + 1)] as [string, string];
-  }));
+  const words = new Map(
+    argv.map((a) => {
+      const eq = a.indexOf('=');
+      if (eq < 1) throw new RangeError(`arguments are key=value words, not ${a}`);
+      return [a.slice(0, eq), a.slice(eq + 1)] as [string, string];
+    }),
+  );
   const text = (key: string): string => {
     const v = words.get(key);
     if (!v) throw new RangeError(`${key}= is missing`);

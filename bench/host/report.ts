@@ -60,14 +60,13 @@ function formatDelta(ns: number): string {
 /** The Markdown table (the console's and the README's). */
 export function table(rows: readonly HostRow[], metrics: readonly HostMetric[]): string {
   const label = new Map(metrics.map((m) => [m.id, m.label]));
-  const lines = [
-    '| metric | what | library | C | overhead | target | met | runs |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
-  ];
+  const lines = ['| metric | what | library | C | overhead | target | met | runs |', '| --- | --- | --- | --- | --- | --- | --- | --- |'];
   for (const r of rows) {
     const overhead = r.ratio === undefined ? formatDelta(r.overheadNs) : `${formatDelta(r.overheadNs)} (${r.ratio.toFixed(2)}×)`;
     const target = r.targetRatio === undefined ? `≤ ${formatNs(r.targetNs)}` : `≤ ${r.targetRatio.toFixed(2)}× C`;
-    lines.push(`| ${r.id} | ${label.get(r.id) ?? ''} | ${formatNs(r.libraryNs)} | ${formatNs(r.cNs)} | ${overhead} | ${target} | ${r.met ? 'yes' : 'no'} | ${r.runs} |`);
+    lines.push(
+      `| ${r.id} | ${label.get(r.id) ?? ''} | ${formatNs(r.libraryNs)} | ${formatNs(r.cNs)} | ${overhead} | ${target} | ${r.met ? 'yes' : 'no'} | ${r.runs} |`,
+    );
   }
   return lines.join('\n');
 }

@@ -49,14 +49,19 @@ function parse(argv: string[]): Options {
   return o;
 }
 
-const log = (line: string): void => { process.stderr.write(`${line}\n`); };
+const log = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
 
 type Side = 'library' | 'c';
 
 /** Runs one side once under the fake kernel: its samples by metric id. */
 function runSide(side: Side, command: string[], env: NodeJS.ProcessEnv): Map<string, number[]> {
   const r = spawnSync(command[0], command.slice(1), { env, encoding: 'utf8', maxBuffer: 16 << 20, timeout: 120_000 });
-  const lines = (r.stdout ?? '').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as { id?: string; ns?: number[]; done?: boolean });
+  const lines = (r.stdout ?? '')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as { id?: string; ns?: number[]; done?: boolean });
   if (r.status !== 0 || !lines.some((l) => l.done)) {
     const why = r.error?.message ?? (r.stderr.trim() || `exit status ${r.status}, signal ${r.signal}`);
     throw new Error(`the ${side} side failed: ${why}`);
@@ -81,7 +86,10 @@ function main(argv: string[]): void {
   const samples = new Map(HOST_METRICS.map((m) => [m.id, { library: [] as number[], c: [] as number[] }]));
   try {
     const plan: Plan = {
-      sysfs: sysfs.root, bdf: FAKE_DEVICE.bdf, samples: 9, warmupMs: 250,
+      sysfs: sysfs.root,
+      bdf: FAKE_DEVICE.bdf,
+      samples: 9,
+      warmupMs: 250,
       batch: { map: 2000, link: 4, mmio: 50_000, irqEvent: 5000, irqTrigger: 1000 },
     };
     const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: shim, FAKE_KERNEL_SYSCALL: o.syscall ? '1' : '0' };
@@ -108,8 +116,13 @@ function main(argv: string[]): void {
   const report: HostReport = {
     metrics: HOST_METRICS.map((m) => toRow(m, samples.get(m.id)!.library, samples.get(m.id)!.c)),
     machine: {
-      cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, kernel: os.release(), node: process.version,
-      compiler: firstLine('c++', ['--version']), date: new Date().toISOString().slice(0, 10), rounds: o.rounds,
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      kernel: os.release(),
+      node: process.version,
+      compiler: firstLine('c++', ['--version']),
+      date: new Date().toISOString().slice(0, 10),
+      rounds: o.rounds,
       fakeKernelSyscall: o.syscall,
     },
   };
@@ -117,9 +130,11 @@ function main(argv: string[]): void {
   fs.writeFileSync(o.out, toJson(report));
   const m = report.machine;
   const seconds = Math.round((Date.now() - started) / 1000);
-  process.stdout.write(`${table(report.metrics, HOST_METRICS)}\n\n${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, Node ${m.node}, ${m.date}; ` +
-    `medians of ${o.rounds} interleaved rounds${o.syscall ? ', every faked ioctl also a real system call' : ''}; ${seconds} s; ` +
-    `written to ${path.relative(process.cwd(), o.out)}\n`);
+  process.stdout.write(
+    `${table(report.metrics, HOST_METRICS)}\n\n${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, Node ${m.node}, ${m.date}; ` +
+      `medians of ${o.rounds} interleaved rounds${o.syscall ? ', every faked ioctl also a real system call' : ''}; ${seconds} s; ` +
+      `written to ${path.relative(process.cwd(), o.out)}\n`,
+  );
 }
 
 try {

@@ -37,7 +37,10 @@ describe('host lane: the fake kernel', function () {
   after(() => sysfs?.remove());
 
   it('opens iommufd (auto) and type1 address spaces and the device through it', () => {
-    assert.deepEqual(result.backends.map((b) => b.kind), ['iommufd', 'type1']);
+    assert.deepEqual(
+      result.backends.map((b) => b.kind),
+      ['iommufd', 'type1'],
+    );
     for (const b of result.backends) assert.deepEqual(b.ranges, ['0-fedfffff', 'fef00000-ffffffffffff']);
   });
 
