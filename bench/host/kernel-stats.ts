@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 
+/** Opening it returns the counters as JSON; it exists only while the shim is preloaded. */
 export const STATS_PATH = '/dev/fake-kernel/stats';
 const FIRE_PATH = '/dev/fake-kernel/fire';
 
@@ -20,6 +21,7 @@ export interface HeldEventfd {
   fd: number;
 }
 
+/** The fake kernel's counters since the process started. */
 export interface KernelStats {
   /** Whether each faked ioctl also made a real system call (FAKE_KERNEL_SYSCALL=1). */
   syscall: boolean;

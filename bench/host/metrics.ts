@@ -4,6 +4,7 @@
  * irq.event's, which bounds the ratio of CPU time per event.
  */
 
+/** One row of the host lane. */
 export interface HostMetric {
   /** Unique, as it appears in bench/results/host.json. */
   id: string;
@@ -28,6 +29,7 @@ const mmio = (['read', 'write'] as const).flatMap((access) =>
   })),
 );
 
+/** Every metric, in the order both sides measure them and the table lists them. */
 export const HOST_METRICS: readonly HostMetric[] = [
   { id: 'map4k', label: 'AddressSpace.map(4 KiB) + unmap', target: { overheadNs: 150 } },
   { id: 'map4k.live1000', label: 'the same, 1,000 other mappings live', target: { overheadNs: 300 } },

@@ -19,6 +19,7 @@ export interface Batches {
   irqTrigger: number;
 }
 
+/** One side's round: where the fake device is, how many samples, how long to warm up, how many operations per sample. */
 export interface Plan {
   /** Root of the fake sysfs tree. */
   sysfs: string;

@@ -24,6 +24,7 @@ export interface HostRow {
   targetRatio?: number;
 }
 
+/** bench/results/host.json: the rows, and the machine and conditions of the run. */
 export interface HostReport {
   metrics: HostRow[];
   machine: Record<string, string | number | boolean>;

@@ -31,6 +31,7 @@ export interface SmokeBackend {
   configDevice: number;
 }
 
+/** Everything smoke.js prints: each backend's walk, and the interrupt. */
 export interface SmokeResult {
   backends: SmokeBackend[];
   /** The count an MSI-X vector's wait() resolved with after trigger(). */
