@@ -7,7 +7,11 @@
 //  - open/open64/openat/openat64 (and glibc's _2 fortify variants) of
 //    /dev/iommu, /dev/vfio/vfio, /dev/vfio/N and /dev/vfio/devices/vfioN
 //    return a real fd (a memfd: close, fstat, mmap all work) and remember
-//    what it stands for; access/faccessat say those paths exist.
+//    what it stands for; access/faccessat say those paths exist. (What is
+//    reached in practice: the addon, built with _FILE_OFFSET_BITS=64, calls
+//    open64, ioctl, mmap64, pread64/pwrite64 and close; Node's fs.openSync
+//    goes through libuv to open64 and fs.existsSync to access. The other
+//    variants are there for other builds.)
 //  - ioctl on those fds runs the ioctl here: IOMMU_IOAS_ALLOC, IOVA_RANGES
 //    (EMSGSIZE with the count when the array is short), ALLOW_IOVAS, MAP,
 //    MAP_FILE, COPY, UNMAP (the kernel's rules: EEXIST on overlap, ENOENT
