@@ -1,15 +1,14 @@
 /**
  * The README's examples, run as a user would run them: each compiled file of
- * dist/examples/readme/ in its own Node process in the guest, importing the
- * package by its name ('node-vfio', resolved through NODE_PATH to this
- * checkout), and judged by its exit status and what it prints (RUNS in
+ * dist/examples/readme/ in its own Node process in the guest
+ * (`node dist/examples/readme/NAME.js`), importing the package by its name
+ * (Node resolves 'node-vfio' inside the package through its "exports"), and
+ * judged by its exit status and what it prints (RUNS in
  * test/support/readme-examples.ts). Every example opens the devices itself,
  * so they run one after another.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { PROJECT_ROOT } from '../../vm/paths';
 import { KERNEL } from '../support/guest';
@@ -46,17 +45,6 @@ function matchInOrder(lines: string[], patterns: RegExp[]): string | undefined {
 }
 
 describe(`README examples, run in the guest [${KERNEL} kernel]`, () => {
-  let env: NodeJS.ProcessEnv;
-  let linkDir: string;
-  before(() => {
-    // node_modules/node-vfio -> this checkout, on NODE_PATH: `require('node-vfio')` finds the package as an installed one.
-    linkDir = fs.mkdtempSync(path.join(os.tmpdir(), 'readme-examples-'));
-    fs.mkdirSync(path.join(linkDir, 'node_modules'));
-    fs.symlinkSync(PROJECT_ROOT, path.join(linkDir, 'node_modules', 'node-vfio'));
-    env = { ...process.env, NODE_PATH: path.join(linkDir, 'node_modules') };
-  });
-  after(() => fs.rmSync(linkDir, { recursive: true, force: true }));
-
   it('matches its own line checker: in order, other lines between', () => {
     assert.equal(matchInOrder(['a', 'x', 'b'], [/^a$/, /^b$/]), undefined);
     assert.match(matchInOrder(['b', 'a'], [/^a$/, /^b$/]) ?? '', /no line matches \/\^b\$\//);
@@ -68,7 +56,7 @@ describe(`README examples, run in the guest [${KERNEL} kernel]`, () => {
     it(`${file}: exits 0 and prints ${run.prints.map(String).join(', ')}`, async function () {
       this.timeout(180_000);
       const js = path.join(COMPILED_DIR, file.replace(/\.ts$/, '.js'));
-      const exit = await runNode(js, env, 150_000);
+      const exit = await runNode(js, process.env, 150_000);
       const transcript = `--- stdout\n${exit.stdout}--- stderr\n${exit.stderr}`;
       assert.equal(exit.signal, null, `${file} was killed (${exit.signal}): it ran past 150 s\n${transcript}`);
       assert.equal(exit.status, 0, `${file} exited with status ${exit.status}\n${transcript}`);
