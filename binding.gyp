@@ -8,6 +8,8 @@
         "native/memory.cc",
         "native/file.cc",
         "native/pin_table.cc",
+        "native/dma_core.cc",
+        "native/fast_path.cc",
         "native/fragment.cc",
         "native/iommufd.cc",
         "native/container.cc",

@@ -8,8 +8,11 @@
 #include "group.h"
 #include "iommufd.h"
 #include "memory.h"
+#include "memory_table.h"
 
 namespace nvfio {
+
+AddonData::AddonData() : memories(std::make_shared<MemoryTable>()) {}
 
 namespace {
 

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -52,9 +53,15 @@ inline int Ioctl(int fd, unsigned long request, void* arg) {
   return r;
 }
 
-// Per-environment state: the error class handed over by JavaScript and the
-// constructors of the native classes (needed to unwrap arguments safely).
+class MemoryTable;
+
+// Per-environment state: the error class handed over by JavaScript, the
+// constructors of the native classes (needed to unwrap arguments safely),
+// and the handles of this environment's memory (shared: a NativeMemory
+// finalized after the environment's data still finds its table).
 struct AddonData {
+  AddonData();
+  std::shared_ptr<MemoryTable> memories;
   Napi::FunctionReference error_class;
   Napi::FunctionReference memory_ctor;
   Napi::FunctionReference file_ctor;

@@ -20,6 +20,7 @@ Napi::Function Container::Init(Napi::Env env) {
                          InstanceMethod<&Container::MapList>("mapList"),
                          InstanceMethod<&Container::UnmapDma>("unmapDma"),
                          InstanceMethod<&Container::PinCount>("pinCount"),
+                         InstanceMethod<&Container::FastPath>("fastPath"),
                          InstanceAccessor<&Container::FdGetter>("fd"),
                          InstanceMethod<&Container::Close>("close"),
                      });
@@ -28,21 +29,23 @@ Napi::Function Container::Init(Napi::Env env) {
 // new Container(path = '/dev/vfio/vfio')
 Container::Container(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Container>(info) {
   std::string path = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "/dev/vfio/vfio";
-  fd_.Reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-  if (!fd_.Valid()) ThrowErrno(info.Env(), errno, "open", path);
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.Valid()) ThrowErrno(info.Env(), errno, "open", path);
+  core_ = std::make_shared<DmaCore>(DmaCore::Kind::kType1, std::move(fd));
 }
 
-Container::~Container() {
-  fd_.Reset();
-  pins_.Clear();
-}
+// The fd closes when the last holder of the core lets go: this object, or a hot-path function.
+Container::~Container() = default;
 
-int Container::Fd(Napi::Env env) const {
-  if (!fd_.Valid()) ThrowClosed(env, kClassName);
-  return fd_.Get();
-}
+int Container::Fd(Napi::Env env) const { return core_->Fd(env, kClassName); }
 
-Napi::Value Container::FdGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.Get()); }
+Napi::Value Container::FdGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_->RawFd()); }
+
+// fastPath() -> the hot-path functions of this container (see fast_path.cc).
+Napi::Value Container::FastPath(const Napi::CallbackInfo& info) {
+  Fd(info.Env());
+  return NewFastPath(info.Env(), core_, 0);
+}
 
 Napi::Value Container::ApiVersion(const Napi::CallbackInfo& info) {
   int v = Ioctl(Fd(info.Env()), u::VFIO_GET_API_VERSION, nullptr);
@@ -106,26 +109,23 @@ void Container::MapOne(Napi::Env env, const Fragment& f, uint64_t iova, uint32_t
   cmd.iova = iova;
   cmd.size = f.length;
   if (Ioctl(Fd(env), u::VFIO_IOMMU_MAP_DMA, &cmd) < 0) ThrowErrno(env, errno, "ioctl(VFIO_IOMMU_MAP_DMA)");
-  pins_.Add(0, iova, f.length, f.memory);
 }
 
 void Container::UnmapQuiet(uint64_t iova, uint64_t length) {
-  u::vfio_iommu_type1_dma_unmap cmd{};
-  cmd.argsz = sizeof(cmd);
-  cmd.iova = iova;
-  cmd.size = length;
-  if (Ioctl(fd_.Get(), u::VFIO_IOMMU_UNMAP_DMA, &cmd) == 0) pins_.Remove(0, iova, length);
+  uint64_t done;
+  core_->Unmap(0, iova, length, &done);
 }
 
-// mapDma(source, offset, length, iova, flags): type1 always needs the IOVA.
+// mapDma(source, offset, length, iova, flags) -> pin id: type1 always needs the IOVA.
 Napi::Value Container::MapDma(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fragment f = ReadFragment(env, info[0], ToU64(info[1], "offset"), ToU64(info[2], "length"), false);
-  MapOne(env, f, ToU64(info[3], "iova"), ToU32(info[4], "flags"));
-  return env.Undefined();
+  uint64_t iova = ToU64(info[3], "iova");
+  MapOne(env, f, iova, ToU32(info[4], "flags"));
+  return Napi::Number::New(env, core_->pins.Add(0, iova, f.length, f.memory));
 }
 
-// mapList(iova, fragments, flags) -> bytes mapped; on failure nothing stays mapped.
+// mapList(iova, fragments, flags) -> pin id; on failure nothing stays mapped.
 Napi::Value Container::MapList(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t iova = ToU64(info[0], "iova");
@@ -135,7 +135,7 @@ Napi::Value Container::MapList(const Napi::CallbackInfo& info) {
   MapConsecutive(
       frags, iova, [&](const Fragment& f, uint64_t at) { MapOne(env, f, at, flags); },
       [&](uint64_t at, uint64_t len) { UnmapQuiet(at, len); });
-  return FromU64(env, total);
+  return Napi::Number::New(env, PinList(core_->pins, 0, iova, total, frags));
 }
 
 // unmapDma(iova, length, flags) -> bytes unmapped.
@@ -149,20 +149,19 @@ Napi::Value Container::UnmapDma(const Napi::CallbackInfo& info) {
   const uint64_t length = cmd.size;
   if (Ioctl(Fd(env), u::VFIO_IOMMU_UNMAP_DMA, &cmd) < 0) ThrowErrno(env, errno, "ioctl(VFIO_IOMMU_UNMAP_DMA)");
   if (cmd.flags & u::VFIO_DMA_UNMAP_FLAG_ALL) {
-    pins_.Clear();
+    core_->pins.Clear();
   } else {
-    pins_.Remove(0, cmd.iova, length);
+    core_->pins.RemoveRange(0, cmd.iova, length);
   }
   return FromU64(env, cmd.size);
 }
 
 Napi::Value Container::PinCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(pins_.Size()));
+  return Napi::Number::New(info.Env(), static_cast<double>(core_->pins.Size()));
 }
 
 Napi::Value Container::Close(const Napi::CallbackInfo& info) {
-  fd_.Reset();
-  pins_.Clear();
+  core_->Close();
   return info.Env().Undefined();
 }
 

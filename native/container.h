@@ -4,8 +4,8 @@
 #define NVFIO_CONTAINER_H
 
 #include "common.h"
+#include "dma_core.h"
 #include "fragment.h"
-#include "pin_table.h"
 
 namespace nvfio {
 
@@ -27,14 +27,15 @@ class Container : public Napi::ObjectWrap<Container> {
   Napi::Value MapList(const Napi::CallbackInfo& info);
   Napi::Value UnmapDma(const Napi::CallbackInfo& info);
   Napi::Value PinCount(const Napi::CallbackInfo& info);
+  Napi::Value FastPath(const Napi::CallbackInfo& info);
   Napi::Value FdGetter(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   void MapOne(Napi::Env env, const Fragment& f, uint64_t iova, uint32_t flags);
   void UnmapQuiet(uint64_t iova, uint64_t length);
 
-  UniqueFd fd_;
-  PinTable pins_;
+  // The fd and the pins, shared with the hot-path functions (fastPath()).
+  DmaCoreRef core_;
 };
 
 }  // namespace nvfio

@@ -24,6 +24,16 @@ Fragment ReadFragment(Napi::Env env, const Napi::Value& source, uint64_t offset,
   return f;
 }
 
+uint32_t PinList(PinTable& pins, uint32_t space, uint64_t iova, uint64_t total, const std::vector<Fragment>& frags) {
+  std::vector<MappingRef> held;
+  for (const Fragment& f : frags) {
+    if (f.memory && (held.empty() || held.back() != f.memory)) held.push_back(f.memory);
+  }
+  MappingRef first = held.empty() ? nullptr : held.front();
+  if (!held.empty()) held.erase(held.begin());
+  return pins.Add(space, iova, total, std::move(first), std::move(held));
+}
+
 std::vector<Fragment> ReadFragmentList(Napi::Env env, const Napi::Value& value, uint64_t iova, uint64_t* total) {
   const char* shape = "fragments must be { sources: array, ranges: BigUint64Array of (offset, length) pairs, asFile: Uint8Array }";
   if (!value.IsObject()) ThrowType(env, shape);

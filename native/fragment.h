@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "memory.h"
+#include "pin_table.h"
 
 namespace nvfio {
 
@@ -24,6 +25,9 @@ Fragment ReadFragment(Napi::Env env, const Napi::Value& source, uint64_t offset,
 // { sources, ranges: BigUint64Array of (offset, length) pairs, asFile: Uint8Array }, one entry per
 // fragment (one native call per fragment to read it); checks the total fits after `iova`.
 std::vector<Fragment> ReadFragmentList(Napi::Env env, const Napi::Value& list, uint64_t iova, uint64_t* total);
+
+// Records the memory of a list mapped at [iova, iova + total) as one pin; returns its id.
+uint32_t PinList(PinTable& pins, uint32_t space, uint64_t iova, uint64_t total, const std::vector<Fragment>& frags);
 
 // Maps each fragment at consecutive IOVAs from `iova` with map(fragment, iova);
 // if one throws, calls unmap(iova, bytes) for those mapped before it and rethrows.

@@ -24,6 +24,7 @@ Napi::Function Iommufd::Init(Napi::Env env) {
                          InstanceMethod<&Iommufd::Unmap>("unmap"),
                          InstanceMethod<&Iommufd::Option>("option"),
                          InstanceMethod<&Iommufd::PinCount>("pinCount"),
+                         InstanceMethod<&Iommufd::FastPath>("fastPath"),
                          InstanceAccessor<&Iommufd::FdGetter>("fd"),
                          InstanceMethod<&Iommufd::Close>("close"),
                      });
@@ -32,22 +33,24 @@ Napi::Function Iommufd::Init(Napi::Env env) {
 // new Iommufd(path = '/dev/iommu')
 Iommufd::Iommufd(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Iommufd>(info) {
   std::string path = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "/dev/iommu";
-  fd_.Reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-  if (!fd_.Valid()) ThrowErrno(info.Env(), errno, "open", path);
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.Valid()) ThrowErrno(info.Env(), errno, "open", path);
+  core_ = std::make_shared<DmaCore>(DmaCore::Kind::kIommufd, std::move(fd));
 }
 
-Iommufd::~Iommufd() {
-  // Closing the fd destroys every IOAS (once no device is bound), then the pins go.
-  fd_.Reset();
-  pins_.Clear();
-}
+// The fd closes (destroying every IOAS once no device is bound) when the last
+// holder of the core lets go: this object, or a hot-path function still alive.
+Iommufd::~Iommufd() = default;
 
-int Iommufd::Fd(Napi::Env env) const {
-  if (!fd_.Valid()) ThrowClosed(env, kClassName);
-  return fd_.Get();
-}
+int Iommufd::Fd(Napi::Env env) const { return core_->Fd(env, kClassName); }
 
-Napi::Value Iommufd::FdGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.Get()); }
+Napi::Value Iommufd::FdGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_->RawFd()); }
+
+// fastPath(ioas) -> the hot-path functions of one IOAS (see fast_path.cc).
+Napi::Value Iommufd::FastPath(const Napi::CallbackInfo& info) {
+  Fd(info.Env());
+  return NewFastPath(info.Env(), core_, ToU32(info[0], "ioas"));
+}
 
 Napi::Value Iommufd::IoasAlloc(const Napi::CallbackInfo& info) {
   u::iommu_ioas_alloc cmd{};
@@ -63,7 +66,7 @@ Napi::Value Iommufd::Destroy(const Napi::CallbackInfo& info) {
   cmd.size = sizeof(cmd);
   cmd.id = id;
   if (Ioctl(Fd(info.Env()), u::IOMMU_DESTROY, &cmd) < 0) ThrowErrno(info.Env(), errno, "ioctl(IOMMU_DESTROY)");
-  pins_.RemoveSpace(id);
+  core_->pins.RemoveSpace(id);
   return info.Env().Undefined();
 }
 
@@ -133,8 +136,8 @@ Napi::Value Iommufd::AllowIovas(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-uint64_t Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, bool fixed, uint64_t iova, uint32_t flags) {
-  flags = (flags & ~u::IOMMU_IOAS_MAP_FIXED_IOVA) | (fixed ? uint32_t{u::IOMMU_IOAS_MAP_FIXED_IOVA} : 0u);
+void Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t iova, uint32_t flags) {
+  flags |= u::IOMMU_IOAS_MAP_FIXED_IOVA;
   if (f.file_fd >= 0) {
     u::iommu_ioas_map_file cmd{};
     cmd.size = sizeof(cmd);
@@ -145,8 +148,7 @@ uint64_t Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, bool f
     cmd.length = f.length;
     cmd.iova = iova;
     if (Ioctl(Fd(env), u::IOMMU_IOAS_MAP_FILE, &cmd) < 0) ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_MAP_FILE)");
-    pins_.Add(ioas, cmd.iova, f.length, f.memory);
-    return cmd.iova;
+    return;
   }
   u::iommu_ioas_map cmd{};
   cmd.size = sizeof(cmd);
@@ -156,32 +158,26 @@ uint64_t Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, bool f
   cmd.length = f.length;
   cmd.iova = iova;
   if (Ioctl(Fd(env), u::IOMMU_IOAS_MAP, &cmd) < 0) ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_MAP)");
-  pins_.Add(ioas, cmd.iova, f.length, f.memory);
-  return cmd.iova;
 }
 
 void Iommufd::UnmapQuiet(uint32_t ioas, uint64_t iova, uint64_t length) {
-  u::iommu_ioas_unmap cmd{};
-  cmd.size = sizeof(cmd);
-  cmd.ioas_id = ioas;
-  cmd.iova = iova;
-  cmd.length = length;
-  if (Ioctl(fd_.Get(), u::IOMMU_IOAS_UNMAP, &cmd) == 0) pins_.Remove(ioas, iova, length);
+  uint64_t done;
+  core_->Unmap(ioas, iova, length, &done);
 }
 
-// map(ioas, source, offset, length, iova | null, flags, asFile) -> iova.
+// map(ioas, source, offset, length, iova, flags, asFile) -> pin id (for the hot path's unmap()).
 // With asFile a memfd-backed NativeMemory goes through IOMMU_IOAS_MAP_FILE.
 Napi::Value Iommufd::Map(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t ioas = ToU32(info[0], "ioas");
   Fragment f = ReadFragment(env, info[1], ToU64(info[2], "offset"), ToU64(info[3], "length"), info[6].ToBoolean());
-  bool fixed = !info[4].IsNull() && !info[4].IsUndefined();
-  uint64_t iova = fixed ? ToU64(info[4], "iova") : 0;
-  return FromU64(env, MapOne(env, ioas, f, fixed, iova, ToU32(info[5], "flags")));
+  uint64_t iova = ToU64(info[4], "iova");
+  MapOne(env, ioas, f, iova, ToU32(info[5], "flags"));
+  return Napi::Number::New(env, core_->pins.Add(ioas, iova, f.length, f.memory));
 }
 
-// mapList(ioas, iova, fragments, flags) -> bytes mapped: the whole list in
-// one call, at consecutive IOVAs; on failure nothing stays mapped.
+// mapList(ioas, iova, fragments, flags) -> pin id: the whole list in one
+// call, at consecutive IOVAs; on failure nothing stays mapped.
 Napi::Value Iommufd::MapList(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t ioas = ToU32(info[0], "ioas");
@@ -190,12 +186,12 @@ Napi::Value Iommufd::MapList(const Napi::CallbackInfo& info) {
   std::vector<Fragment> frags = ReadFragmentList(env, info[2], iova, &total);
   uint32_t flags = ToU32(info[3], "flags");
   MapConsecutive(
-      frags, iova, [&](const Fragment& f, uint64_t at) { MapOne(env, ioas, f, true, at, flags); },
+      frags, iova, [&](const Fragment& f, uint64_t at) { MapOne(env, ioas, f, at, flags); },
       [&](uint64_t at, uint64_t len) { UnmapQuiet(ioas, at, len); });
-  return FromU64(env, total);
+  return Napi::Number::New(env, PinList(core_->pins, ioas, iova, total, frags));
 }
 
-// copy(dstIoas, srcIoas, srcIova, length, dstIova | null, flags) -> dst IOVA.
+// copy(dstIoas, srcIoas, srcIova, length, dstIova, flags) -> pin id of the copy.
 Napi::Value Iommufd::Copy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   u::iommu_ioas_copy cmd{};
@@ -204,17 +200,14 @@ Napi::Value Iommufd::Copy(const Napi::CallbackInfo& info) {
   cmd.src_ioas_id = ToU32(info[1], "srcIoas");
   cmd.src_iova = ToU64(info[2], "srcIova");
   cmd.length = ToU64(info[3], "length");
-  bool fixed = !info[4].IsNull() && !info[4].IsUndefined();
-  cmd.dst_iova = fixed ? ToU64(info[4], "dstIova") : 0;
-  cmd.flags = (ToU32(info[5], "flags") & ~u::IOMMU_IOAS_MAP_FIXED_IOVA) | (fixed ? uint32_t{u::IOMMU_IOAS_MAP_FIXED_IOVA} : 0u);
+  cmd.dst_iova = ToU64(info[4], "dstIova");
+  cmd.flags = ToU32(info[5], "flags") | u::IOMMU_IOAS_MAP_FIXED_IOVA;
   if (Ioctl(Fd(env), u::IOMMU_IOAS_COPY, &cmd) < 0) ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_COPY)");
   // The copy shares the source's pages: it keeps the same memory alive.
-  for (auto& [src_iova, pin] : pins_.Overlapping(cmd.src_ioas_id, cmd.src_iova, cmd.length)) {
-    uint64_t begin = std::max(src_iova, cmd.src_iova);
-    uint64_t end = std::min(src_iova + pin.length, cmd.src_iova + cmd.length);
-    pins_.Add(cmd.dst_ioas_id, cmd.dst_iova + (begin - cmd.src_iova), end - begin, pin.memory);
-  }
-  return FromU64(env, cmd.dst_iova);
+  std::vector<MappingRef> held = core_->pins.Overlapping(cmd.src_ioas_id, cmd.src_iova, cmd.length);
+  MappingRef first = held.empty() ? nullptr : held.front();
+  if (!held.empty()) held.erase(held.begin());
+  return Napi::Number::New(env, core_->pins.Add(cmd.dst_ioas_id, cmd.dst_iova, cmd.length, std::move(first), std::move(held)));
 }
 
 // unmap(ioas, iova, length) -> bytes unmapped. The range must cover whole mappings.
@@ -227,7 +220,7 @@ Napi::Value Iommufd::Unmap(const Napi::CallbackInfo& info) {
   cmd.length = ToU64(info[2], "length");
   const uint64_t length = cmd.length;
   if (Ioctl(Fd(env), u::IOMMU_IOAS_UNMAP, &cmd) < 0) ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_UNMAP)");
-  pins_.Remove(cmd.ioas_id, cmd.iova, length);
+  core_->pins.RemoveRange(cmd.ioas_id, cmd.iova, length);
   return FromU64(env, cmd.length);
 }
 
@@ -246,12 +239,11 @@ Napi::Value Iommufd::Option(const Napi::CallbackInfo& info) {
 
 // How many IOVA ranges this object keeps memory alive for (for tests).
 Napi::Value Iommufd::PinCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(pins_.Size()));
+  return Napi::Number::New(info.Env(), static_cast<double>(core_->pins.Size()));
 }
 
 Napi::Value Iommufd::Close(const Napi::CallbackInfo& info) {
-  fd_.Reset();
-  pins_.Clear();
+  core_->Close();
   return info.Env().Undefined();
 }
 

@@ -4,8 +4,8 @@
 #define NVFIO_IOMMUFD_H
 
 #include "common.h"
+#include "dma_core.h"
 #include "fragment.h"
-#include "pin_table.h"
 
 namespace nvfio {
 
@@ -29,15 +29,16 @@ class Iommufd : public Napi::ObjectWrap<Iommufd> {
   Napi::Value Unmap(const Napi::CallbackInfo& info);
   Napi::Value Option(const Napi::CallbackInfo& info);
   Napi::Value PinCount(const Napi::CallbackInfo& info);
+  Napi::Value FastPath(const Napi::CallbackInfo& info);
   Napi::Value FdGetter(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
-  // One fragment: user memory (IOMMU_IOAS_MAP) or a file (IOMMU_IOAS_MAP_FILE). Returns the IOVA.
-  uint64_t MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, bool fixed, uint64_t iova, uint32_t flags);
+  // One fragment: user memory (IOMMU_IOAS_MAP) or a file (IOMMU_IOAS_MAP_FILE), at a fixed IOVA.
+  void MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t iova, uint32_t flags);
   void UnmapQuiet(uint32_t ioas, uint64_t iova, uint64_t length);
 
-  UniqueFd fd_;
-  PinTable pins_;
+  // The fd and the pins, shared with the hot-path functions (fastPath()).
+  DmaCoreRef core_;
 };
 
 }  // namespace nvfio

@@ -61,6 +61,7 @@ Napi::Function Memory::Init(Napi::Env env) {
                          InstanceAccessor<&Memory::KindGetter>("kind"),
                          InstanceAccessor<&Memory::FdGetter>("fd"),
                          InstanceAccessor<&Memory::Closed>("closed"),
+                         InstanceAccessor<&Memory::HandleGetter>("handle"),
                          InstanceMethod<&Memory::Read<uint8_t>>("read8"),
                          InstanceMethod<&Memory::Read<uint16_t>>("read16"),
                          InstanceMethod<&Memory::Read<uint32_t>>("read32"),
@@ -78,11 +79,19 @@ Memory::Memory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Memory>(info) 
   if (info.Length() != 1 || !info[0].IsExternal()) ThrowType(info.Env(), "use NativeMemory.allocate() or Device.mmap()");
   mapping_ = *info[0].As<Napi::External<MappingRef>>().Data();
   info.This().As<Napi::Object>().TypeTag(&kTypeTag);
+  table_ = Data(info.Env()).memories;
+  handle_ = table_->Add(mapping_);
 }
 
 Memory::~Memory() {
   // Finalizer: the ArrayBuffer, if still alive, holds its own reference.
+  if (mapping_) table_->Remove(handle_);
   mapping_.reset();
+}
+
+// The handle: a number naming this memory in the hot paths until it is closed or collected.
+Napi::Value Memory::HandleGetter(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(handle_));
 }
 
 Napi::Object Memory::Wrap(Napi::Env env, MappingRef mapping) {
@@ -187,6 +196,7 @@ void Memory::Release(Napi::Env env) {
     array_buffer_.Reset();
     holder_.reset();
   }
+  if (mapping_) table_->Remove(handle_);
   mapping_.reset();
 }
 

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "common.h"
+#include "memory_table.h"
 
 namespace nvfio {
 
@@ -67,6 +68,7 @@ class Memory : public Napi::ObjectWrap<Memory> {
   Napi::Value KindGetter(const Napi::CallbackInfo& info);
   Napi::Value FdGetter(const Napi::CallbackInfo& info);
   Napi::Value Closed(const Napi::CallbackInfo& info);
+  Napi::Value HandleGetter(const Napi::CallbackInfo& info);
   template <typename T>
   Napi::Value Read(const Napi::CallbackInfo& info);
   template <typename T>
@@ -75,6 +77,9 @@ class Memory : public Napi::ObjectWrap<Memory> {
   void Release(Napi::Env env);
 
   MappingRef mapping_;
+  // This memory's number in its environment's MemoryTable (the hot paths take it).
+  std::shared_ptr<MemoryTable> table_;
+  uint64_t handle_ = 0;
   // The ArrayBuffer over the mapping and the reference its finalizer holds.
   // When close() detaches the ArrayBuffer itself, that reference is dropped
   // at once (nothing in JavaScript can reach the memory any more); if the

@@ -2,32 +2,73 @@
 
 namespace nvfio {
 
-void PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef memory) {
-  pins_[{space, iova}] = Pin{length, std::move(memory)};
+uint32_t PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first, std::vector<MappingRef> more) {
+  uint32_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  Slot& s = slots_[index];
+  s.pin.space = space;
+  s.pin.iova = iova;
+  s.pin.length = length;
+  s.pin.first = std::move(first);
+  s.pin.more = std::move(more);
+  s.used = true;
+  live_++;
+  return (s.generation << kIndexBits) | index;
 }
 
-void PinTable::Remove(uint32_t space, uint64_t iova, uint64_t length) {
+void PinTable::Drop(uint32_t index) {
+  Slot& s = slots_[index];
+  s.pin.first.reset();
+  s.pin.more.clear();
+  s.pin.more.shrink_to_fit();
+  s.used = false;
+  s.generation = (s.generation + 1) & ((1u << (31 - kIndexBits)) - 1);
+  free_.push_back(index);
+  live_--;
+}
+
+bool PinTable::Remove(uint32_t id) {
+  uint32_t index = id & kIndexMask;
+  if (index >= slots_.size()) return false;
+  const Slot& s = slots_[index];
+  if (!s.used || s.generation != (id >> kIndexBits)) return false;
+  Drop(index);
+  return true;
+}
+
+void PinTable::RemoveRange(uint32_t space, uint64_t iova, uint64_t length) {
   const uint64_t last = iova + (length - 1);
-  for (auto it = pins_.lower_bound({space, iova}); it != pins_.end() && it->first.first == space;) {
-    uint64_t pin_last = it->first.second + (it->second.length - 1);
-    if (it->first.second > last) break;
-    it = pin_last <= last ? pins_.erase(it) : std::next(it);
+  for (uint32_t i = 0; i < slots_.size(); i++) {
+    const Slot& s = slots_[i];
+    if (s.used && s.pin.space == space && s.pin.iova >= iova && s.pin.iova + (s.pin.length - 1) <= last) Drop(i);
   }
 }
 
 void PinTable::RemoveSpace(uint32_t space) {
-  pins_.erase(pins_.lower_bound({space, 0}), pins_.upper_bound({space, UINT64_MAX}));
+  for (uint32_t i = 0; i < slots_.size(); i++) {
+    if (slots_[i].used && slots_[i].pin.space == space) Drop(i);
+  }
 }
 
-std::vector<std::pair<uint64_t, PinTable::Pin>> PinTable::Overlapping(uint32_t space, uint64_t iova,
-                                                                      uint64_t length) const {
-  std::vector<std::pair<uint64_t, Pin>> out;
+void PinTable::Clear() {
+  for (uint32_t i = 0; i < slots_.size(); i++) {
+    if (slots_[i].used) Drop(i);
+  }
+}
+
+std::vector<MappingRef> PinTable::Overlapping(uint32_t space, uint64_t iova, uint64_t length) const {
+  std::vector<MappingRef> out;
   const uint64_t last = iova + (length - 1);
-  auto it = pins_.upper_bound({space, iova});
-  if (it != pins_.begin() && std::prev(it)->first.first == space) --it;
-  for (; it != pins_.end() && it->first.first == space && it->first.second <= last; ++it) {
-    uint64_t pin_last = it->first.second + (it->second.length - 1);
-    if (pin_last >= iova) out.emplace_back(it->first.second, it->second);
+  for (const Slot& s : slots_) {
+    if (!s.used || s.pin.space != space || s.pin.iova > last || s.pin.iova + (s.pin.length - 1) < iova) continue;
+    if (s.pin.first) out.push_back(s.pin.first);
+    out.insert(out.end(), s.pin.more.begin(), s.pin.more.end());
   }
   return out;
 }

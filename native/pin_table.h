@@ -1,11 +1,14 @@
-// What keeps mapped memory alive: for each IOVA range an address space has
-// mapped, a reference to the memory behind it. Kept by each native address
-// space (iommufd IOAS, type1 container) next to the kernel's own mappings.
+// What keeps mapped memory alive: for each mapping an address space made
+// (one buffer, or a whole linked list), a record of its IOVA range and of
+// the memory behind it. Records live in slots found by id, so adding and
+// dropping one is O(1) with no allocation for a single buffer; the rare
+// range queries (an unmap that covers several mappings, IOMMU_IOAS_COPY,
+// destroying an IOAS) scan the slots. Kept by each native address space
+// (iommufd IOAS, type1 container) next to the kernel's own mappings.
 #ifndef NVFIO_PIN_TABLE_H
 #define NVFIO_PIN_TABLE_H
 
 #include <cstdint>
-#include <map>
 #include <utility>
 #include <vector>
 
@@ -15,23 +18,41 @@ namespace nvfio {
 
 class PinTable {
  public:
-  struct Pin {
-    uint64_t length;
-    MappingRef memory;  // null for mappings whose backing the kernel holds (a dma-buf)
-  };
-  using Key = std::pair<uint32_t, uint64_t>;  // (IOAS id or 0, IOVA)
+  // Ids are (generation << kIndexBits) | index, below 2^31.
+  static constexpr int kIndexBits = 20;
+  static constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
 
-  void Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef memory);
-  // Drops the pins lying wholly inside [iova, iova + length): what the kernel just unmapped.
-  void Remove(uint32_t space, uint64_t iova, uint64_t length);
+  struct Pin {
+    uint32_t space = 0;  // IOAS id, or 0 under type1
+    uint64_t iova = 0;
+    uint64_t length = 0;
+    MappingRef first;               // null for mappings whose backing the kernel holds (a dma-buf)
+    std::vector<MappingRef> more;   // the rest of a list's memory
+  };
+
+  // Records a mapping of [iova, iova + length) in `space`; returns its id.
+  uint32_t Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first, std::vector<MappingRef> more = {});
+  // Drops the record `id`; false when there is none (already dropped, or never made).
+  bool Remove(uint32_t id);
+  // Drops the records lying wholly inside [iova, iova + length): what the kernel just unmapped.
+  void RemoveRange(uint32_t space, uint64_t iova, uint64_t length);
   void RemoveSpace(uint32_t space);
-  void Clear() { pins_.clear(); }
-  // The pins overlapping [iova, iova + length), for IOMMU_IOAS_COPY.
-  std::vector<std::pair<uint64_t, Pin>> Overlapping(uint32_t space, uint64_t iova, uint64_t length) const;
-  size_t Size() const { return pins_.size(); }
+  void Clear();
+  // The memory of the records overlapping [iova, iova + length), for IOMMU_IOAS_COPY.
+  std::vector<MappingRef> Overlapping(uint32_t space, uint64_t iova, uint64_t length) const;
+  size_t Size() const { return live_; }
 
  private:
-  std::map<Key, Pin> pins_;
+  struct Slot {
+    Pin pin;
+    uint32_t generation = 0;
+    bool used = false;
+  };
+  void Drop(uint32_t index);
+
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_;
+  size_t live_ = 0;
 };
 
 }  // namespace nvfio
