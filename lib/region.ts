@@ -58,6 +58,38 @@ export function regionInfo(raw: RegionInfoRaw): RegionInfo {
 
 type Width = 1 | 2 | 4 | 8;
 
+// Zero-length views: every typed-array access through them is out of
+// bounds, so the accessors take their slow path (pread/pwrite, or the error
+// of a closed region). An unmapped or closed region holds these.
+const NO_U8 = new Uint8Array(0);
+const NO_U16 = new Uint16Array(0);
+const NO_U32 = new Uint32Array(0);
+const NO_U64 = new BigUint64Array(0);
+
+/**
+ * Bytes of a region that its typed-array views cover: offsets are turned
+ * into indexes with `>>>`, which works on 32 bits (and a typed array has
+ * 2^32 elements at most). Offsets past 4 GiB take the slow path: one native
+ * load or store per access, just as exact, about 150 ns.
+ */
+const VIEW_BYTES = 2 ** 32;
+
+/**
+ * The index of `offset` in a view of `2^shift`-byte elements when `offset`
+ * is a number that is a multiple of the width in 0..2^32, else -1. Small
+ * enough that the optimizer inlines it with `shift` a constant.
+ */
+function elementIndex(offset: unknown, shift: number): number {
+  if (typeof offset !== 'number') return -1;
+  const i = offset >>> shift;
+  return i * (1 << shift) === offset ? i : -1;
+}
+
+/** Whether `value` is an integer in 0..max (max at most 2^32 - 1), without calling any valueOf. */
+function fits(value: unknown, max: number): boolean {
+  return typeof value === 'number' && value >>> 0 === value && value <= max;
+}
+
 /**
  * Register access to a device region (a BAR, config space, the ROM):
  * 8/16/32/64-bit accesses, naturally aligned and little-endian; 64-bit
@@ -71,6 +103,24 @@ type Width = 1 | 2 | 4 | 8;
 export class Region implements Disposable {
   private memory?: NativeMemory;
   private closed = false;
+  // The fast path: typed-array views over the mmap's ArrayBuffer (the
+  // Memory above holds the mapping for as long as they exist); how many of
+  // their elements a write may reach (the view's length, 0 when the mapping
+  // is read-only: a store there would crash the process); and `sink`, which
+  // every value read goes into. A read needs no bound of its own: a view
+  // gives `undefined` out of bounds. A typed-array load whose value is never
+  // used is dropped by V8's optimizing compiler; a register read must happen
+  // even when the caller ignores its value (read-to-clear registers), and
+  // the sink is a use of it that costs a field update.
+  private u8 = NO_U8;
+  private u16 = NO_U16;
+  private u32 = NO_U32;
+  private u64 = NO_U64;
+  private w8 = 0;
+  private w16 = 0;
+  private w32 = 0;
+  private w64 = 0;
+  private sink = 0;
 
   /** @internal */
   constructor(
@@ -81,7 +131,36 @@ export class Region implements Disposable {
   ) {
     const whole = !info.sparseAreas || info.msixMappable ||
       (info.sparseAreas.length === 1 && info.sparseAreas[0].offset === 0n && info.sparseAreas[0].size === info.size);
-    if (mmap && info.mappable && whole && info.size > 0n) this.memory = device.mmap(info.offset, info.size, info.writable);
+    if (mmap && info.mappable && whole && info.size > 0n) {
+      this.memory = device.mmap(info.offset, info.size, info.writable);
+      this.setViews(this.memory.arrayBuffer());
+    }
+  }
+
+  /** Views over the first 4 GiB of `buffer`, or none (`undefined`: zero-length views). */
+  private setViews(buffer?: ArrayBuffer): void {
+    const bytes = buffer ? Math.min(buffer.byteLength, VIEW_BYTES) : 0;
+    this.u8 = buffer ? new Uint8Array(buffer, 0, bytes) : NO_U8;
+    this.u16 = buffer ? new Uint16Array(buffer, 0, Math.floor(bytes / 2)) : NO_U16;
+    this.u32 = buffer ? new Uint32Array(buffer, 0, Math.floor(bytes / 4)) : NO_U32;
+    this.u64 = buffer ? new BigUint64Array(buffer, 0, Math.floor(bytes / 8)) : NO_U64;
+    const writable = this.info.writable ? 1 : 0;
+    this.w8 = this.u8.length * writable;
+    this.w16 = this.u16.length * writable;
+    this.w32 = this.u32.length * writable;
+    this.w64 = this.u64.length * writable;
+  }
+
+  /** `v`, after it went into the sink (see the fields): the load that produced it stays. */
+  private keep(v: number): number {
+    this.sink ^= v;
+    return v;
+  }
+
+  /** `v`, after a use that keeps the load that produced it (see the fields). */
+  private keep64(v: bigint): bigint {
+    if (v === 0n) this.sink ^= 1;
+    return v;
   }
 
   /** The region index (a BAR number, or a {@link PciRegion}). */
@@ -144,7 +223,8 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read8(offset: number | bigint): number {
-    return this.readNumber(offset, 1);
+    const v = this.u8[elementIndex(offset, 0)];
+    return v === undefined ? this.readNumber(offset, 1) : this.keep(v);
   }
   /**
    * Reads the 16-bit register at `offset`: one 16-bit load from the mmap,
@@ -156,7 +236,8 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read16(offset: number | bigint): number {
-    return this.readNumber(offset, 2);
+    const v = this.u16[elementIndex(offset, 1)];
+    return v === undefined ? this.readNumber(offset, 2) : this.keep(v);
   }
   /**
    * Reads the 32-bit register at `offset`: one 32-bit load from the mmap,
@@ -168,7 +249,8 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read32(offset: number | bigint): number {
-    return this.readNumber(offset, 4);
+    const v = this.u32[elementIndex(offset, 2)];
+    return v === undefined ? this.readNumber(offset, 4) : this.keep(v);
   }
   /**
    * Reads the 64-bit register at `offset`: one 64-bit load from the mmap,
@@ -180,6 +262,12 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read64(offset: number | bigint): bigint {
+    const v = this.u64[elementIndex(offset, 3)];
+    return v === undefined ? this.readBigInt(offset) : this.keep64(v);
+  }
+
+  /** read64's slow path: a bigint offset, one past the views, a bad one, a closed or unmapped region. */
+  private readBigInt(offset: number | bigint): bigint {
     this.check();
     const off = this.offsetOf(offset, 8);
     if (this.memory) return this.memory.read64(off);
@@ -196,7 +284,9 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
    */
   write8(offset: number | bigint, value: number): void {
-    this.writeNumber(offset, 1, value);
+    const i = elementIndex(offset, 0);
+    if (i >= 0 && i < this.w8 && fits(value, 0xff)) this.u8[i] = value;
+    else this.writeNumber(offset, 1, value);
   }
   /**
    * Writes the 16-bit register at `offset`: one 16-bit store to the mmap,
@@ -209,7 +299,9 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
    */
   write16(offset: number | bigint, value: number): void {
-    this.writeNumber(offset, 2, value);
+    const i = elementIndex(offset, 1);
+    if (i >= 0 && i < this.w16 && fits(value, 0xffff)) this.u16[i] = value;
+    else this.writeNumber(offset, 2, value);
   }
   /**
    * Writes the 32-bit register at `offset`: one 32-bit store to the mmap,
@@ -222,7 +314,9 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
    */
   write32(offset: number | bigint, value: number): void {
-    this.writeNumber(offset, 4, value);
+    const i = elementIndex(offset, 2);
+    if (i >= 0 && i < this.w32 && fits(value, 0xffffffff)) this.u32[i] = value;
+    else this.writeNumber(offset, 4, value);
   }
   /**
    * Writes the 64-bit register at `offset`: one 64-bit store to the mmap,
@@ -235,10 +329,17 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
    */
   write64(offset: number | bigint, value: bigint): void {
+    const i = elementIndex(offset, 3);
+    if (i >= 0 && i < this.w64 && typeof value === 'bigint' && BigInt.asUintN(64, value) === value) this.u64[i] = value;
+    else this.writeBigInt(offset, value);
+  }
+
+  /** write64's slow path: the cases of readBigInt, a read-only mapping, a value that is not a bigint in 0..2^64-1. */
+  private writeBigInt(offset: number | bigint, value: bigint): void {
     this.check();
     const off = this.offsetOf(offset, 8);
     const v = toBigInt(value, 'value');
-    if (this.memory) return this.memory.write64(off, v);
+    if (this.memory && this.info.writable) return this.memory.write64(off, v);
     const dv = this.io(8);
     dv.setBigUint64(0, v, true);
     this.pwrite(off, dv);
@@ -257,10 +358,11 @@ export class Region implements Disposable {
   private writeNumber(offset: number | bigint, width: 1 | 2 | 4, value: number): void {
     this.check();
     const off = this.offsetOf(offset, width);
+    if (typeof value !== 'number') throw new TypeError(`value must be a number, not ${value === null ? 'null' : typeof value}`);
     if (!Number.isInteger(value) || value < 0 || value >= 2 ** (8 * width)) {
       throw new RangeError(`value ${value} does not fit in ${8 * width} bits`);
     }
-    if (this.memory) {
+    if (this.memory && this.info.writable) {
       if (width === 1) this.memory.write8(off, value);
       else if (width === 2) this.memory.write16(off, value);
       else this.memory.write32(off, value);
@@ -325,6 +427,7 @@ export class Region implements Disposable {
    * Idempotent.
    */
   close(): void {
+    this.setViews(undefined);
     this.memory?.close();
     this.memory = undefined;
     this.closed = true;
