@@ -177,17 +177,16 @@ async function runUnbind(bdf: string, dryRun: boolean, ctx: CliContext): Promise
 
 function resultText(r: BindResult): string {
   const name = (d: string | null | undefined): string => (d === undefined ? 'whichever driver the kernel picks' : d ?? 'no driver');
+  const remembered = r.previousDriver === null ? 'that it had no driver' : name(r.previousDriver);
   const lines = r.writes.map((w) => `  ${shellLine(w)}`);
+  const note = r.note ? [r.note] : [];
+  if (r.writes.length === 0) return `${r.bdf}: ${r.note}`;
   if (r.dryRun) {
-    const head = `dry run, nothing written: ${r.action} ${r.bdf} (now ${name(r.from)}) would write:`;
-    const remember = r.action === 'bind' && r.writes.length > 0 ? [`and remember ${name(r.previousDriver)} in ${r.recordFile}`] : [];
-    return [head, ...lines, ...remember, ...(r.note ? [r.note] : [])].join('\n');
+    const remember = r.action === 'bind' ? [`and remember ${remembered} in ${r.recordFile}`] : [];
+    return [`dry run, nothing written: ${r.action} ${r.bdf} (now ${name(r.from)}) would write:`, ...lines, ...remember, ...note].join('\n');
   }
-  const head = `${r.bdf}: ${name(r.from)} -> ${name(r.to)}`;
-  const tail = r.action === 'bind' && r.writes.length > 0
-    ? [`remembered ${name(r.previousDriver)} in ${r.recordFile}: node-vfio unbind ${r.bdf} gives it back`]
-    : [];
-  return [head, ...lines, ...(r.note ? [r.note] : []), ...tail].join('\n');
+  const tail = r.action === 'bind' ? [`remembered ${remembered} in ${r.recordFile}: node-vfio unbind ${r.bdf} gives it back`] : [];
+  return [`${r.bdf}: ${name(r.from)} -> ${name(r.to)}`, ...lines, ...note, ...tail].join('\n');
 }
 
 function bindCommandOf(action: 'bind' | 'unbind', run: typeof runBind, summary: string, description: string): Command {

@@ -57,7 +57,8 @@ function flagList(pairs: [boolean, string][]): string {
 }
 
 function vfioText(v: VfioView): string {
-  const regions = formatTable(['REGION', 'SIZE', 'OFFSET', 'FLAGS', 'SPARSE MMAP'], v.regions.map((r) => [
+  const empty = v.regions.filter((r) => r.size === 0).map((r) => r.name);
+  const regions = formatTable(['REGION', 'SIZE', 'OFFSET', 'FLAGS', 'SPARSE MMAP'], v.regions.filter((r) => r.size > 0).map((r) => [
     r.name, formatBytes(r.size), r.offset, flagList([[r.read, 'read'], [r.write, 'write'], [r.mmap, 'mmap']]),
     r.sparseAreas ? r.sparseAreas.map((a) => `${hexWidth(a.offset, 1)}+${formatBytes(a.size)}`).join(' ') || 'none' : '-',
   ]));
@@ -66,7 +67,7 @@ function vfioText(v: VfioView): string {
   ]));
   return [
     `VFIO (opened through ${v.backend}): device flags ${hexWidth(v.flags, 1)}, ${v.reset ? 'can reset' : 'no reset'}`,
-    indent(regions), '', indent(irqs), '',
+    indent(regions), ...(empty.length > 0 ? [`  empty: ${empty.join(', ')}`] : []), '', indent(irqs), '',
     `  dma-buf export: ${v.dmaBuf.supported ? 'yes' : `no: ${v.dmaBuf.reason}`}`,
   ].join('\n');
 }

@@ -29,8 +29,8 @@ export function usage(): string {
     '',
     'Every command takes --help; list, info, bind, unbind and doctor take --json.',
     'Exit status: 0 done, 1 failed (doctor: a check failed), 2 a mistake on the command line.',
-    `Paths, for tests on a fake tree: ${Object.values(PATH_VARIABLES).join(', ')}`,
-    'move /sys, /dev, /proc, /boot and /run/node-vfio.',
+    'For tests on a fake tree, these variables move /sys, /dev, /proc, /boot and /run/node-vfio:',
+    `  ${Object.values(PATH_VARIABLES).join(' ')}`,
   ].join('\n');
 }
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { README } from '../support/readme-examples';
 import { formatOptions, oneOf, OptionSpecs, parseCommandArgs, UsageError } from '../../cli/args';
-import { COMMANDS } from '../../cli/run';
+import { COMMANDS, usage } from '../../cli/run';
 import { parseVmArgs } from '../../cli/vm-args';
 import { FAKE, FakeHost, standardHost } from './cli-fake-host';
 
@@ -108,6 +110,13 @@ describe('node-vfio: help and exit status', () => {
       assert.match(r.stderr, message, argv.join(' '));
       assert.equal(r.stdout, '', argv.join(' '));
     }
+  });
+  it('README shows the --help text as it is', () => {
+    const text = fs.readFileSync(README, 'utf8');
+    const at = text.indexOf('<!-- node-vfio --help -->\n```text\n');
+    assert.ok(at >= 0, 'README has the marked --help block');
+    const start = text.indexOf('\n', text.indexOf('```text', at)) + 1;
+    assert.equal(text.slice(start, text.indexOf('```', start)), `${usage()}\n`);
   });
   it('prints the usage on stderr and exits 2 with no command', async () => {
     const r = await h.run();
