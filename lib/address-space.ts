@@ -6,17 +6,20 @@
  * into it), and closing children before the parent.
  */
 import * as fs from 'node:fs';
-import { EventEmitter } from 'node:events';
 import { VfioPciDevice } from './device';
+import { DmaMapping, MappingOwner } from './dma-mapping';
 import { VfioStateError } from './errors';
 import { Access, BackendKind, FlatFragments, IommuBackend } from './iommu/backend';
 import { IommufdBackend, IommufdContext } from './iommu/iommufd';
 import { Type1Backend } from './iommu/type1';
-import { IovaAllocator, IovaRange, IOVA_SPACE_END } from './iova-allocator';
+import { IovaAllocator, IovaRange, IOVA_FAST_END, IOVA_SPACE_END } from './iova-allocator';
 import { DmaBuffer, PAGE_SIZE } from './memory';
 import { PhysList, CpuFragment } from './phys-list';
 import { readPciDevice } from './sysfs';
-import { checkAligned, checkRangeFits, hex, toBigInt } from './validate';
+import { checkRangeFits, hex, toBigInt } from './validate';
+
+export { DmaMapping } from './dma-mapping';
+export type { DmaMappingEvent } from './dma-mapping';
 
 /**
  * Which IOMMU backend {@link AddressSpace.open} uses: `'iommufd'` (an IOAS in
@@ -92,82 +95,36 @@ function access(a?: Partial<Access>): Access {
   return { ...DEFAULT_ACCESS, ...a };
 }
 
+/** The page size as a number, for the hot paths' arithmetic. */
+const PAGE = Number(PAGE_SIZE);
+
 /**
- * A live IOMMU mapping: `length` bytes of memory (or peer BAR) reachable by
- * the address space's devices from IOVA `iova`. Made by
- * {@link AddressSpace.map}, {@link AddressSpace.mapPhysList},
- * {@link AddressSpace.copyFrom} and {@link IovaWindow.link}.
- *
- * Lifetime: the mapping holds what it maps (`holds`), natively as well as in
- * JavaScript, so memory a device can reach is never freed: closing a
- * {@link DmaBuffer} that is still mapped only detaches its ArrayBuffer, and
- * the pages are released when the last mapping of them is unmapped.
- *
- * Events: `'unmapped'` once it leaves the IOMMU (by {@link DmaMapping.unmap},
- * a covering {@link AddressSpace.unmapRange}, or the address space closing);
- * `'revoked'` when the kernel revoked the peer memory behind it (see
- * {@link DmaMapping.revoked}).
+ * A size, offset, alignment or limit as a number, from a number or a bigint;
+ * TypeError/RangeError naming it otherwise. Values from 2^53 up are clipped
+ * to 2^53 when `clip` (a limit: the allocator never goes past 2^53 anyway).
  */
-export class DmaMapping extends EventEmitter implements Disposable {
-  private unmapped = false;
-  /**
-   * True once the memory behind it was revoked: an iommufd P2P mapping whose
-   * exporting device was reset or stopped decoding its BARs. iommufd removed
-   * the IOMMU entries for good, so device accesses fault; unmap it and link
-   * the list again (the {@link P2PProvider} exports fresh dma-bufs).
-   */
-  revoked = false;
-
-  /** @internal */
-  constructor(
-    private readonly owner: { release(m: DmaMapping, inKernel: boolean): void },
-    /** The first mapped byte's IOVA. */
-    readonly iova: bigint,
-    /** Bytes mapped from `iova`. */
-    readonly length: bigint,
-    /** What the device reaches through it (DmaBuffers, dma-bufs, BAR mmaps): kept referenced while mapped. */
-    readonly holds: readonly object[],
-    /** @internal the page-aligned IOVA range the kernel maps */
-    readonly pages: { iova: bigint; length: bigint },
-  ) {
-    super();
+function num(value: unknown, name: string, clip = false): number {
+  if (typeof value === 'number') {
+    if (Number.isSafeInteger(value) && value >= 0) return value;
+    if (clip && value === IOVA_FAST_END) return value;
+    throw new RangeError(`${name} must be a non-negative safe integer, got ${value}`);
   }
+  const big = toBigInt(value, name);
+  if (big <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(big);
+  if (clip) return IOVA_FAST_END;
+  throw new RangeError(`${name} (${hex(big)}) is past 2^53, beyond any IOVA this library hands out`);
+}
 
-  /**
-   * Whether the mapping is still in the IOMMU: false after {@link DmaMapping.unmap},
-   * after an {@link AddressSpace.unmapRange} that covered it, and once the address
-   * space closed.
-   */
-  get active(): boolean {
-    return !this.unmapped;
-  }
+/** `value` must be a multiple of the page size. */
+function pageAligned(value: number, name: string): void {
+  if (value % PAGE !== 0) throw new RangeError(`${name} (${hex(value)}) must be aligned to ${hex(PAGE)}`);
+}
 
-  /**
-   * Removes the mapping from the IOMMU, gives its IOVAs back (to the
-   * allocator, or to the {@link IovaWindow} it was linked into), lets go of
-   * what it held, and emits `'unmapped'`. Idempotent; after the address space
-   * closed it only does the bookkeeping.
-   *
-   * @throws {@link VfioError} when the kernel refuses the unmap
-   * (syscall `ioctl(IOMMU_IOAS_UNMAP)` or `ioctl(VFIO_IOMMU_UNMAP_DMA)`).
-   */
-  unmap(): void {
-    if (this.unmapped) return;
-    this.owner.release(this, true);
-    this.unmapped = true;
-  }
-
-  /** @internal the kernel already unmapped it (a covering unmapRange, a closing address space) */
-  forget(): void {
-    if (this.unmapped) return;
-    this.owner.release(this, false);
-    this.unmapped = true;
-  }
-
-  /** {@link DmaMapping.unmap}, for `using`. */
-  [Symbol.dispose](): void {
-    this.unmap();
-  }
+/** The kAccess* bits of the native hot path: read 1, write 2. */
+function accessBits(a: Partial<Access> | undefined): number {
+  if (a === undefined) return 3;
+  const full = access(a);
+  return (full.read ? 1 : 0) | (full.write ? 2 : 0);
 }
 
 /**
@@ -181,6 +138,10 @@ export class DmaMapping extends EventEmitter implements Disposable {
 export class IovaWindow implements Disposable {
   private links = new Set<DmaMapping>();
   private released = false;
+  /** @internal the first IOVA as a number */
+  readonly start: number;
+  /** @internal bytes as a number */
+  readonly size: number;
 
   /** @internal */
   constructor(
@@ -189,7 +150,10 @@ export class IovaWindow implements Disposable {
     readonly iova: bigint,
     /** Bytes of IOVA space the window spans (a page multiple). */
     readonly length: bigint,
-  ) {}
+  ) {
+    this.start = Number(iova);
+    this.size = Number(length);
+  }
 
   /**
    * Maps every fragment of `list` at consecutive IOVAs from `iova + offset`
@@ -216,12 +180,14 @@ export class IovaWindow implements Disposable {
    */
   link(list: PhysList, offset: number | bigint = 0, options: { access?: Partial<Access> } = {}): DmaMapping {
     if (this.released) throw new VfioStateError('the IOVA window is released', 'ERR_VFIO_CLOSED');
-    const off = toBigInt(offset, 'offset');
-    checkAligned(off, PAGE_SIZE, 'offset');
-    if (off + list.span > this.length) {
-      throw new RangeError(`the list needs ${hex(list.span)} bytes of IOVA at ${hex(off)}, the window has ${hex(this.length)}`);
+    if (!(list instanceof PhysList)) throw new TypeError('list must be a PhysList');
+    const off = offset === 0 ? 0 : num(offset, 'offset');
+    pageAligned(off, 'offset');
+    const span = list.spanBytes;
+    if (off + span > this.size) {
+      throw new RangeError(`the list needs ${hex(span)} bytes of IOVA at ${hex(off)}, the window has ${hex(this.size)}`);
     }
-    const mapping = this.space.linkAt(this.iova + off, list, access(options.access), (m) => this.links.delete(m));
+    const mapping = this.space.linkAt(this.start + off, list, options.access, this.unlinked);
     this.links.add(mapping);
     return mapping;
   }
@@ -236,8 +202,13 @@ export class IovaWindow implements Disposable {
     if (this.released) return;
     this.released = true; // first: unlinking below may call back here
     for (const m of [...this.links]) m.unmap();
-    this.space.freeIova(this.iova, this.length, this);
+    this.space.freeIova(this.start, this.size, this);
   }
+
+  /** A linked mapping left the IOMMU. */
+  private readonly unlinked = (m: DmaMapping): void => {
+    this.links.delete(m);
+  };
 
   /** {@link IovaWindow.release}, for `using`. */
   [Symbol.dispose](): void {
@@ -267,9 +238,10 @@ export class IovaWindow implements Disposable {
  * // program the device with m.iova
  * ```
  */
-export class AddressSpace implements Disposable {
+export class AddressSpace implements Disposable, MappingOwner {
   private allocator?: IovaAllocator;
-  private mappings = new Set<DmaMapping>();
+  /** The newest live mapping: the head of their list (linked through the mappings themselves). */
+  private newest: DmaMapping | null = null;
   private windows = new Set<IovaWindow>();
   private devices = new Set<VfioPciDevice>();
   private closed = false;
@@ -394,18 +366,33 @@ export class AddressSpace implements Disposable {
     if (next < IOVA_SPACE_END) this.allocator.reserve(next, IOVA_SPACE_END - 1n);
   }
 
-  private allocate(length: bigint, o: AllocationOptions): bigint {
-    const align = o.align === undefined ? undefined : toBigInt(o.align, 'align');
-    const limit = o.limit === undefined ? undefined : toBigInt(o.limit, 'limit');
-    const at = o.iova === undefined ? undefined : toBigInt(o.iova, 'iova');
-    if (at !== undefined) checkRangeFits(at, length, 'iova');
-    return this.iovas().allocate(length, { align, limit, at });
+  /**
+   * IOVAs for `length` bytes (a page multiple): the allocator's O(1) number
+   * path for the common cases, its checking bigint path for an exact `iova`
+   * and to say why nothing fits.
+   */
+  private allocateIova(length: number, o: AllocationOptions | undefined): number {
+    const allocator = this.iovas();
+    if (o === undefined || (o.iova === undefined && o.align === undefined && o.limit === undefined)) {
+      const iova = allocator.allocFast(length, PAGE, IOVA_FAST_END);
+      return iova >= 0 ? iova : Number(allocator.allocate(BigInt(length)));
+    }
+    const align = o.align === undefined ? PAGE : num(o.align, 'align');
+    const limit = o.limit === undefined ? IOVA_FAST_END : num(o.limit, 'limit', true);
+    if (o.iova !== undefined) {
+      const at = num(o.iova, 'iova');
+      checkRangeFits(BigInt(at), BigInt(length), 'iova');
+      return Number(allocator.allocate(BigInt(length), { align: BigInt(align), limit: BigInt(limit), at: BigInt(at) }));
+    }
+    const iova = allocator.allocFast(length, align, limit);
+    // Nothing fits: the checking path throws IovaNoSpaceError with what there is.
+    return iova >= 0 ? iova : Number(allocator.allocate(BigInt(length), { align: BigInt(align), limit: BigInt(limit) }));
   }
 
   /** @internal a window gives its IOVAs back */
-  freeIova(iova: bigint, length: bigint, window?: IovaWindow): void {
+  freeIova(iova: number, length: number, window?: IovaWindow): void {
     if (window) this.windows.delete(window);
-    if (!this.closed) this.iovas().free(iova, length);
+    if (!this.closed) this.iovas().freeFast(iova, length);
   }
 
   /**
@@ -428,24 +415,38 @@ export class AddressSpace implements Disposable {
    * @throws {@link VfioError} from the map ioctl (`IOMMU_IOAS_MAP` or
    *   `VFIO_IOMMU_MAP_DMA`): ENOMEM when pinning exceeds RLIMIT_MEMLOCK.
    */
-  map(buffer: DmaBuffer, options: MapOptions = {}): DmaMapping {
+  map(buffer: DmaBuffer, options?: MapOptions): DmaMapping {
     if (!(buffer instanceof DmaBuffer)) throw new TypeError('buffer must be a DmaBuffer');
-    const offset = toBigInt(options.offset ?? 0, 'offset');
-    checkAligned(offset, PAGE_SIZE, 'offset');
-    const length = options.length === undefined ? buffer.length - offset : toBigInt(options.length, 'length');
-    if (length === 0n) throw new RangeError('length must not be 0');
-    checkAligned(length, PAGE_SIZE, 'length');
-    if (offset + length > buffer.length) throw new RangeError(`[${hex(offset)}, +${hex(length)}) is outside the ${buffer.length}-byte buffer`);
-    const backend = this.live();
+    const fast = this.live().fastPath();
+    let offset = 0;
+    let length = buffer.size;
+    let bits = 3;
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+      if (options.offset !== undefined) offset = num(options.offset, 'offset');
+      pageAligned(offset, 'offset');
+      length = options.length === undefined ? buffer.size - offset : num(options.length, 'length');
+      bits = accessBits(options.access);
+    }
+    if (length === 0) throw new RangeError('length must not be 0');
+    if (length < 0 || offset + length > buffer.size) throw new RangeError(`[${hex(offset)}, +${hex(length)}) is outside the ${buffer.size}-byte buffer`);
+    pageAligned(length, 'length');
     if (buffer.closed) throw new VfioStateError('DmaBuffer is closed', 'ERR_VFIO_CLOSED');
-    const iova = this.allocate(length, options);
+    const iova = this.allocateIova(length, options);
+    const args = fast.args;
+    args[0] = buffer.handle;
+    args[1] = offset;
+    args[2] = length;
+    args[3] = iova;
+    args[4] = bits;
+    let pin: number;
     try {
-      backend.map(buffer.native, offset, length, iova, access(options.access), false);
+      pin = fast.mapUser();
     } catch (err) {
-      this.iovas().free(iova, length);
+      this.allocator!.freeFast(iova, length);
       throw err;
     }
-    return this.track(new DmaMapping(this.releaser(true), iova, length, [buffer], { iova, length }));
+    return this.track(new DmaMapping(this, pin, iova, length, 0, length, true, buffer));
   }
 
   /**
@@ -460,11 +461,11 @@ export class AddressSpace implements Disposable {
    *   `ERR_VFIO_NO_DEVICE` under type1 before a device is opened.
    */
   reserve(length: number | bigint, options: AllocationOptions = {}): IovaWindow {
-    const len = toBigInt(length, 'length');
-    if (len === 0n) throw new RangeError('length must not be 0');
-    checkAligned(len, PAGE_SIZE, 'length');
+    const len = num(length, 'length');
+    if (len === 0) throw new RangeError('length must not be 0');
+    pageAligned(len, 'length');
     this.live();
-    const window = new IovaWindow(this, this.allocate(len, options), len);
+    const window = new IovaWindow(this, BigInt(this.allocateIova(len, options)), BigInt(len));
     this.windows.add(window);
     return window;
   }
@@ -482,7 +483,11 @@ export class AddressSpace implements Disposable {
     const window = this.reserve(list.span, options);
     try {
       const m = window.link(list, 0, options);
-      m.once('unmapped', () => window.release());
+      const unlinked = m.onUnmapped;
+      m.onUnmapped = (x) => {
+        unlinked?.(x);
+        window.release();
+      };
       return m;
     } catch (err) {
       window.release();
@@ -490,12 +495,37 @@ export class AddressSpace implements Disposable {
     }
   }
 
-  /** @internal step 2, for IovaWindow.link */
-  linkAt(iova: bigint, list: PhysList, acc: Access, onUnmap: (m: DmaMapping) => void): DmaMapping {
+  /** @internal step 2, for IovaWindow.link: maps `list` from `iova` (a page-aligned number) */
+  linkAt(iova: number, list: PhysList, acc: Partial<Access> | undefined, onUnmap: (m: DmaMapping) => void): DmaMapping {
     const backend = this.live();
     if (list.kind === 'encrypted') {
       throw new VfioStateError('encrypted memory cannot be mapped: userspace has no backing for it (no CC-capable memory source through VFIO yet)', 'ERR_VFIO_ENCRYPTED');
     }
+    let mapping: DmaMapping;
+    const packed = list.kind === 'cpu' ? list.packedCpu() : null;
+    if (packed !== null) {
+      // The hot path: the list's (handle, offset, length) triples, packed once per list, in one native call.
+      list.checkOpen();
+      const fast = backend.fastPath();
+      const args = fast.args;
+      args[0] = iova;
+      args[1] = accessBits(acc);
+      args[2] = list.fragments.length;
+      const pin = fast.link(packed);
+      mapping = new DmaMapping(this, pin, iova, list.spanBytes, list.headBytes, list.lengthBytes, false, list);
+    } else {
+      mapping = this.linkSlow(backend, iova, list, access(acc));
+    }
+    const own = mapping.onUnmapped;
+    mapping.onUnmapped = own === null ? onUnmap : (m) => {
+      own(m);
+      onUnmap(m);
+    };
+    return this.track(mapping);
+  }
+
+  /** Lists the hot path does not take: memfds mapped as files, and peer memory. */
+  private linkSlow(backend: IommuBackend, iova: number, list: PhysList, acc: Access): DmaMapping {
     const flat: FlatFragments = [];
     const holds: object[] = [];
     const head = list.headOffset;
@@ -521,37 +551,45 @@ export class AddressSpace implements Disposable {
         holds.push(s.source);
       }
     }
-    const span = list.span;
-    backend.mapList(iova, flat, acc);
-    const release = this.releaser(false, onUnmap);
-    const mapping = new DmaMapping(release, iova + head, list.length, holds, { iova, length: span });
+    const pin = backend.mapList(BigInt(iova), flat, acc);
+    const mapping = new DmaMapping(this, pin, iova, list.spanBytes, list.headBytes, list.lengthBytes, false, holds);
     if (list.kind === 'p2p' && backend.kind === 'iommufd') {
       const provider = list.provider!;
-      const onRevoke = (): void => {
-        mapping.revoked = true;
-        mapping.emit('revoked');
-      };
+      const onRevoke = (): void => mapping.revoke();
       provider.on('revoked', onRevoke);
-      mapping.once('unmapped', () => provider.off('revoked', onRevoke));
+      mapping.onUnmapped = () => provider.off('revoked', onRevoke);
     }
-    return this.track(mapping);
+    return mapping;
   }
 
+  /** Puts a new mapping at the head of the live list. */
   private track(m: DmaMapping): DmaMapping {
-    this.mappings.add(m);
+    const first = this.newest;
+    m.next = first;
+    if (first !== null) first.prev = m;
+    this.newest = m;
     return m;
   }
 
-  private releaser(freesIova: boolean, onUnmap?: (m: DmaMapping) => void): { release(m: DmaMapping, inKernel: boolean): void } {
-    return {
-      release: (m: DmaMapping, inKernel: boolean): void => {
-        if (inKernel && !this.closed) this.backend.unmap(m.pages.iova, m.pages.length);
-        this.mappings.delete(m);
-        if (freesIova && !this.closed) this.iovas().free(m.pages.iova, m.pages.length);
-        onUnmap?.(m);
-        m.emit('unmapped');
-      },
-    };
+  /** @internal a mapping leaves: unmaps it in the kernel (`inKernel`), unlinks it, frees its IOVAs */
+  release(m: DmaMapping, inKernel: boolean): void {
+    if (inKernel && !this.closed) {
+      const fast = this.backend.fastPath();
+      const args = fast.args;
+      args[0] = m.pin;
+      args[1] = m.pageIova;
+      args[2] = m.pageLength;
+      fast.unmap();
+    }
+    const prev = m.prev;
+    const next = m.next;
+    if (prev === null) this.newest = next;
+    else prev.next = next;
+    if (next !== null) next.prev = prev;
+    m.prev = null;
+    m.next = null;
+    if (m.ownsIova && !this.closed) this.allocator!.freeFast(m.pageIova, m.pageLength);
+    m.released();
   }
 
   /**
@@ -570,8 +608,12 @@ export class AddressSpace implements Disposable {
     const len = toBigInt(length, 'length');
     checkRangeFits(start, len, 'range');
     const done = this.live().unmap(start, len);
-    for (const m of [...this.mappings]) {
-      if (m.pages.iova >= start && m.pages.iova + m.pages.length <= start + len) m.forget();
+    const from = Number(start);
+    const to = Number(start + len);
+    for (let m = this.newest; m !== null; ) {
+      const next = m.next;
+      if (m.pageIova >= from && m.pageIova + m.pageLength <= to) m.forget();
+      m = next;
     }
     return done;
   }
@@ -597,20 +639,23 @@ export class AddressSpace implements Disposable {
       throw new VfioStateError('IOMMU_IOAS_COPY is an iommufd operation: both address spaces must be iommufd', 'ERR_VFIO_BACKEND');
     }
     if (!mapping.active) throw new VfioStateError('the source mapping is unmapped', 'ERR_VFIO_CLOSED');
-    const { length } = mapping.pages;
-    const iova = this.allocate(length, options);
+    const length = mapping.pageLength;
+    const iova = this.allocateIova(length, options);
+    let pin: number;
     try {
-      dst.copyFrom(source.backend, mapping.pages.iova, length, iova, access(options.access));
+      pin = dst.copyFrom(source.backend, BigInt(mapping.pageIova), BigInt(length), BigInt(iova), access(options.access));
     } catch (err) {
-      this.iovas().free(iova, length);
+      this.iovas().freeFast(iova, length);
       throw err;
     }
-    return this.track(new DmaMapping(this.releaser(true), iova + (mapping.iova - mapping.pages.iova), mapping.length, mapping.holds, { iova, length }));
+    return this.track(new DmaMapping(this, pin, iova, length, mapping.head, mapping.size, true, mapping.holds));
   }
 
   /** The mappings made through this address space that are still in the IOMMU (a snapshot). */
   liveMappings(): DmaMapping[] {
-    return [...this.mappings];
+    const out: DmaMapping[] = [];
+    for (let m = this.newest; m !== null; m = m.next) out.push(m);
+    return out.reverse();
   }
 
   /**
@@ -638,8 +683,8 @@ export class AddressSpace implements Disposable {
       }
     };
     for (const w of [...this.windows]) attempt(() => w.release());
-    for (const m of [...this.mappings]) attempt(() => m.unmap());
-    for (const m of [...this.mappings]) m.forget();
+    for (const m of this.liveMappings()) attempt(() => m.unmap());
+    for (const m of this.liveMappings()) m.forget();
     for (const d of [...this.devices]) attempt(() => d.close());
     this.closed = true;
     attempt(() => this.backend.close());

@@ -67,6 +67,10 @@ export class DmaBuffer implements Disposable {
   readonly kind: DmaMemoryKind;
   /** Its size in bytes: a multiple of the page size (of 2 MiB for 'hugetlb'). */
   readonly length: bigint;
+  /** {@link DmaBuffer.length} as a number. */
+  readonly size: number;
+  /** @internal the native memory's handle, which the hot paths map by */
+  readonly handle: number;
   // Only close() closes the native memory: knowing it here spares a native call per check (per map, per fragment).
   private isClosed = false;
 
@@ -74,6 +78,8 @@ export class DmaBuffer implements Disposable {
     this.native = mem;
     this.kind = kind;
     this.length = mem.length;
+    this.size = Number(mem.length);
+    this.handle = mem.handle;
   }
 
   /**

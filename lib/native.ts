@@ -23,6 +23,8 @@ export interface NativeMemory {
   readonly kind: MemoryKindCode;
   readonly fd: number;
   readonly closed: boolean;
+  /** Its number in the environment's memory table, which the hot paths map by (stale once closed). */
+  readonly handle: number;
   arrayBuffer(): ArrayBuffer;
   read8(offset: number | bigint): number;
   read16(offset: number | bigint): number;
@@ -62,15 +64,33 @@ export interface PackedFragments {
   asFile: Uint8Array;
 }
 
+/**
+ * The hot paths of one address space (native/fast_path.cc): functions bound
+ * to it that take their numbers from `args`, filled just before each call.
+ */
+export interface NativeFastPath {
+  readonly args: Float64Array;
+  /** args = [memory handle, offset, length, iova, access bits (read 1, write 2)] -> pin id */
+  mapUser(): number;
+  /** args = [iova, access bits, count]; `fragments` holds (handle, offset, length) triples -> pin id */
+  link(fragments: Float64Array): number;
+  /** args = [pin id, iova, length] */
+  unmap(): void;
+}
+
 export interface NativeIommufd {
   readonly fd: number;
   ioasAlloc(): number;
   destroy(id: number): void;
   iovaRanges(ioas: number): { ranges: IovaRange[]; alignment: bigint };
   allowIovas(ioas: number, ranges: IovaRange[]): void;
+  /** One mapping at `iova` (null: where the kernel chooses); returns the IOVA. Unmapped by range. */
   map(ioas: number, source: FragmentSource, offset: bigint, length: bigint, iova: bigint | null, flags: number, asFile: boolean): bigint;
-  mapList(ioas: number, iova: bigint, fragments: PackedFragments, flags: number): bigint;
-  copy(dstIoas: number, srcIoas: number, srcIova: bigint, length: bigint, dstIova: bigint | null, flags: number): bigint;
+  /** Returns the pin id. */
+  mapList(ioas: number, iova: bigint, fragments: PackedFragments, flags: number): number;
+  /** Returns the copy's pin id. */
+  copy(dstIoas: number, srcIoas: number, srcIova: bigint, length: bigint, dstIova: bigint, flags: number): number;
+  fastPath(ioas: number): NativeFastPath;
   unmap(ioas: number, iova: bigint, length: bigint): bigint;
   option(option: number, op: number, objectId: number, value: bigint): bigint;
   pinCount(): number;
@@ -83,8 +103,11 @@ export interface NativeContainer {
   checkExtension(extension: number): number;
   setIommu(type: number): void;
   iommuInfo(): { flags: number; iovaPgsizes: bigint; ranges?: IovaRange[]; dmaAvail?: number };
+  /** One mapping at `iova`; unmapped by range. */
   mapDma(source: NativeMemory, offset: bigint, length: bigint, iova: bigint, flags: number): void;
-  mapList(iova: bigint, fragments: PackedFragments, flags: number): bigint;
+  /** Returns the pin id. */
+  mapList(iova: bigint, fragments: PackedFragments, flags: number): number;
+  fastPath(): NativeFastPath;
   unmapDma(iova: bigint, length: bigint, flags: number): bigint;
   pinCount(): number;
   close(): void;

@@ -14,6 +14,7 @@
  */
 import { DmaBuffer, PAGE_SIZE } from './memory';
 import type { P2PProvider } from './p2p-provider';
+import { VfioStateError } from './errors';
 import { checkRangeFits, hex, toBigInt } from './validate';
 
 /**
@@ -181,4 +182,67 @@ export class PhysList {
     const head = this.headOffset;
     return ((head + this.length + PAGE_SIZE - 1n) / PAGE_SIZE) * PAGE_SIZE;
   }
+
+  private numbers?: { length: number; head: number; span: number };
+  private packed?: Float64Array | null;
+
+  /** @internal {@link PhysList.length}, {@link PhysList.headOffset} and {@link PhysList.span} as numbers, computed once */
+  private sizes(): { length: number; head: number; span: number } {
+    return (this.numbers ??= { length: Number(this.length), head: Number(this.headOffset), span: Number(this.span) });
+  }
+
+  /** @internal {@link PhysList.length} as a number */
+  get lengthBytes(): number {
+    return this.sizes().length;
+  }
+
+  /** @internal {@link PhysList.headOffset} as a number */
+  get headBytes(): number {
+    return this.sizes().head;
+  }
+
+  /** @internal {@link PhysList.span} as a number */
+  get spanBytes(): number {
+    return this.sizes().span;
+  }
+
+  /**
+   * @internal What the native hot path links, packed once per list: for each
+   * fragment of a CPU list (memory handle, offset, length), widened to whole
+   * pages at the list's two ends as the IOMMU maps them. Null for lists the
+   * hot path does not take (peer memory, memfds mapped as files).
+   * @throws RangeError when the last fragment's page runs past its buffer.
+   */
+  packedCpu(): Float64Array | null {
+    if (this.packed !== undefined) return this.packed;
+    if (this.kind !== 'cpu' || (this.fragments as readonly CpuFragment[]).some((f) => f.asFile)) return (this.packed = null);
+    const frags = this.fragments as readonly CpuFragment[];
+    const out = new Float64Array(3 * frags.length);
+    const head = this.headBytes;
+    const last = frags.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const f = frags[i];
+      const offset = Number(f.offset);
+      const length = Number(f.length);
+      // The IOMMU maps whole pages: the first fragment from its page start, the last to its page end.
+      const start = i === 0 ? offset - head : offset;
+      const end = i === last ? Math.ceil((offset + length) / PAGE) * PAGE : offset + length;
+      if (i === last && end > f.buffer.size) throw new RangeError(`fragment ${i} ends inside its buffer's last page, which the buffer does not fully hold`);
+      out[3 * i] = f.buffer.handle;
+      out[3 * i + 1] = start;
+      out[3 * i + 2] = end - start;
+    }
+    return (this.packed = out);
+  }
+
+  /** @internal throws VfioStateError ERR_VFIO_CLOSED naming the first fragment whose DmaBuffer is closed */
+  checkOpen(): void {
+    const frags = this.fragments as readonly CpuFragment[];
+    for (let i = 0; i < frags.length; i++) {
+      if (frags[i].buffer.closed) throw new VfioStateError(`fragment ${i}: DmaBuffer is closed`, 'ERR_VFIO_CLOSED');
+    }
+  }
 }
+
+/** The page size as a number. */
+const PAGE = Number(PAGE_SIZE);

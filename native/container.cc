@@ -116,13 +116,14 @@ void Container::UnmapQuiet(uint64_t iova, uint64_t length) {
   core_->Unmap(0, iova, length, &done);
 }
 
-// mapDma(source, offset, length, iova, flags) -> pin id: type1 always needs the IOVA.
+// mapDma(source, offset, length, iova, flags): type1 always needs the IOVA; unmapped by range (unmapDma()).
 Napi::Value Container::MapDma(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Fragment f = ReadFragment(env, info[0], ToU64(info[1], "offset"), ToU64(info[2], "length"), false);
   uint64_t iova = ToU64(info[3], "iova");
   MapOne(env, f, iova, ToU32(info[4], "flags"));
-  return Napi::Number::New(env, core_->pins.Add(0, iova, f.length, f.memory));
+  core_->pins.Add(0, iova, f.length, f.memory);
+  return env.Undefined();
 }
 
 // mapList(iova, fragments, flags) -> pin id; on failure nothing stays mapped.

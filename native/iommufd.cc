@@ -136,8 +136,8 @@ Napi::Value Iommufd::AllowIovas(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-void Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t iova, uint32_t flags) {
-  flags |= u::IOMMU_IOAS_MAP_FIXED_IOVA;
+uint64_t Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t iova, bool fixed, uint32_t flags) {
+  flags = (flags & ~u::IOMMU_IOAS_MAP_FIXED_IOVA) | (fixed ? uint32_t{u::IOMMU_IOAS_MAP_FIXED_IOVA} : 0u);
   if (f.file_fd >= 0) {
     u::iommu_ioas_map_file cmd{};
     cmd.size = sizeof(cmd);
@@ -148,7 +148,7 @@ void Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t i
     cmd.length = f.length;
     cmd.iova = iova;
     if (Ioctl(Fd(env), u::IOMMU_IOAS_MAP_FILE, &cmd) < 0) ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_MAP_FILE)");
-    return;
+    return cmd.iova;
   }
   u::iommu_ioas_map cmd{};
   cmd.size = sizeof(cmd);
@@ -158,6 +158,7 @@ void Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t i
   cmd.length = f.length;
   cmd.iova = iova;
   if (Ioctl(Fd(env), u::IOMMU_IOAS_MAP, &cmd) < 0) ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_MAP)");
+  return cmd.iova;
 }
 
 void Iommufd::UnmapQuiet(uint32_t ioas, uint64_t iova, uint64_t length) {
@@ -165,15 +166,17 @@ void Iommufd::UnmapQuiet(uint32_t ioas, uint64_t iova, uint64_t length) {
   core_->Unmap(ioas, iova, length, &done);
 }
 
-// map(ioas, source, offset, length, iova, flags, asFile) -> pin id (for the hot path's unmap()).
+// map(ioas, source, offset, length, iova | null, flags, asFile) -> iova: one mapping, at a
+// fixed IOVA or (null) where the kernel chooses; unmapped by range (unmap()).
 // With asFile a memfd-backed NativeMemory goes through IOMMU_IOAS_MAP_FILE.
 Napi::Value Iommufd::Map(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t ioas = ToU32(info[0], "ioas");
   Fragment f = ReadFragment(env, info[1], ToU64(info[2], "offset"), ToU64(info[3], "length"), info[6].ToBoolean());
-  uint64_t iova = ToU64(info[4], "iova");
-  MapOne(env, ioas, f, iova, ToU32(info[5], "flags"));
-  return Napi::Number::New(env, core_->pins.Add(ioas, iova, f.length, f.memory));
+  bool fixed = !info[4].IsNull() && !info[4].IsUndefined();
+  uint64_t iova = MapOne(env, ioas, f, fixed ? ToU64(info[4], "iova") : 0, fixed, ToU32(info[5], "flags"));
+  core_->pins.Add(ioas, iova, f.length, f.memory);
+  return FromU64(env, iova);
 }
 
 // mapList(ioas, iova, fragments, flags) -> pin id: the whole list in one
@@ -186,7 +189,7 @@ Napi::Value Iommufd::MapList(const Napi::CallbackInfo& info) {
   std::vector<Fragment> frags = ReadFragmentList(env, info[2], iova, &total);
   uint32_t flags = ToU32(info[3], "flags");
   MapConsecutive(
-      frags, iova, [&](const Fragment& f, uint64_t at) { MapOne(env, ioas, f, at, flags); },
+      frags, iova, [&](const Fragment& f, uint64_t at) { MapOne(env, ioas, f, at, true, flags); },
       [&](uint64_t at, uint64_t len) { UnmapQuiet(ioas, at, len); });
   return Napi::Number::New(env, PinList(core_->pins, ioas, iova, total, frags));
 }

@@ -33,8 +33,9 @@ class Iommufd : public Napi::ObjectWrap<Iommufd> {
   Napi::Value FdGetter(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
-  // One fragment: user memory (IOMMU_IOAS_MAP) or a file (IOMMU_IOAS_MAP_FILE), at a fixed IOVA.
-  void MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t iova, uint32_t flags);
+  // One fragment: user memory (IOMMU_IOAS_MAP) or a file (IOMMU_IOAS_MAP_FILE), at `iova` when
+  // `fixed`, else where the kernel chooses. Returns the IOVA.
+  uint64_t MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t iova, bool fixed, uint32_t flags);
   void UnmapQuiet(uint32_t ioas, uint64_t iova, uint64_t length);
 
   // The fd and the pins, shared with the hot-path functions (fastPath()).

@@ -3,7 +3,7 @@
  * bookkeeping (IOVA allocation, the mapping table, phys_list linking) is
  * written once above it, in AddressSpace.
  */
-import { FragmentSource, IovaRange, NativeDevice, PackedFragments } from '../native';
+import { FragmentSource, IovaRange, NativeDevice, NativeFastPath, PackedFragments } from '../native';
 import { PciDeviceInfo } from '../sysfs';
 
 /**
@@ -58,10 +58,16 @@ export interface IommuBackend {
   attachDevice(info: PciDeviceInfo): NativeDevice;
   /** Called when an attached device closes. */
   detachDevice(device: NativeDevice): void;
-  /** Maps `length` bytes of `source` from `offset` at `iova` (through its file when `asFile`). */
+  /** Maps `length` bytes of `source` from `offset` at `iova` (through its file when `asFile`); unmapped by range with `unmap`. */
   map(source: FragmentSource, offset: bigint, length: bigint, iova: bigint, access: Access, asFile: boolean): void;
-  /** Every fragment at consecutive IOVAs from `iova`, in one native call; nothing stays mapped on failure. */
-  mapList(iova: bigint, fragments: FlatFragments, access: Access): bigint;
+  /** Every fragment at consecutive IOVAs from `iova`, in one native call; nothing stays mapped on failure. Returns the pin id. */
+  mapList(iova: bigint, fragments: FlatFragments, access: Access): number;
+  /**
+   * The hot paths (map a buffer, link a CPU list, unmap by pin id), bound to
+   * this address space natively; a VfioStateError when it cannot map yet
+   * (type1 before a device is attached).
+   */
+  fastPath(): NativeFastPath;
   /** Unmaps whole mappings inside [iova, iova + length); returns the bytes unmapped. */
   unmap(iova: bigint, length: bigint): bigint;
   /** IOVA ranges kept alive natively (for tests of memory lifetime). */

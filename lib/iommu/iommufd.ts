@@ -8,7 +8,7 @@
  * would be the other way; it also constrains which devices may attach, which
  * fixed IOVAs do not.)
  */
-import { native, NativeDevice, NativeIommufd, FragmentSource, IovaRange } from '../native';
+import { native, NativeDevice, NativeFastPath, NativeIommufd, FragmentSource, IovaRange } from '../native';
 import { PciDeviceInfo } from '../sysfs';
 import { VfioStateError } from '../errors';
 import { Access, FlatFragments, IommuBackend, packFragments } from './backend';
@@ -104,6 +104,7 @@ export class IommufdBackend implements IommuBackend {
   readonly kind = 'iommufd' as const;
   /** The IOAS's object ID in the iommufd. */
   readonly ioas: number;
+  private readonly fast: NativeFastPath;
   private devices = new Set<NativeDevice>();
   private closed = false;
 
@@ -111,10 +112,16 @@ export class IommufdBackend implements IommuBackend {
     context.acquire();
     try {
       this.ioas = context.native.ioasAlloc();
+      this.fast = context.native.fastPath(this.ioas);
     } catch (err) {
       context.release();
       throw err;
     }
+  }
+
+  /** The IOAS's hot paths. */
+  fastPath(): NativeFastPath {
+    return this.fast;
   }
 
   private get fd(): NativeIommufd {
@@ -150,7 +157,7 @@ export class IommufdBackend implements IommuBackend {
     this.fd.map(this.ioas, source, offset, length, iova, ioasMapFlags(access), asFile);
   }
 
-  mapList(iova: bigint, fragments: FlatFragments, access: Access): bigint {
+  mapList(iova: bigint, fragments: FlatFragments, access: Access): number {
     return this.fd.mapList(this.ioas, iova, packFragments(fragments), ioasMapFlags(access));
   }
 
@@ -159,11 +166,11 @@ export class IommufdBackend implements IommuBackend {
   }
 
   /** IOMMU_IOAS_COPY from another IOAS of the same iommufd; no second pinning. */
-  copyFrom(source: IommufdBackend, srcIova: bigint, length: bigint, dstIova: bigint, access: Access): void {
+  copyFrom(source: IommufdBackend, srcIova: bigint, length: bigint, dstIova: bigint, access: Access): number {
     if (source.context !== this.context) {
       throw new VfioStateError('IOMMU_IOAS_COPY works between address spaces of one IommufdContext', 'ERR_VFIO_CONTEXT');
     }
-    this.fd.copy(this.ioas, source.ioas, srcIova, length, dstIova, ioasMapFlags(access));
+    return this.fd.copy(this.ioas, source.ioas, srcIova, length, dstIova, ioasMapFlags(access));
   }
 
   pinCount(): number {

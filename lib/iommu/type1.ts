@@ -4,7 +4,7 @@
  * The IOMMU type is set when the first group joins (the kernel needs one).
  */
 import * as fs from 'node:fs';
-import { native, NativeContainer, NativeDevice, NativeGroup, FragmentSource, IovaRange } from '../native';
+import { native, NativeContainer, NativeDevice, NativeFastPath, NativeGroup, FragmentSource, IovaRange } from '../native';
 import { PciDeviceInfo } from '../sysfs';
 import { VfioStateError } from '../errors';
 import { Access, FlatFragments, IommuBackend, packFragments } from './backend';
@@ -27,6 +27,7 @@ export class Type1Backend implements IommuBackend {
   private groups = new Map<number, { group: NativeGroup; devices: Set<NativeDevice> }>();
   private iommuType?: number;
   private closed = false;
+  private readonly fast: NativeFastPath;
 
   constructor(path = '/dev/vfio/vfio') {
     this.container = new native.Container(path);
@@ -35,6 +36,13 @@ export class Type1Backend implements IommuBackend {
       this.container.close();
       throw new VfioStateError(`VFIO API version ${version}, expected ${VFIO_API_VERSION}`, 'ERR_VFIO_API_VERSION');
     }
+    this.fast = this.container.fastPath();
+  }
+
+  /** The container's hot paths, once it has an IOMMU (after the first device). */
+  fastPath(): NativeFastPath {
+    if (this.iommuType === undefined) this.requireIommu();
+    return this.fast;
   }
 
   /** The type1 variant in use once a device is attached (VFIO_TYPE1v2_IOMMU preferred). */
@@ -108,7 +116,7 @@ export class Type1Backend implements IommuBackend {
     this.live.mapDma(source as Parameters<NativeContainer['mapDma']>[0], offset, length, iova, dmaMapFlags(access));
   }
 
-  mapList(iova: bigint, fragments: FlatFragments, access: Access): bigint {
+  mapList(iova: bigint, fragments: FlatFragments, access: Access): number {
     this.requireIommu();
     return this.live.mapList(iova, packFragments(fragments), dmaMapFlags(access));
   }
