@@ -25,7 +25,7 @@ namespace {
 
 struct FastPath {
   DmaCoreRef core;
-  std::shared_ptr<MemoryTable> memories;
+  MemoryTableRef memories;
   uint32_t ioas = 0;
   double args[8] = {};
 };
@@ -43,19 +43,18 @@ inline bool Exact(double d, uint64_t* out) {
   ThrowRange(env, std::string(fn) + ": its arguments must be non-negative safe integers");
 }
 
-// The memory behind a handle, checked to hold [offset, offset + length); `fragment` names a list's
-// fragment in errors (-1: a single buffer). Messages are built only when thrown.
-const MappingRef& Resolve(Napi::Env env, FastPath& fp, uint64_t handle, uint64_t offset, uint64_t length,
-                          int64_t fragment) {
-  const MappingRef* m = fp.memories->Get(handle);
+// The table slot of a handle's memory, checked to hold [offset, offset + length); `fragment` names a
+// list's fragment in errors (-1: a single buffer). Messages are built only when thrown.
+uint32_t Resolve(Napi::Env env, FastPath& fp, uint64_t handle, uint64_t offset, uint64_t length, int64_t fragment) {
+  int64_t slot = fp.memories->Find(handle);
   auto what = [&] { return fragment < 0 ? std::string("DmaBuffer") : "fragment " + std::to_string(fragment) + ": DmaBuffer"; };
-  if (m == nullptr) ThrowClosed(env, what().c_str());
-  const uint64_t size = (*m)->Length();
+  if (slot < 0) ThrowClosed(env, what().c_str());
+  const uint64_t size = fp.memories->At(static_cast<uint32_t>(slot))->Length();
   if (length == 0 || offset > size || length > size - offset) {
     ThrowRange(env, what() + ": range [" + std::to_string(offset) + ", +" + std::to_string(length) +
                         ") is empty or outside its " + std::to_string(size) + "-byte memory");
   }
-  return *m;
+  return static_cast<uint32_t>(slot);
 }
 
 napi_value Uint(napi_env env, uint32_t v) {
@@ -72,12 +71,13 @@ napi_value MapUser(napi_env raw, napi_callback_info, FastPath& fp) {
     BadArgs(env, "mapUser");
   }
   fp.core->Fd(env, "the address space");
-  const MappingRef& m = Resolve(env, fp, handle, offset, length, -1);
-  if (fp.core->MapUser(fp.ioas, reinterpret_cast<uintptr_t>(m->Addr() + offset), length, iova,
-                       static_cast<uint32_t>(access)) < 0) {
+  const uint32_t slot = Resolve(env, fp, handle, offset, length, -1);
+  const uint8_t* addr = fp.memories->At(slot)->Addr();
+  if (fp.core->MapUser(fp.ioas, reinterpret_cast<uintptr_t>(addr + offset), length, iova, static_cast<uint32_t>(access)) < 0) {
     ThrowErrno(env, errno, fp.core->MapCall());
   }
-  return Uint(raw, fp.core->pins.Add(fp.ioas, iova, length, m));
+  fp.memories->Pin(slot);
+  return Uint(raw, fp.core->pins.AddPinned(fp.ioas, iova, length, fp.memories, slot));
 }
 
 napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
@@ -98,16 +98,16 @@ napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
   fp.core->Fd(env, "the address space");
   const double* f = static_cast<const double*>(data);
   // Everything is checked before the first ioctl: a bad fragment leaves nothing to undo.
-  std::vector<MappingRef> refs;
+  std::vector<uint32_t> slots;  // the memory the list spans, each once per run of fragments in it
   std::vector<uintptr_t> va(count);
   std::vector<uint64_t> len(count);
   uint64_t total = 0;
   for (uint64_t i = 0; i < count; i++) {
     uint64_t handle, offset;
     if (!Exact(f[3 * i], &handle) || !Exact(f[3 * i + 1], &offset) || !Exact(f[3 * i + 2], &len[i])) BadArgs(env, "link");
-    const MappingRef& m = Resolve(env, fp, handle, offset, len[i], static_cast<int64_t>(i));
-    if (refs.empty() || refs.back() != m) refs.push_back(m);
-    va[i] = reinterpret_cast<uintptr_t>(m->Addr() + offset);
+    const uint32_t slot = Resolve(env, fp, handle, offset, len[i], static_cast<int64_t>(i));
+    if (slots.empty() || slots.back() != slot) slots.push_back(slot);
+    va[i] = reinterpret_cast<uintptr_t>(fp.memories->At(slot)->Addr() + offset);
     if (total + len[i] < total || iova + total + len[i] < iova) ThrowRange(env, "link: the list runs past the end of the IOVA space");
     total += len[i];
   }
@@ -127,9 +127,10 @@ napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
     at += run;
     i = j;
   }
-  MappingRef first = std::move(refs.front());
-  refs.erase(refs.begin());
-  return Uint(raw, fp.core->pins.Add(fp.ioas, iova, total, std::move(first), std::move(refs)));
+  for (uint32_t slot : slots) fp.memories->Pin(slot);
+  const uint32_t first = slots.front();
+  slots.erase(slots.begin());
+  return Uint(raw, fp.core->pins.AddPinned(fp.ioas, iova, total, fp.memories, first, std::move(slots)));
 }
 
 napi_value Unmap(napi_env raw, napi_callback_info, FastPath& fp) {

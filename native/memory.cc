@@ -85,7 +85,7 @@ Memory::Memory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Memory>(info) 
 
 Memory::~Memory() {
   // Finalizer: the ArrayBuffer, if still alive, holds its own reference.
-  if (mapping_) table_->Remove(handle_);
+  if (mapping_) table_->Close(handle_);
   mapping_.reset();
 }
 
@@ -196,7 +196,7 @@ void Memory::Release(Napi::Env env) {
     array_buffer_.Reset();
     holder_.reset();
   }
-  if (mapping_) table_->Remove(handle_);
+  if (mapping_) table_->Close(handle_);
   mapping_.reset();
 }
 

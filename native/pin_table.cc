@@ -22,11 +22,28 @@ uint32_t PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRe
   return (s.generation << kIndexBits) | index;
 }
 
+uint32_t PinTable::AddPinned(uint32_t space, uint64_t iova, uint64_t length, MemoryTableRef table, uint32_t slot,
+                             std::vector<uint32_t> more) {
+  uint32_t id = Add(space, iova, length, nullptr);
+  Pin& pin = slots_[id & kIndexMask].pin;
+  pin.table = std::move(table);
+  pin.slot = slot;
+  pin.slots = std::move(more);
+  return id;
+}
+
 void PinTable::Drop(uint32_t index) {
   Slot& s = slots_[index];
   s.pin.first.reset();
   s.pin.more.clear();
   s.pin.more.shrink_to_fit();
+  if (s.pin.table) {
+    s.pin.table->Unpin(s.pin.slot);
+    for (uint32_t slot : s.pin.slots) s.pin.table->Unpin(slot);
+    s.pin.slots.clear();
+    s.pin.slots.shrink_to_fit();
+    s.pin.table.reset();
+  }
   s.used = false;
   s.generation = (s.generation + 1) & ((1u << (31 - kIndexBits)) - 1);
   free_.push_back(index);
@@ -69,6 +86,8 @@ std::vector<MappingRef> PinTable::Overlapping(uint32_t space, uint64_t iova, uin
     if (!s.used || s.pin.space != space || s.pin.iova > last || s.pin.iova + (s.pin.length - 1) < iova) continue;
     if (s.pin.first) out.push_back(s.pin.first);
     out.insert(out.end(), s.pin.more.begin(), s.pin.more.end());
+    if (s.pin.table) out.push_back(s.pin.table->At(s.pin.slot));
+    for (uint32_t slot : s.pin.slots) out.push_back(s.pin.table->At(slot));
   }
   return out;
 }
