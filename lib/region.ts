@@ -99,6 +99,13 @@ function fits(value: unknown, max: number): boolean {
  * through pread/pwrite of the device file. Get it from
  * {@link VfioPciDevice.bar}, {@link VfioPciDevice.region} or
  * {@link VfioPciDevice.config}; it is closed with its device.
+ *
+ * On a mapped region, an access at a number offset in the first 4 GiB is a
+ * typed-array load or store that V8 inlines into the caller (a few ns on
+ * top of the device's own latency); bigint offsets, offsets past 4 GiB and
+ * writes to a read-only mapping take a native call or a pwrite instead
+ * (about 150 ns, just as exact), and bad arguments the same path to their
+ * errors.
  */
 export class Region implements Disposable {
   private memory?: NativeMemory;
@@ -108,10 +115,13 @@ export class Region implements Disposable {
   // their elements a write may reach (the view's length, 0 when the mapping
   // is read-only: a store there would crash the process); and `sink`, which
   // every value read goes into. A read needs no bound of its own: a view
-  // gives `undefined` out of bounds. A typed-array load whose value is never
-  // used is dropped by V8's optimizing compiler; a register read must happen
-  // even when the caller ignores its value (read-to-clear registers), and
-  // the sink is a use of it that costs a field update.
+  // gives `undefined` out of bounds. The sink gives every value read a
+  // second use: V8's optimizing compiler (TurboFan) drops a load whose value
+  // is never used (but a register read must happen even when the caller
+  // ignores its value: read-to-clear registers), and it folds a load used
+  // only by a test against a small mask into that test, narrowed:
+  // `read32(r) & 1` becomes a one-byte `testb`, and the device sees an 8-bit
+  // read. test/harness/mmio-trace.test.ts catches both.
   private u8 = NO_U8;
   private u16 = NO_U16;
   private u32 = NO_U32;

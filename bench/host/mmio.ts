@@ -60,7 +60,6 @@ function compile(c: Case, region: unknown, buffer: ArrayBuffer): Loop {
   const k = Int32Array.from(OFFSETS, (off) => off / (c.width / 8));
   const vals = OFFSETS.map((off) => 0x0123456789abcdefn ^ BigInt(off));
   const init = c.width === 64 ? '0n' : '0';
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- one function per case: see the file's comment
   const make = new Function('r', 'v', 'o', 'k', 'vals', `return function loop(n) { let x = ${init}; for (let i = 0; i < n; i++) { ${c.body} } return x; };`);
   return make(region, new View(buffer), o, k, vals) as Loop;
 }
