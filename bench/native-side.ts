@@ -29,11 +29,13 @@ export type Spec = Record<string, string | number>;
 
 /** `op=map,id=...,size=4096`: one argv word per spec. */
 export function specArg(spec: Spec): string {
-  return Object.entries(spec).map(([k, v]) => {
-    const text = String(v);
-    if (/[,=\s]/.test(text)) throw new RangeError(`spec value ${k}=${text} has a separator in it`);
-    return `${k}=${text}`;
-  }).join(',');
+  return Object.entries(spec)
+    .map(([k, v]) => {
+      const text = String(v);
+      if (/[,=\s]/.test(text)) throw new RangeError(`spec value ${k}=${text} has a separator in it`);
+      return `${k}=${text}`;
+    })
+    .join(',');
 }
 
 export interface NativeRun {
@@ -49,7 +51,9 @@ export function runNativeBench(backend: string, devices: readonly string[], spec
   let error: string | undefined;
   try {
     out = execFileSync(NATIVE_BENCH, [backend, devices.join(','), ...specs.map(specArg)], {
-      encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 << 20,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 16 << 20,
     });
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };

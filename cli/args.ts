@@ -44,9 +44,12 @@ export const HELP_OPTION: OptionSpecs = { help: { type: 'boolean', short: 'h', d
  * are `rest`, untouched: `vm run --keep ls -l` runs `ls -l`.
  */
 export function parseCommandArgs(args: readonly string[], options: OptionSpecs, how: { stopAtPositional?: boolean } = {}): ParsedArgs {
-  const config = Object.fromEntries(Object.entries(options).map(([name, o]) => [
-    name, { type: o.type, multiple: o.multiple === true, ...(o.short ? { short: o.short } : {}) },
-  ]));
+  const config = Object.fromEntries(
+    Object.entries(options).map(([name, o]) => [
+      name,
+      { type: o.type, multiple: o.multiple === true, ...(o.short ? { short: o.short } : {}) },
+    ]),
+  );
   // strict: false so that parseArgs reports instead of throwing: the checks
   // below say what is wrong in this tool's words, and find where options end.
   const { tokens } = parseArgs({ args: [...args], options: config, strict: false, allowPositionals: true, tokens: true });

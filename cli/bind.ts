@@ -52,7 +52,12 @@ function hintFor(code: string | undefined, w: SysfsWrite): string {
 
 /** A write that failed, after `done` writes that did not. */
 export class WriteError extends CliError {
-  constructor(message: string, code: string, cause: NodeJS.ErrnoException, readonly done: number) {
+  constructor(
+    message: string,
+    code: string,
+    cause: NodeJS.ErrnoException,
+    readonly done: number,
+  ) {
     super(message, code, cause);
   }
 }
@@ -66,7 +71,12 @@ export function performWrites(writes: readonly SysfsWrite[], ctx: CliContext): v
       const e = err as NodeJS.ErrnoException;
       const hint = hintFor(e.code, w);
       const before = i === 0 ? 'nothing was changed' : `done before it: ${writes.slice(0, i).map(shellLine).join('; ')}`;
-      throw new WriteError(`${shellLine(w)} failed: ${e.code ?? e.message}${hint ? ` (${hint})` : ''}; ${before}`, e.code ?? 'ERR_SYSFS_WRITE', e, i);
+      throw new WriteError(
+        `${shellLine(w)} failed: ${e.code ?? e.message}${hint ? ` (${hint})` : ''}; ${before}`,
+        e.code ?? 'ERR_SYSFS_WRITE',
+        e,
+        i,
+      );
     }
   });
 }
@@ -98,22 +108,33 @@ function planBind(ctx: CliContext, bdf: string, dryRun: boolean): BindResult {
   const from = info.driver ?? null;
   const base = { action: 'bind' as const, bdf, dryRun, from, recordFile: recordFile(ctx.paths, bdf) };
   if (from === 'vfio-pci') {
-    return { ...base, to: from, writes: [], previousDriver: readBindRecord(ctx.paths, bdf)?.previousDriver, note: 'already bound to vfio-pci: nothing to do' };
+    return {
+      ...base,
+      to: from,
+      writes: [],
+      previousDriver: readBindRecord(ctx.paths, bdf)?.previousDriver,
+      note: 'already bound to vfio-pci: nothing to do',
+    };
   }
   const conflicts = groupConflicts(bdf, ctx.paths.sys);
   if (conflicts.length > 0) {
-    throw new CliError([
-      `refusing to bind ${bdf}: VFIO takes whole IOMMU groups, and group ${info.iommuGroup} also holds devices bound to other drivers:`,
-      ...conflicts.map((c) => `  ${memberLabel(c.name, c.driver)}`),
-      'bind them to vfio-pci too (node-vfio bind BDF) or unbind them first.',
-    ].join('\n'), 'ERR_GROUP_NOT_VIABLE');
+    throw new CliError(
+      [
+        `refusing to bind ${bdf}: VFIO takes whole IOMMU groups, and group ${info.iommuGroup} also holds devices bound to other drivers:`,
+        ...conflicts.map((c) => `  ${memberLabel(c.name, c.driver)}`),
+        'bind them to vfio-pci too (node-vfio bind BDF) or unbind them first.',
+      ].join('\n'),
+      'ERR_GROUP_NOT_VIABLE',
+    );
   }
-  const noGroup = info.iommuGroup === undefined
-    ? `${bdf} has no IOMMU group, and vfio-pci takes only devices an IOMMU covers: is the IOMMU on? (node-vfio doctor)` : undefined;
-  const note = [
-    blocker(noGroup, 'ERR_NO_IOMMU_GROUP', dryRun),
-    blocker(notLoaded(ctx, 'vfio-pci', ''), 'ERR_VFIO_PCI_NOT_LOADED', dryRun),
-  ].filter(Boolean).join('\n') || undefined;
+  const noGroup =
+    info.iommuGroup === undefined
+      ? `${bdf} has no IOMMU group, and vfio-pci takes only devices an IOMMU covers: is the IOMMU on? (node-vfio doctor)`
+      : undefined;
+  const note =
+    [blocker(noGroup, 'ERR_NO_IOMMU_GROUP', dryRun), blocker(notLoaded(ctx, 'vfio-pci', ''), 'ERR_VFIO_PCI_NOT_LOADED', dryRun)]
+      .filter(Boolean)
+      .join('\n') || undefined;
   const writes: SysfsWrite[] = [{ path: path.join(ctx.paths.sys, 'bus/pci/devices', bdf, 'driver_override'), value: 'vfio-pci\n' }];
   if (from) writes.push({ path: path.join(driverDir(ctx, from), 'unbind'), value: `${bdf}\n` });
   writes.push({ path: path.join(ctx.paths.sys, 'bus/pci/drivers_probe'), value: `${bdf}\n` });
@@ -133,7 +154,10 @@ async function runBind(bdf: string, dryRun: boolean, ctx: CliContext): Promise<B
   }
   const now = currentDriver(ctx, bdf);
   if (now !== 'vfio-pci') {
-    throw new CliError(`after drivers_probe ${bdf} is bound to ${now ?? 'no driver'}, not vfio-pci; node-vfio unbind ${bdf} gives it back to ${plan.from ?? 'no driver'}`, 'ERR_BIND_FAILED');
+    throw new CliError(
+      `after drivers_probe ${bdf} is bound to ${now ?? 'no driver'}, not vfio-pci; node-vfio unbind ${bdf} gives it back to ${plan.from ?? 'no driver'}`,
+      'ERR_BIND_FAILED',
+    );
   }
   return plan;
 }
@@ -150,12 +174,25 @@ function planUnbind(ctx: CliContext, bdf: string, dryRun: boolean): BindResult {
   const record = readBindRecord(ctx.paths, bdf);
   const writes: SysfsWrite[] = [{ path: path.join(ctx.paths.sys, 'bus/pci/devices', bdf, 'driver_override'), value: '\n' }];
   if (from === 'vfio-pci') writes.push({ path: path.join(driverDir(ctx, 'vfio-pci'), 'unbind'), value: `${bdf}\n` });
-  const base = { action: 'unbind' as const, bdf, dryRun, from, recordFile: recordFile(ctx.paths, bdf), previousDriver: record?.previousDriver };
+  const base = {
+    action: 'unbind' as const,
+    bdf,
+    dryRun,
+    from,
+    recordFile: recordFile(ctx.paths, bdf),
+    previousDriver: record?.previousDriver,
+  };
   if (!record) {
     writes.push({ path: path.join(ctx.paths.sys, 'bus/pci/drivers_probe'), value: `${bdf}\n` });
-    return { ...base, to: undefined, writes, note: `no record of a driver before vfio-pci (${base.recordFile}): the kernel probes the drivers that match it` };
+    return {
+      ...base,
+      to: undefined,
+      writes,
+      note: `no record of a driver before vfio-pci (${base.recordFile}): the kernel probes the drivers that match it`,
+    };
   }
-  if (record.previousDriver === null) return { ...base, to: null, writes, note: 'it had no driver before vfio-pci: it is left without one' };
+  if (record.previousDriver === null)
+    return { ...base, to: null, writes, note: 'it had no driver before vfio-pci: it is left without one' };
   const prev = record.previousDriver;
   const dir = driverDir(ctx, prev);
   const note = blocker(notLoaded(ctx, prev, `, then unbind again (it is the driver ${bdf} had before)`), 'ERR_DRIVER_NOT_LOADED', dryRun);
@@ -169,14 +206,17 @@ async function runUnbind(bdf: string, dryRun: boolean, ctx: CliContext): Promise
   performWrites(plan.writes, ctx);
   const now = currentDriver(ctx, bdf);
   if (plan.to !== undefined && now !== plan.to) {
-    throw new CliError(`after the writes ${bdf} is bound to ${now ?? 'no driver'}, not ${plan.to ?? 'no driver'} as expected`, 'ERR_UNBIND_FAILED');
+    throw new CliError(
+      `after the writes ${bdf} is bound to ${now ?? 'no driver'}, not ${plan.to ?? 'no driver'} as expected`,
+      'ERR_UNBIND_FAILED',
+    );
   }
   removeBindRecord(ctx.paths, bdf);
   return { ...plan, to: now };
 }
 
 function resultText(r: BindResult): string {
-  const name = (d: string | null | undefined): string => (d === undefined ? 'whichever driver the kernel picks' : d ?? 'no driver');
+  const name = (d: string | null | undefined): string => (d === undefined ? 'whichever driver the kernel picks' : (d ?? 'no driver'));
   const remembered = r.previousDriver === null ? 'that it had no driver' : name(r.previousDriver);
   const lines = r.writes.map((w) => `  ${shellLine(w)}`);
   const note = r.note ? [r.note] : [];
@@ -209,18 +249,28 @@ function bindCommandOf(action: 'bind' | 'unbind', run: typeof runBind, summary: 
 }
 
 /** The `bind` command. */
-export const bindCommand: Command = bindCommandOf('bind', runBind, 'hand a device to vfio-pci, remembering its driver', [
-  'Binds a PCI device to vfio-pci: writes vfio-pci to its driver_override, unbinds it from',
-  'its driver, and asks the kernel to probe it (/sys/bus/pci/drivers_probe); then checks that',
-  'vfio-pci has it. The driver it had is remembered (in $NODE_VFIO_STATE_DIR, default',
-  '/run/node-vfio) for unbind. Refuses when other devices of its IOMMU group are bound to',
-  'drivers other than vfio-pci or pci-stub (bridges excepted): VFIO needs the whole group.',
-  'Unbinding takes the device from whatever used it (a disk, a network interface). Needs root.',
-].join('\n'));
+export const bindCommand: Command = bindCommandOf(
+  'bind',
+  runBind,
+  'hand a device to vfio-pci, remembering its driver',
+  [
+    'Binds a PCI device to vfio-pci: writes vfio-pci to its driver_override, unbinds it from',
+    'its driver, and asks the kernel to probe it (/sys/bus/pci/drivers_probe); then checks that',
+    'vfio-pci has it. The driver it had is remembered (in $NODE_VFIO_STATE_DIR, default',
+    '/run/node-vfio) for unbind. Refuses when other devices of its IOMMU group are bound to',
+    'drivers other than vfio-pci or pci-stub (bridges excepted): VFIO needs the whole group.',
+    'Unbinding takes the device from whatever used it (a disk, a network interface). Needs root.',
+  ].join('\n'),
+);
 
 /** The `unbind` command. */
-export const unbindCommand: Command = bindCommandOf('unbind', runUnbind, 'give a device back to the driver it had', [
-  'Gives a device bound by `bind` back: clears driver_override, unbinds it from vfio-pci and',
-  'binds it to the driver it had (none when it had none). With no record of bind (a device',
-  'bound some other way), the kernel probes the drivers that match it. Needs root.',
-].join('\n'));
+export const unbindCommand: Command = bindCommandOf(
+  'unbind',
+  runUnbind,
+  'give a device back to the driver it had',
+  [
+    'Gives a device bound by `bind` back: clears driver_override, unbinds it from vfio-pci and',
+    'binds it to the driver it had (none when it had none). With no record of bind (a device',
+    'bound some other way), the kernel probes the drivers that match it. Needs root.',
+  ].join('\n'),
+);

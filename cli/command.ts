@@ -75,7 +75,9 @@ export function describeError(err: unknown): string {
 /** An error as the `error` member of --json output. */
 export function errorJson(err: unknown): { error: Record<string, unknown> } {
   const e = err as NodeJS.ErrnoException;
-  return { error: { message: e instanceof Error ? e.message : String(err), code: e?.code, errno: e?.errno, syscall: e?.syscall, path: e?.path } };
+  return {
+    error: { message: e instanceof Error ? e.message : String(err), code: e?.code, errno: e?.errno, syscall: e?.syscall, path: e?.path },
+  };
 }
 
 /** Prints `value` as indented JSON; bigints become decimal strings. */

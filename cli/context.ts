@@ -25,7 +25,11 @@ export const SYSTEM_PATHS: Readonly<HostPaths> = { sys: '/sys', dev: '/dev', pro
 
 /** The environment variables that move each path (for tests on a fake tree). */
 export const PATH_VARIABLES: Readonly<Record<keyof HostPaths, string>> = {
-  sys: 'NODE_VFIO_SYSFS_ROOT', dev: 'NODE_VFIO_DEV_ROOT', proc: 'NODE_VFIO_PROC_ROOT', boot: 'NODE_VFIO_BOOT_ROOT', state: 'NODE_VFIO_STATE_DIR',
+  sys: 'NODE_VFIO_SYSFS_ROOT',
+  dev: 'NODE_VFIO_DEV_ROOT',
+  proc: 'NODE_VFIO_PROC_ROOT',
+  boot: 'NODE_VFIO_BOOT_ROOT',
+  state: 'NODE_VFIO_STATE_DIR',
 };
 
 /** The paths, each from its variable in `env` when set, else the system's. */
@@ -60,8 +64,12 @@ export function processContext(): CliContext {
   return {
     paths: hostPaths(process.env),
     env: process.env,
-    out: (text) => { process.stdout.write(text); },
-    err: (text) => { process.stderr.write(text); },
+    out: (text) => {
+      process.stdout.write(text);
+    },
+    err: (text) => {
+      process.stderr.write(text);
+    },
     // O_WRONLY alone: sysfs refuses to open a write-only attribute for reading, and nothing is created.
     writeSysfs: writeAttribute,
   };

@@ -63,7 +63,9 @@ export function checkIommu(i: DoctorInput): Check {
   let fix: string;
   if (vendor === 'AuthenticAMD') fix = 'turn on the IOMMU (AMD-Vi) in the firmware setup and reboot: Linux enables it by itself';
   else if (asked) fix = 'turn on VT-d in the firmware setup and reboot';
-  else fix = 'turn on VT-d in the firmware setup, then: sudo sed -i \'s/^GRUB_CMDLINE_LINUX="/&intel_iommu=on /\' /etc/default/grub && sudo update-grub && sudo reboot';
+  else
+    fix =
+      "turn on VT-d in the firmware setup, then: sudo sed -i 's/^GRUB_CMDLINE_LINUX=\"/&intel_iommu=on /' /etc/default/grub && sudo update-grub && sudo reboot";
   const detail = asked
     ? `${asked} is on the kernel command line, but no IOMMU registered (${i.paths.sys}/class/iommu is empty): the firmware does not offer one`
     : `no IOMMU: ${i.paths.sys}/class/iommu and ${i.paths.sys}/kernel/iommu_groups are empty, and the kernel command line has no intel_iommu=on`;
@@ -74,7 +76,9 @@ export function checkIommu(i: DoctorInput): Check {
 export function checkVfioPci(i: DoctorInput): Check {
   const dir = path.join(i.paths.sys, 'bus/pci/drivers/vfio-pci');
   const base = { id: 'vfio-pci', title: 'vfio-pci driver loaded' };
-  return fs.existsSync(dir) ? { ...base, status: 'ok', detail: dir } : { ...base, status: 'fail', detail: `no ${dir}`, fix: 'sudo modprobe vfio-pci' };
+  return fs.existsSync(dir)
+    ? { ...base, status: 'ok', detail: dir }
+    : { ...base, status: 'fail', detail: `no ${dir}`, fix: 'sudo modprobe vfio-pci' };
 }
 
 function configSays(i: DoctorInput, option: string): string | undefined {
@@ -91,14 +95,25 @@ export function checkBackendNodes(i: DoctorInput): Check[] {
   return [
     has.type1
       ? { id: 'vfio-container', title: 'type1 backend (/dev/vfio/vfio)', status: 'ok', detail: container }
-      : { id: 'vfio-container', title: 'type1 backend (/dev/vfio/vfio)', status: missing, detail: `no ${container}: the type1 backend cannot open devices`, fix: 'sudo modprobe vfio vfio_iommu_type1' },
+      : {
+          id: 'vfio-container',
+          title: 'type1 backend (/dev/vfio/vfio)',
+          status: missing,
+          detail: `no ${container}: the type1 backend cannot open devices`,
+          fix: 'sudo modprobe vfio vfio_iommu_type1',
+        },
     has.iommufd
       ? { id: 'iommufd', title: 'iommufd backend (/dev/iommu)', status: 'ok', detail: iommu }
       : {
-        id: 'iommufd', title: 'iommufd backend (/dev/iommu)', status: missing,
-        detail: `no ${iommu}: the iommufd backend (and P2P through dma-bufs) is unavailable${iommufdConfig === 'n' ? ` (CONFIG_IOMMUFD is not set in ${i.config?.source})` : ''}`,
-        fix: iommufdConfig === 'n' ? 'a kernel built with CONFIG_IOMMUFD=y and CONFIG_VFIO_DEVICE_CDEV=y (Linux 6.6 or later)' : 'sudo modprobe iommufd',
-      },
+          id: 'iommufd',
+          title: 'iommufd backend (/dev/iommu)',
+          status: missing,
+          detail: `no ${iommu}: the iommufd backend (and P2P through dma-bufs) is unavailable${iommufdConfig === 'n' ? ` (CONFIG_IOMMUFD is not set in ${i.config?.source})` : ''}`,
+          fix:
+            iommufdConfig === 'n'
+              ? 'a kernel built with CONFIG_IOMMUFD=y and CONFIG_VFIO_DEVICE_CDEV=y (Linux 6.6 or later)'
+              : 'sudo modprobe iommufd',
+        },
   ];
 }
 
@@ -113,13 +128,20 @@ export function checkVfioDevices(i: DoctorInput): Check {
   const noCdev = i.vfioDevices.filter((d) => !d.vfioCdev);
   if (noCdev.length === i.vfioDevices.length) {
     return {
-      ...base, status: 'warn', detail: `${detail}; no VFIO cdevs: the kernel lacks CONFIG_VFIO_DEVICE_CDEV, so only the type1 backend can open them`,
+      ...base,
+      status: 'warn',
+      detail: `${detail}; no VFIO cdevs: the kernel lacks CONFIG_VFIO_DEVICE_CDEV, so only the type1 backend can open them`,
       fix: 'a kernel built with CONFIG_VFIO_DEVICE_CDEV=y (Linux 6.6 or later)',
     };
   }
   const absent = i.vfioDevices.filter((d) => d.vfioCdev && !fs.existsSync(path.join(i.paths.dev, 'vfio/devices', d.vfioCdev)));
   if (absent.length > 0) {
-    return { ...base, status: 'warn', detail: `${detail}; no node in ${i.paths.dev}/vfio/devices for ${absent.map((d) => d.vfioCdev).join(', ')}`, fix: 'sudo udevadm trigger --subsystem-match=vfio-dev' };
+    return {
+      ...base,
+      status: 'warn',
+      detail: `${detail}; no node in ${i.paths.dev}/vfio/devices for ${absent.map((d) => d.vfioCdev).join(', ')}`,
+      fix: 'sudo udevadm trigger --subsystem-match=vfio-dev',
+    };
   }
   return { ...base, status: 'ok', detail };
 }
@@ -149,7 +171,8 @@ export function checkPermissions(i: DoctorInput): Check {
     return { ...base, status: 'ok', detail: present.length > 0 ? `read and write: ${present.join(', ')}` : 'no VFIO device nodes yet' };
   }
   return {
-    ...base, status: 'fail',
+    ...base,
+    status: 'fail',
     detail: `no read/write access to ${refused.join(', ')} (a udev rule with OWNER="${user}" makes it last)`,
     fix: `sudo chown ${user} ${refused.join(' ')}`,
   };
@@ -165,11 +188,18 @@ export function checkMemlock(i: DoctorInput): Check {
   if (hasIpcLock(readOptional(path.join(i.paths.proc, 'self/status')) ?? '')) {
     return { ...base, status: 'ok', detail: `CAP_IPC_LOCK: pinning is not limited (RLIMIT_MEMLOCK ${show(limit.soft)})` };
   }
-  if (limit.soft === null || limit.soft >= i.memlock) return { ...base, status: 'ok', detail: `${show(limit.soft)}, at least ${formatBytes(i.memlock)}` };
-  const fix = limit.hard === null || limit.hard >= i.memlock
-    ? `ulimit -l ${i.memlock / 1024n}`
-    : `sudo prlimit --pid $$ --memlock=${i.memlock}:${i.memlock}`;
-  return { ...base, status: 'fail', detail: `${show(limit.soft)} (hard ${show(limit.hard)}), less than the ${formatBytes(i.memlock)} asked: pinning more fails with ENOMEM`, fix };
+  if (limit.soft === null || limit.soft >= i.memlock)
+    return { ...base, status: 'ok', detail: `${show(limit.soft)}, at least ${formatBytes(i.memlock)}` };
+  const fix =
+    limit.hard === null || limit.hard >= i.memlock
+      ? `ulimit -l ${i.memlock / 1024n}`
+      : `sudo prlimit --pid $$ --memlock=${i.memlock}:${i.memlock}`;
+  return {
+    ...base,
+    status: 'fail',
+    detail: `${show(limit.soft)} (hard ${show(limit.hard)}), less than the ${formatBytes(i.memlock)} asked: pinning more fails with ENOMEM`,
+    fix,
+  };
 }
 
 /** Huge pages reserved and free (DmaBuffer's huge-page memory comes from them). */
@@ -212,10 +242,16 @@ export function checkDmaBuf(i: DoctorInput, probed?: { bdf: string; supported: b
   }
   const v = i.release ? kernelVersion(i.release) : undefined;
   if (v && !versionAtLeast(v, ...DMA_BUF_SINCE)) {
-    return { ...base, status: 'warn', detail: `absent: Linux ${i.release} predates ${DMA_BUF_SINCE.join('.')}, which added it; P2P needs the type1 backend`, fix };
+    return {
+      ...base,
+      status: 'warn',
+      detail: `absent: Linux ${i.release} predates ${DMA_BUF_SINCE.join('.')}, which added it; P2P needs the type1 backend`,
+      fix,
+    };
   }
   return {
-    ...base, status: 'warn',
+    ...base,
+    status: 'warn',
     detail: `unknown: Linux ${i.release ?? '(release unreadable)'} can have it, but its config is not readable (no ${i.paths.proc}/config.gz or ${i.paths.boot}/config-${i.release})`,
     fix: 'sudo node-vfio doctor --probe (asks VFIO through a device bound to vfio-pci)',
   };

@@ -3,8 +3,17 @@ import { listVfioPciDevices } from '../lib/sysfs';
 import { Command, defineCommand, printJson } from './command';
 import { CliContext } from './context';
 import {
-  Check, checkBackendNodes, checkDmaBuf, checkHugepages, checkIommu, checkMemlock, checkPermissions, checkVfioDevices,
-  checkVfioPci, DoctorInput, probeCandidate,
+  Check,
+  checkBackendNodes,
+  checkDmaBuf,
+  checkHugepages,
+  checkIommu,
+  checkMemlock,
+  checkPermissions,
+  checkVfioDevices,
+  checkVfioPci,
+  DoctorInput,
+  probeCandidate,
 } from './doctor-checks';
 import { formatBytes } from './format';
 import { kernelRelease, parseSize, readKernelConfig } from './host-facts';
@@ -27,7 +36,9 @@ export const DEFAULT_MEMLOCK = '64M';
 export async function doctorReport(ctx: CliContext, memlock: bigint, probe: boolean): Promise<DoctorReport> {
   const release = kernelRelease(ctx.paths);
   const input: DoctorInput = {
-    paths: ctx.paths, memlock, release,
+    paths: ctx.paths,
+    memlock,
+    release,
     config: release === undefined ? undefined : readKernelConfig(ctx.paths, release),
     vfioDevices: listVfioPciDevices(ctx.paths.sys),
   };
@@ -38,8 +49,14 @@ export async function doctorReport(ctx: CliContext, memlock: bigint, probe: bool
     if (r.vfio) probed = { bdf: candidate.bdf, ...r.vfio.dmaBuf };
   }
   const checks = [
-    checkIommu(input), checkVfioPci(input), ...checkBackendNodes(input), checkVfioDevices(input), checkPermissions(input),
-    checkMemlock(input), checkHugepages(input), checkDmaBuf(input, probed),
+    checkIommu(input),
+    checkVfioPci(input),
+    ...checkBackendNodes(input),
+    checkVfioDevices(input),
+    checkPermissions(input),
+    checkMemlock(input),
+    checkHugepages(input),
+    checkDmaBuf(input, probed),
   ];
   return { ok: checks.every((c) => c.status !== 'fail'), kernel: release ?? null, uid: process.getuid?.() ?? -1, checks };
 }
@@ -52,8 +69,12 @@ function reportText(r: DoctorReport, memlock: bigint): string {
   ]);
   const failed = r.checks.filter((c) => c.status === 'fail').length;
   const warned = r.checks.filter((c) => c.status === 'warn').length;
-  const verdict = failed > 0 ? `${failed} check(s) failed: the library cannot work here until they are fixed`
-    : warned > 0 ? `ready, with ${warned} warning(s)` : 'ready';
+  const verdict =
+    failed > 0
+      ? `${failed} check(s) failed: the library cannot work here until they are fixed`
+      : warned > 0
+        ? `ready, with ${warned} warning(s)`
+        : 'ready';
   return [`kernel ${r.kernel ?? 'unknown'}, uid ${r.uid}, RLIMIT_MEMLOCK wanted ${formatBytes(memlock)}`, ...lines, verdict].join('\n');
 }
 

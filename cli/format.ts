@@ -4,7 +4,14 @@
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return all.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ').trimEnd()).join('\n');
+  return all
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i])))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** `width` hex digits with a 0x prefix, as sysfs writes ids and classes: hexWidth(0x1234, 4) is '0x1234'. */
@@ -14,10 +21,27 @@ export function hexWidth(value: number | bigint, width: number): string {
 
 /** The base classes of the PCI Code and ID Assignment specification. */
 const BASE_CLASSES: Readonly<Record<number, string>> = {
-  0x00: 'unclassified', 0x01: 'storage', 0x02: 'network', 0x03: 'display', 0x04: 'multimedia', 0x05: 'memory',
-  0x06: 'bridge', 0x07: 'communication', 0x08: 'system peripheral', 0x09: 'input', 0x0a: 'docking station',
-  0x0b: 'processor', 0x0c: 'serial bus', 0x0d: 'wireless', 0x0e: 'intelligent I/O', 0x0f: 'satellite',
-  0x10: 'encryption', 0x11: 'signal processing', 0x12: 'accelerator', 0x13: 'instrumentation', 0xff: 'unassigned',
+  0x00: 'unclassified',
+  0x01: 'storage',
+  0x02: 'network',
+  0x03: 'display',
+  0x04: 'multimedia',
+  0x05: 'memory',
+  0x06: 'bridge',
+  0x07: 'communication',
+  0x08: 'system peripheral',
+  0x09: 'input',
+  0x0a: 'docking station',
+  0x0b: 'processor',
+  0x0c: 'serial bus',
+  0x0d: 'wireless',
+  0x0e: 'intelligent I/O',
+  0x0f: 'satellite',
+  0x10: 'encryption',
+  0x11: 'signal processing',
+  0x12: 'accelerator',
+  0x13: 'instrumentation',
+  0xff: 'unassigned',
 };
 
 /** A 24-bit class code as its six hex digits and base class: '010802 storage'. */

@@ -46,38 +46,83 @@ const IORESOURCE_MEM_64 = 0x100000n;
 
 /** A resource line with a name and a kind. */
 export function resourceView(r: PciResource): ResourceView {
-  const kind = (r.flags & IORESOURCE_IO) !== 0n ? 'io'
-    : `mem${(r.flags & IORESOURCE_MEM_64) !== 0n ? 64 : 32}${(r.flags & IORESOURCE_PREFETCH) !== 0n ? ' prefetchable' : ''}`;
+  const kind =
+    (r.flags & IORESOURCE_IO) !== 0n
+      ? 'io'
+      : `mem${(r.flags & IORESOURCE_MEM_64) !== 0n ? 64 : 32}${(r.flags & IORESOURCE_PREFETCH) !== 0n ? ' prefetchable' : ''}`;
   const name = r.index < 6 ? `BAR${r.index}` : r.index === 6 ? 'ROM' : `resource ${r.index}`;
-  return { index: r.index, name, start: hexWidth(r.start, 16), end: hexWidth(r.end, 16), size: Number(r.end - r.start + 1n), flags: hexWidth(r.flags, 1), kind };
+  return {
+    index: r.index,
+    name,
+    start: hexWidth(r.start, 16),
+    end: hexWidth(r.end, 16),
+    size: Number(r.end - r.start + 1n),
+    flags: hexWidth(r.flags, 1),
+    kind,
+  };
 }
 
 function flagList(pairs: [boolean, string][]): string {
-  return pairs.filter(([on]) => on).map(([, name]) => name).join(',') || '-';
+  return (
+    pairs
+      .filter(([on]) => on)
+      .map(([, name]) => name)
+      .join(',') || '-'
+  );
 }
 
 function vfioText(v: VfioView): string {
   const empty = v.regions.filter((r) => r.size === 0).map((r) => r.name);
-  const regions = formatTable(['REGION', 'SIZE', 'OFFSET', 'FLAGS', 'SPARSE MMAP'], v.regions.filter((r) => r.size > 0).map((r) => [
-    r.name, formatBytes(r.size), r.offset, flagList([[r.read, 'read'], [r.write, 'write'], [r.mmap, 'mmap']]),
-    r.sparseAreas ? r.sparseAreas.map((a) => `${hexWidth(a.offset, 1)}+${formatBytes(a.size)}`).join(' ') || 'none' : '-',
-  ]));
-  const irqs = formatTable(['IRQ', 'COUNT', 'FLAGS'], v.irqs.map((i) => [
-    i.name, String(i.count), flagList([[i.eventfd, 'eventfd'], [i.maskable, 'maskable'], [i.automasked, 'automasked'], [i.resizable, 'resizable']]),
-  ]));
+  const regions = formatTable(
+    ['REGION', 'SIZE', 'OFFSET', 'FLAGS', 'SPARSE MMAP'],
+    v.regions
+      .filter((r) => r.size > 0)
+      .map((r) => [
+        r.name,
+        formatBytes(r.size),
+        r.offset,
+        flagList([
+          [r.read, 'read'],
+          [r.write, 'write'],
+          [r.mmap, 'mmap'],
+        ]),
+        r.sparseAreas ? r.sparseAreas.map((a) => `${hexWidth(a.offset, 1)}+${formatBytes(a.size)}`).join(' ') || 'none' : '-',
+      ]),
+  );
+  const irqs = formatTable(
+    ['IRQ', 'COUNT', 'FLAGS'],
+    v.irqs.map((i) => [
+      i.name,
+      String(i.count),
+      flagList([
+        [i.eventfd, 'eventfd'],
+        [i.maskable, 'maskable'],
+        [i.automasked, 'automasked'],
+        [i.resizable, 'resizable'],
+      ]),
+    ]),
+  );
   return [
     `VFIO (opened through ${v.backend}): device flags ${hexWidth(v.flags, 1)}, ${v.reset ? 'can reset' : 'no reset'}`,
-    indent(regions), ...(empty.length > 0 ? [`  empty: ${empty.join(', ')}`] : []), '', indent(irqs), '',
+    indent(regions),
+    ...(empty.length > 0 ? [`  empty: ${empty.join(', ')}`] : []),
+    '',
+    indent(irqs),
+    '',
     `  dma-buf export: ${v.dmaBuf.supported ? 'yes' : `no: ${v.dmaBuf.reason}`}`,
   ].join('\n');
 }
 
 function indent(text: string): string {
-  return text.split('\n').map((l) => `  ${l}`).join('\n');
+  return text
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n');
 }
 
 function infoText(e: InfoEntry): string {
-  const members = e.groupMembers.length === 0 ? 'no other devices' : `also ${e.groupMembers.map((m) => memberLabel(m.bdf, m.driver)).join(', ')}`;
+  const members =
+    e.groupMembers.length === 0 ? 'no other devices' : `also ${e.groupMembers.map((m) => memberLabel(m.bdf, m.driver)).join(', ')}`;
   const facts: [string, string][] = [
     ['driver', `${e.driver ?? 'none'}${e.driverOverride ? ` (driver_override ${e.driverOverride})` : ''}`],
     ['IOMMU group', e.iommuGroup === null ? 'none' : `${e.iommuGroup}, ${e.groupNode}; ${members}`],
@@ -89,12 +134,20 @@ function infoText(e: InfoEntry): string {
     ['type1', e.backends.type1.ok ? 'yes' : `no: ${e.backends.type1.reason}`],
   ];
   const width = Math.max(...facts.map(([k]) => k.length));
-  const resources = e.resources.length === 0 ? '  none' : indent(formatTable(['RESOURCE', 'KIND', 'RANGE', 'SIZE'],
-    e.resources.map((r) => [r.name, r.kind, `${r.start}-${r.end}`, formatBytes(r.size)])));
+  const resources =
+    e.resources.length === 0
+      ? '  none'
+      : indent(
+          formatTable(
+            ['RESOURCE', 'KIND', 'RANGE', 'SIZE'],
+            e.resources.map((r) => [r.name, r.kind, `${r.start}-${r.end}`, formatBytes(r.size)]),
+          ),
+        );
   return [
     `${e.bdf}  ${e.vendor.slice(2)}:${e.device.slice(2)}  class ${classLabel(Number(e.class))}${e.bridge ? ' (bridge)' : ''}`,
     ...facts.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
-    'sysfs resources:', resources,
+    'sysfs resources:',
+    resources,
     e.vfio ? vfioText(e.vfio) : `VFIO: ${e.vfioMissing}`,
   ].join('\n');
 }
@@ -130,7 +183,7 @@ export const infoCommand: Command = defineCommand({
     'Shows a PCI device (BDF: 0000:01:00.0, or 01:00.0) from sysfs: ids, driver and',
     'driver_override, IOMMU group and its other devices, VFIO cdev, NUMA node, reset methods,',
     'resources; whether each backend can open it and why not. When it is bound to vfio-pci and',
-    'this user can open it, it is opened through the library and VFIO\'s own view follows:',
+    "this user can open it, it is opened through the library and VFIO's own view follows:",
     'regions (size, read/write/mmap, sparse mmap areas), IRQ counts per type (INTx, MSI, MSI-X,',
     'ERR, REQ), reset, dma-buf export. The kernel resets a device when it is opened and nobody',
     'else has it open: --sysfs-only leaves it alone.',
@@ -139,5 +192,6 @@ export const infoCommand: Command = defineCommand({
     json: { type: 'boolean', description: 'print one JSON object' },
     'sysfs-only': { type: 'boolean', description: 'do not open the device through VFIO' },
   },
-  run: ({ values, positionals }, ctx) => runInfo(bdfArgument(positionals[0]), { json: values.json === true, sysfsOnly: values['sysfs-only'] === true }, ctx),
+  run: ({ values, positionals }, ctx) =>
+    runInfo(bdfArgument(positionals[0]), { json: values.json === true, sysfsOnly: values['sysfs-only'] === true }, ctx),
 });

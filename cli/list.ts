@@ -51,7 +51,10 @@ export function usableLabel(e: DeviceEntry): string {
 
 function listTable(entries: DeviceEntry[], infos: PciDeviceInfo[]): string {
   const rows = entries.map((e, i) => [
-    e.bdf, `${e.vendor.slice(2)}:${e.device.slice(2)}`, classLabel(infos[i].classCode), e.driver ?? '-',
+    e.bdf,
+    `${e.vendor.slice(2)}:${e.device.slice(2)}`,
+    classLabel(infos[i].classCode),
+    e.driver ?? '-',
     e.iommuGroup === null ? '-' : String(e.iommuGroup),
     e.groupMembers.length === 0 ? '-' : e.groupMembers.map((m) => memberLabel(m.bdf, m.driver)).join(', '),
     usableLabel(e),

@@ -3,4 +3,6 @@
 import { processContext } from './context';
 import { runCli } from './run';
 
-void runCli(process.argv.slice(2), processContext()).then((code) => { process.exitCode = code; });
+void runCli(process.argv.slice(2), processContext()).then((code) => {
+  process.exitCode = code;
+});

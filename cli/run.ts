@@ -18,14 +18,18 @@ export const COMMANDS: readonly Command[] = [listCommand, infoCommand, bindComma
 
 /** `node-vfio --help`. */
 export function usage(): string {
-  const rows = [...COMMANDS.map((c) => [c.synopsis, c.summary]), ['help [COMMAND]', 'this text, or a command\'s']];
+  const rows = [...COMMANDS.map((c) => [c.synopsis, c.summary]), ['help [COMMAND]', "this text, or a command's"]];
   return [
     'usage: node-vfio COMMAND [options]',
     '',
-    'Gets PCI devices ready for node-vfio\'s userspace drivers (VFIO, iommufd) and shows what VFIO sees.',
+    "Gets PCI devices ready for node-vfio's userspace drivers (VFIO, iommufd) and shows what VFIO sees.",
     '',
     'commands:',
-    formatTable(['', ''], rows).split('\n').slice(1).map((l) => `  ${l}`).join('\n'),
+    formatTable(['', ''], rows)
+      .split('\n')
+      .slice(1)
+      .map((l) => `  ${l}`)
+      .join('\n'),
     '',
     'Every command takes --help; list, info, bind, unbind and doctor take --json.',
     'Exit status: 0 done, 1 failed (doctor: a check failed), 2 a mistake on the command line.',
@@ -69,7 +73,7 @@ export async function runCli(argv: readonly string[], ctx: CliContext): Promise<
     const who = at.command ? `node-vfio ${at.command.name}` : 'node-vfio';
     // Errors with a code are expected ones (the system's, the library's, this tool's); others are bugs: show where.
     const expected = err instanceof UsageError || err instanceof CliError || (err as NodeJS.ErrnoException)?.code !== undefined;
-    ctx.err(`${who}: ${expected ? describeError(err) : (err as Error)?.stack ?? String(err)}\n`);
+    ctx.err(`${who}: ${expected ? describeError(err) : ((err as Error)?.stack ?? String(err))}\n`);
     if (err instanceof UsageError) ctx.err(`run '${who} --help' for usage\n`);
     return exitStatusOf(err);
   }

@@ -54,7 +54,8 @@ export function memberLabel(name: string, driver: string | null | undefined): st
 function sharedProblem(dev: PciDeviceInfo, conflicts: IommuGroupMember[]): string | undefined {
   if (dev.driver !== 'vfio-pci') return dev.driver ? `bound to ${dev.driver}, not vfio-pci` : 'no driver: not bound to vfio-pci';
   if (dev.iommuGroup === undefined) return 'no IOMMU group: is the IOMMU on?';
-  if (conflicts.length > 0) return `IOMMU group ${dev.iommuGroup} is not viable: ${conflicts.map((c) => memberLabel(c.name, c.driver)).join(', ')}`;
+  if (conflicts.length > 0)
+    return `IOMMU group ${dev.iommuGroup} is not viable: ${conflicts.map((c) => memberLabel(c.name, c.driver)).join(', ')}`;
   return undefined;
 }
 
@@ -74,10 +75,13 @@ export function deviceAccess(dev: PciDeviceInfo, paths: HostPaths): DeviceAccess
     groupNode = fs.existsSync(noiommu) ? noiommu : path.join(vfioDir, String(dev.iommuGroup));
   }
   const cdevNode = dev.vfioCdev ? path.join(vfioDir, 'devices', dev.vfioCdev) : undefined;
-  const iommufd = backend(shared ?? nodeProblem(path.join(paths.dev, 'iommu'))
-    ?? (cdevNode ? nodeProblem(cdevNode) : 'no VFIO cdev in sysfs (a kernel without CONFIG_VFIO_DEVICE_CDEV)'));
+  const iommufd = backend(
+    shared ??
+      nodeProblem(path.join(paths.dev, 'iommu')) ??
+      (cdevNode ? nodeProblem(cdevNode) : 'no VFIO cdev in sysfs (a kernel without CONFIG_VFIO_DEVICE_CDEV)'),
+  );
   const type1 = backend(shared ?? nodeProblem(path.join(vfioDir, 'vfio')) ?? (groupNode ? nodeProblem(groupNode) : undefined));
   const usable = iommufd.ok || type1.ok;
-  const reason = usable ? undefined : shared ?? `iommufd: ${iommufd.reason}; type1: ${type1.reason}`;
+  const reason = usable ? undefined : (shared ?? `iommufd: ${iommufd.reason}; type1: ${type1.reason}`);
   return { usable, reason, backends: { iommufd, type1 }, groupMembers, conflicts, groupNode, cdevNode };
 }

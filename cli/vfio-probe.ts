@@ -89,8 +89,14 @@ function regions(device: VfioPciDevice, count: number): RegionView[] {
   return present(count, (index) => {
     const r = device.regionInfo(index);
     return {
-      index, name: regionName(index), size: Number(r.size), offset: hexWidth(r.offset, 1), flags: r.flags,
-      read: r.readable, write: r.writable, mmap: r.mappable,
+      index,
+      name: regionName(index),
+      size: Number(r.size),
+      offset: hexWidth(r.offset, 1),
+      flags: r.flags,
+      read: r.readable,
+      write: r.writable,
+      mmap: r.mappable,
       sparseAreas: r.sparseAreas?.map((a) => ({ offset: Number(a.offset), size: Number(a.size) })) ?? null,
       type: r.type ?? null,
     };
@@ -108,15 +114,20 @@ function probeDmaBuf(device: VfioPciDevice): { supported: boolean; reason?: stri
     return { supported: true };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOTTY') return { supported: false, reason: 'the kernel has no VFIO dma-buf export (CONFIG_VFIO_PCI_DMABUF, Linux 6.19+ with PCI_P2PDMA)' };
-    if (code === 'EOPNOTSUPP') return { supported: false, reason: 'the device\'s VFIO driver does not export dma-bufs' };
+    if (code === 'ENOTTY')
+      return { supported: false, reason: 'the kernel has no VFIO dma-buf export (CONFIG_VFIO_PCI_DMABUF, Linux 6.19+ with PCI_P2PDMA)' };
+    if (code === 'EOPNOTSUPP') return { supported: false, reason: "the device's VFIO driver does not export dma-bufs" };
     return { supported: false, reason: describeError(err) };
   }
 }
 
 /** The VFIO part of `info`, or why there is none. */
 export async function probeVfio(bdf: string, access: DeviceAccess, paths: HostPaths): Promise<{ vfio?: VfioView; missing?: string }> {
-  if (!isSystemHost(paths)) return { missing: 'not opened: sysfs or /dev is a test tree (NODE_VFIO_SYSFS_ROOT, NODE_VFIO_DEV_ROOT), and the library opens the system\'s /dev' };
+  if (!isSystemHost(paths))
+    return {
+      missing:
+        "not opened: sysfs or /dev is a test tree (NODE_VFIO_SYSFS_ROOT, NODE_VFIO_DEV_ROOT), and the library opens the system's /dev",
+    };
   if (!access.usable) return { missing: `not opened: ${access.reason}` };
   const backend: BackendKind = access.backends.iommufd.ok ? 'iommufd' : 'type1';
   let AddressSpace: typeof import('../lib/address-space').AddressSpace;
@@ -132,8 +143,12 @@ export async function probeVfio(bdf: string, access: DeviceAccess, paths: HostPa
       const info = device.info();
       return {
         vfio: {
-          backend, flags: info.flags, reset: (info.flags & VFIO_DEVICE_FLAGS_RESET) !== 0,
-          regions: regions(device, info.numRegions), irqs: irqs(device, info.numIrqs), dmaBuf: probeDmaBuf(device),
+          backend,
+          flags: info.flags,
+          reset: (info.flags & VFIO_DEVICE_FLAGS_RESET) !== 0,
+          regions: regions(device, info.numRegions),
+          irqs: irqs(device, info.numIrqs),
+          dmaBuf: probeDmaBuf(device),
         },
       };
     } finally {

@@ -22,13 +22,21 @@ const ACTIONS = ['run', 'shell', 'kernel'] as const;
 
 /** The options of `vm run|shell|kernel`. */
 export const VM_OPTIONS: OptionSpecs = {
-  kernel: { type: 'string', value: 'custom|debian', description: 'the project\'s kernel (iommufd, VFIO cdev, dma-buf; default) or Debian\'s stock kernel (type1 only)' },
+  kernel: {
+    type: 'string',
+    value: 'custom|debian',
+    description: "the project's kernel (iommufd, VFIO cdev, dma-buf; default) or Debian's stock kernel (type1 only)",
+  },
   devices: { type: 'string', value: 'LIST', description: `comma-separated, from ${DEVICE_NAMES.join(', ')} (default: all)` },
   env: { type: 'string', multiple: true, value: 'NAME=VALUE', description: 'set a variable in the guest (repeatable)' },
   timeout: { type: 'string', value: 'SECONDS', description: 'kill the guest after this long (default 1800)' },
-  qemu: { type: 'string', value: 'bundled|system', description: 'the harness\'s own QEMU (default; $NODE_VFIO_QEMU) or the system\'s qemu-system-x86_64' },
+  qemu: {
+    type: 'string',
+    value: 'bundled|system',
+    description: "the harness's own QEMU (default; $NODE_VFIO_QEMU) or the system's qemu-system-x86_64",
+  },
   kvm: { type: 'boolean', description: 'use KVM instead of TCG (not reliable on every host)' },
-  keep: { type: 'boolean', description: 'keep the run\'s directory (.vm/runs/...) with the console log and device files' },
+  keep: { type: 'boolean', description: "keep the run's directory (.vm/runs/...) with the console log and device files" },
 };
 
 /** The help text of `node-vfio vm`. */
@@ -60,7 +68,13 @@ export function parseVmArgs(argv: readonly string[], env: Readonly<Record<string
   const [first, action, ...args] = argv;
   if (first !== 'vm') throw new UsageError(`unknown command '${first ?? ''}'`);
   const out: VmCommand = {
-    action: 'help', kernel: 'custom', devices: [...DEVICE_NAMES], command: [], env: {}, accel: 'tcg', keep: false,
+    action: 'help',
+    kernel: 'custom',
+    devices: [...DEVICE_NAMES],
+    command: [],
+    env: {},
+    accel: 'tcg',
+    keep: false,
     qemu: env.NODE_VFIO_QEMU ? oneOf(env.NODE_VFIO_QEMU, ['bundled', 'system'], '$NODE_VFIO_QEMU') : 'bundled',
   };
   if (action === undefined || action === 'help' || action === '--help' || action === '-h') return out;

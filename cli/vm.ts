@@ -16,8 +16,16 @@ async function runVm(cmd: VmCommand, ctx: CliContext): Promise<number> {
     return 0;
   }
   const result = await runInGuest({
-    kernel: cmd.kernel, qemu: cmd.qemu, devices: cmd.devices, command: cmd.command, env: cmd.env, timeoutMs: cmd.timeoutMs,
-    accel: cmd.accel, keep: cmd.keep, interactive: cmd.action === 'shell', log,
+    kernel: cmd.kernel,
+    qemu: cmd.qemu,
+    devices: cmd.devices,
+    command: cmd.command,
+    env: cmd.env,
+    timeoutMs: cmd.timeoutMs,
+    accel: cmd.accel,
+    keep: cmd.keep,
+    interactive: cmd.action === 'shell',
+    log,
     onOutput: (text) => ctx.out(text),
   });
   if (result.failure) {

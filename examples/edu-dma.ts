@@ -16,8 +16,10 @@ async function main(): Promise<void> {
   buf.bytes.set(text);
   await edu.dmaToDevice(m.iova, 0, text.length); // RAM -> device
   await edu.dmaFromDevice(0, m.iova + 4096n, text.length); // device -> RAM
-  console.log(`edu ${edu.version.major}.${edu.version.minor} at IOVA 0x${m.iova.toString(16)}:`,
-    new TextDecoder().decode(buf.bytes.subarray(4096, 4096 + text.length)));
+  console.log(
+    `edu ${edu.version.major}.${edu.version.minor} at IOVA 0x${m.iova.toString(16)}:`,
+    new TextDecoder().decode(buf.bytes.subarray(4096, 4096 + text.length)),
+  );
 }
 
 main().catch((err) => {

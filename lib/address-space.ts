@@ -266,7 +266,8 @@ export class AddressSpace implements Disposable, MappingOwner {
    */
   static open(options: AddressSpaceOptions = {}): AddressSpace {
     const choice = options.backend ?? 'auto';
-    if (!['auto', 'iommufd', 'type1'].includes(choice)) throw new TypeError(`backend must be 'auto', 'iommufd' or 'type1', not ${String(choice)}`);
+    if (!['auto', 'iommufd', 'type1'].includes(choice))
+      throw new TypeError(`backend must be 'auto', 'iommufd' or 'type1', not ${String(choice)}`);
     // auto: iommufd where the kernel has it and exposes VFIO device cdevs, else the legacy container.
     const iommufdUsable = fs.existsSync('/dev/iommu') && fs.existsSync('/dev/vfio/devices');
     const kind: BackendKind = choice === 'auto' ? (options.iommufd || iommufdUsable ? 'iommufd' : 'type1') : choice;
@@ -322,7 +323,10 @@ export class AddressSpace implements Disposable, MappingOwner {
       throw new VfioStateError(`${info.bdf} is already open in this address space`, 'ERR_VFIO_BUSY');
     }
     if (info.driver !== 'vfio-pci') {
-      throw new VfioStateError(`${info.bdf} is bound to ${info.driver ?? 'no driver'}, not vfio-pci: echo vfio-pci > /sys/bus/pci/devices/${info.bdf}/driver_override, unbind it, then echo ${info.bdf} > /sys/bus/pci/drivers_probe`, 'ERR_VFIO_NOT_BOUND');
+      throw new VfioStateError(
+        `${info.bdf} is bound to ${info.driver ?? 'no driver'}, not vfio-pci: echo vfio-pci > /sys/bus/pci/devices/${info.bdf}/driver_override, unbind it, then echo ${info.bdf} > /sys/bus/pci/drivers_probe`,
+        'ERR_VFIO_NOT_BOUND',
+      );
     }
     const nativeDevice = this.live().attachDevice(info);
     const device = new VfioPciDevice(nativeDevice, info, this);
@@ -351,7 +355,11 @@ export class AddressSpace implements Disposable, MappingOwner {
 
   private iovas(): IovaAllocator {
     // IOVA 0 is never handed out: to many devices and drivers an address of 0 means "none".
-    if (!this.allocator) this.allocator = new IovaAllocator(this.live().iovaRanges(), { pageSize: PAGE_SIZE, reserved: [{ start: 0n, last: PAGE_SIZE - 1n }] });
+    if (!this.allocator)
+      this.allocator = new IovaAllocator(this.live().iovaRanges(), {
+        pageSize: PAGE_SIZE,
+        reserved: [{ start: 0n, last: PAGE_SIZE - 1n }],
+      });
     return this.allocator;
   }
 
@@ -429,7 +437,8 @@ export class AddressSpace implements Disposable, MappingOwner {
       bits = accessBits(options.access);
     }
     if (length === 0) throw new RangeError('length must not be 0');
-    if (length < 0 || offset + length > buffer.size) throw new RangeError(`[${hex(offset)}, +${hex(length)}) is outside the ${buffer.size}-byte buffer`);
+    if (length < 0 || offset + length > buffer.size)
+      throw new RangeError(`[${hex(offset)}, +${hex(length)}) is outside the ${buffer.size}-byte buffer`);
     pageAligned(length, 'length');
     if (buffer.closed) throw new VfioStateError('DmaBuffer is closed', 'ERR_VFIO_CLOSED');
     const iova = this.allocateIova(length, options);
@@ -499,7 +508,10 @@ export class AddressSpace implements Disposable, MappingOwner {
   linkAt(iova: number, list: PhysList, acc: Partial<Access> | undefined, onUnmap: (m: DmaMapping) => void): DmaMapping {
     const backend = this.live();
     if (list.kind === 'encrypted') {
-      throw new VfioStateError('encrypted memory cannot be mapped: userspace has no backing for it (no CC-capable memory source through VFIO yet)', 'ERR_VFIO_ENCRYPTED');
+      throw new VfioStateError(
+        'encrypted memory cannot be mapped: userspace has no backing for it (no CC-capable memory source through VFIO yet)',
+        'ERR_VFIO_ENCRYPTED',
+      );
     }
     let mapping: DmaMapping;
     const packed = list.kind === 'cpu' ? list.packedCpu() : null;
@@ -517,10 +529,13 @@ export class AddressSpace implements Disposable, MappingOwner {
       mapping = this.linkSlow(backend, iova, list, access(acc));
     }
     const own = mapping.onUnmapped;
-    mapping.onUnmapped = own === null ? onUnmap : (m) => {
-      own(m);
-      onUnmap(m);
-    };
+    mapping.onUnmapped =
+      own === null
+        ? onUnmap
+        : (m) => {
+            own(m);
+            onUnmap(m);
+          };
     return this.track(mapping);
   }
 
@@ -536,11 +551,13 @@ export class AddressSpace implements Disposable, MappingOwner {
       // The IOMMU maps whole pages: the first fragment from its page start, the last to its page end.
       // PhysList checked that every fragment lies in its memory; only that rounded-up end can pass it.
       const start = i === 0 ? f.offset - head : f.offset;
-      const length = i === last ? ((f.offset + f.length + PAGE_SIZE - 1n) / PAGE_SIZE) * PAGE_SIZE - start : i === 0 ? f.length + head : f.length;
+      const length =
+        i === last ? ((f.offset + f.length + PAGE_SIZE - 1n) / PAGE_SIZE) * PAGE_SIZE - start : i === 0 ? f.length + head : f.length;
       if (list.kind === 'cpu') {
         const c = f as CpuFragment;
         if (c.buffer.closed) throw new VfioStateError(`fragment ${i}: DmaBuffer is closed`, 'ERR_VFIO_CLOSED');
-        if (i === last && start + length > c.buffer.length) throw new RangeError(`fragment ${i} ends inside its buffer's last page, which the buffer does not fully hold`);
+        if (i === last && start + length > c.buffer.length)
+          throw new RangeError(`fragment ${i} ends inside its buffer's last page, which the buffer does not fully hold`);
         flat.push(c.buffer.native, start, length, c.asFile);
         holds.push(c.buffer);
       } else {
@@ -610,7 +627,7 @@ export class AddressSpace implements Disposable, MappingOwner {
     const done = this.live().unmap(start, len);
     const from = Number(start);
     const to = Number(start + len);
-    for (let m = this.newest; m !== null; ) {
+    for (let m = this.newest; m !== null;) {
       const next = m.next;
       if (m.pageIova >= from && m.pageIova + m.pageLength <= to) m.forget();
       m = next;

@@ -168,7 +168,10 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
    */
   reset(): void {
     if (!(this.info().flags & VFIO_DEVICE_FLAGS_RESET)) {
-      throw new VfioStateError(`${this.bdf} has no reset method (no FLR, PM or bus reset: VFIO_DEVICE_FLAGS_RESET is not set)`, 'ERR_VFIO_NO_RESET');
+      throw new VfioStateError(
+        `${this.bdf} has no reset method (no FLR, PM or bus reset: VFIO_DEVICE_FLAGS_RESET is not set)`,
+        'ERR_VFIO_NO_RESET',
+      );
     }
     this.live().reset();
     this.emit('reset');

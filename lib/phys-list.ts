@@ -116,17 +116,20 @@ export class PhysList {
    */
   static cpu(fragments: readonly CpuFragmentInput[]): PhysList {
     if (!Array.isArray(fragments)) throw new TypeError('fragments must be an array');
-    return new PhysList('cpu', fragments.map((f, i) => {
-      if (!(f?.buffer instanceof DmaBuffer)) throw new TypeError(`fragment ${i}: buffer must be a DmaBuffer`);
-      const offset = toBigInt(f.offset ?? 0, `fragment ${i} offset`);
-      const length = f.length === undefined ? f.buffer.length - offset : toBigInt(f.length, `fragment ${i} length`);
-      if (offset + length > f.buffer.length) {
-        throw new RangeError(`fragment ${i}: [${hex(offset)}, +${hex(length)}) is outside its ${f.buffer.length}-byte buffer`);
-      }
-      const asFile = f.asFile ?? false;
-      if (asFile && f.buffer.kind !== 'memfd') throw new TypeError(`fragment ${i}: asFile needs a memfd buffer`);
-      return { buffer: f.buffer, offset, length, asFile };
-    }));
+    return new PhysList(
+      'cpu',
+      fragments.map((f, i) => {
+        if (!(f?.buffer instanceof DmaBuffer)) throw new TypeError(`fragment ${i}: buffer must be a DmaBuffer`);
+        const offset = toBigInt(f.offset ?? 0, `fragment ${i} offset`);
+        const length = f.length === undefined ? f.buffer.length - offset : toBigInt(f.length, `fragment ${i} length`);
+        if (offset + length > f.buffer.length) {
+          throw new RangeError(`fragment ${i}: [${hex(offset)}, +${hex(length)}) is outside its ${f.buffer.length}-byte buffer`);
+        }
+        const asFile = f.asFile ?? false;
+        if (asFile && f.buffer.kind !== 'memfd') throw new TypeError(`fragment ${i}: asFile needs a memfd buffer`);
+        return { buffer: f.buffer, offset, length, asFile };
+      }),
+    );
   }
 
   /**
@@ -140,15 +143,19 @@ export class PhysList {
    */
   static p2p(provider: P2PProvider, fragments: readonly RangeInput[]): PhysList {
     if (!provider || typeof provider.fragmentSource !== 'function') throw new TypeError('provider must be a P2PProvider');
-    return new PhysList('p2p', fragments.map((f, i) => {
-      const offset = toBigInt(f.offset, `fragment ${i} offset`);
-      const length = toBigInt(f.length, `fragment ${i} length`);
-      checkRangeFits(offset, length, `fragment ${i}`);
-      if (offset + length > provider.size) {
-        throw new RangeError(`fragment ${i}: [${hex(offset)}, +${hex(length)}) is outside the provider's ${provider.size}-byte region`);
-      }
-      return { offset, length };
-    }), provider);
+    return new PhysList(
+      'p2p',
+      fragments.map((f, i) => {
+        const offset = toBigInt(f.offset, `fragment ${i} offset`);
+        const length = toBigInt(f.length, `fragment ${i} length`);
+        checkRangeFits(offset, length, `fragment ${i}`);
+        if (offset + length > provider.size) {
+          throw new RangeError(`fragment ${i}: [${hex(offset)}, +${hex(length)}) is outside the provider's ${provider.size}-byte region`);
+        }
+        return { offset, length };
+      }),
+      provider,
+    );
   }
 
   /**
@@ -159,10 +166,13 @@ export class PhysList {
    * @throws RangeError for an empty range or an inner boundary inside a page.
    */
   static encrypted(fragments: readonly RangeInput[]): PhysList {
-    return new PhysList('encrypted', fragments.map((f, i) => ({
-      offset: toBigInt(f.offset, `fragment ${i} offset`),
-      length: toBigInt(f.length, `fragment ${i} length`),
-    })));
+    return new PhysList(
+      'encrypted',
+      fragments.map((f, i) => ({
+        offset: toBigInt(f.offset, `fragment ${i} offset`),
+        length: toBigInt(f.length, `fragment ${i} length`),
+      })),
+    );
   }
 
   private bytes?: bigint;
@@ -227,7 +237,8 @@ export class PhysList {
       // The IOMMU maps whole pages: the first fragment from its page start, the last to its page end.
       const start = i === 0 ? offset - head : offset;
       const end = i === last ? Math.ceil((offset + length) / PAGE) * PAGE : offset + length;
-      if (i === last && end > f.buffer.size) throw new RangeError(`fragment ${i} ends inside its buffer's last page, which the buffer does not fully hold`);
+      if (i === last && end > f.buffer.size)
+        throw new RangeError(`fragment ${i} ends inside its buffer's last page, which the buffer does not fully hold`);
       out[3 * i] = f.buffer.handle;
       out[3 * i + 1] = start;
       out[3 * i + 2] = end - start;

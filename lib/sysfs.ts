@@ -63,10 +63,16 @@ function linkName(file: string): string | undefined {
 
 /** Parses sysfs's `resource` file: one "start end flags" line per BAR, ROM and bridge window. */
 export function parseResources(text: string): PciResource[] {
-  return text.trim().split('\n').flatMap((line, index) => {
-    const [start, end, flags] = line.trim().split(/\s+/).map((x) => BigInt(x));
-    return start === 0n && end === 0n ? [] : [{ index, start, end, flags }];
-  });
+  return text
+    .trim()
+    .split('\n')
+    .flatMap((line, index) => {
+      const [start, end, flags] = line
+        .trim()
+        .split(/\s+/)
+        .map((x) => BigInt(x));
+      return start === 0n && end === 0n ? [] : [{ index, start, end, flags }];
+    });
 }
 
 /** The sysfs directory of a PCI device; an ENOENT error when there is no such device. */
@@ -103,7 +109,10 @@ export function readPciDevice(bdf: string, sysfsRoot = '/sys'): PciDeviceInfo {
 export function listPciDevices(sysfsRoot = '/sys'): PciDeviceInfo[] {
   const dir = path.join(sysfsRoot, 'bus/pci/devices');
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).sort().map((bdf) => readPciDevice(bdf, sysfsRoot));
+  return fs
+    .readdirSync(dir)
+    .sort()
+    .map((bdf) => readPciDevice(bdf, sysfsRoot));
 }
 
 /** Every PCI device bound to vfio-pci. */
@@ -188,12 +197,15 @@ export function iommuGroupMembers(group: number, sysfsRoot = '/sys'): IommuGroup
   if (!Number.isInteger(group) || group < 0) throw new RangeError(`an IOMMU group is a non-negative integer, not ${group}`);
   const dir = path.join(sysfsRoot, 'kernel/iommu_groups', String(group), 'devices');
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).sort().map((name) => {
-    const dev = path.join(dir, name);
-    const classText = readText(path.join(dev, 'class'));
-    const classCode = classText === undefined ? undefined : Number.parseInt(classText, 16);
-    return { name, driver: linkName(path.join(dev, 'driver')), classCode, bridge: isBridge(dev, classCode) };
-  });
+  return fs
+    .readdirSync(dir)
+    .sort()
+    .map((name) => {
+      const dev = path.join(dir, name);
+      const classText = readText(path.join(dev, 'class'));
+      const classCode = classText === undefined ? undefined : Number.parseInt(classText, 16);
+      return { name, driver: linkName(path.join(dev, 'driver')), classCode, bridge: isBridge(dev, classCode) };
+    });
 }
 
 /**

@@ -28,7 +28,8 @@ export function checkAligned(value: bigint, align: bigint, name: string): void {
 
 /** [start, start + length) must not run past 2^64. */
 export function checkRangeFits(start: bigint, length: bigint, name: string): void {
-  if (start + length > U64_END) throw new RangeError(`${name}: 0x${start.toString(16)} + 0x${length.toString(16)} runs past the end of the 64-bit space`);
+  if (start + length > U64_END)
+    throw new RangeError(`${name}: 0x${start.toString(16)} + 0x${length.toString(16)} runs past the end of the 64-bit space`);
 }
 
 export function hex(v: bigint | number): string {

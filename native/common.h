@@ -6,12 +6,12 @@
 
 #include <napi.h>
 
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 namespace nvfio {
 

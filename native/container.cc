@@ -28,7 +28,8 @@ Napi::Function Container::Init(Napi::Env env) {
 
 // new Container(path = '/dev/vfio/vfio')
 Container::Container(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Container>(info) {
-  std::string path = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "/dev/vfio/vfio";
+  std::string path =
+      info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "/dev/vfio/vfio";
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd.Valid()) ThrowErrno(info.Env(), errno, "open", path);
   core_ = std::make_shared<DmaCore>(DmaCore::Kind::kType1, std::move(fd));
@@ -39,7 +40,9 @@ Container::~Container() = default;
 
 int Container::Fd(Napi::Env env) const { return core_->Fd(env, kClassName); }
 
-Napi::Value Container::FdGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_->RawFd()); }
+Napi::Value Container::FdGetter(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), core_->RawFd());
+}
 
 // fastPath() -> the hot-path functions of this container (see fast_path.cc).
 Napi::Value Container::FastPath(const Napi::CallbackInfo& info) {
@@ -71,17 +74,19 @@ Napi::Value Container::SetIommu(const Napi::CallbackInfo& info) {
 // iommuInfo() -> { flags, iovaPgsizes, ranges?: [{ start, last }], dmaAvail? }
 Napi::Value Container::IommuInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto buf = InfoIoctl<u::vfio_iommu_type1_info>(env, Fd(env), u::VFIO_IOMMU_GET_INFO, "ioctl(VFIO_IOMMU_GET_INFO)",
-                                                 [](u::vfio_iommu_type1_info&) {});
+  auto buf = InfoIoctl<u::vfio_iommu_type1_info>(
+      env, Fd(env), u::VFIO_IOMMU_GET_INFO, "ioctl(VFIO_IOMMU_GET_INFO)", [](u::vfio_iommu_type1_info&) {});
   const auto* head = reinterpret_cast<const u::vfio_iommu_type1_info*>(buf.data());
   Napi::Object out = Napi::Object::New(env);
   out.Set("flags", Napi::Number::New(env, head->flags));
   out.Set("iovaPgsizes", FromU64(env, head->iova_pgsizes));
   if (head->flags & u::VFIO_IOMMU_INFO_CAPS) {
     ForEachCap(buf, head->cap_offset, [&](const u::vfio_info_cap_header& cap, size_t room) {
-      if (cap.id == u::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE && room >= sizeof(u::vfio_iommu_type1_info_cap_iova_range)) {
+      if (cap.id == u::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE &&
+          room >= sizeof(u::vfio_iommu_type1_info_cap_iova_range)) {
         const auto& r = reinterpret_cast<const u::vfio_iommu_type1_info_cap_iova_range&>(cap);
-        uint32_t n = std::min<uint32_t>(r.nr_iovas, (room - r.iova_ranges_offset) / sizeof(u::vfio_iova_range));
+        uint32_t n =
+            std::min<uint32_t>(r.nr_iovas, (room - r.iova_ranges_offset) / sizeof(u::vfio_iova_range));
         Napi::Array ranges = Napi::Array::New(env, n);
         for (uint32_t i = 0; i < n; i++) {
           Napi::Object o = Napi::Object::New(env);
@@ -90,8 +95,10 @@ Napi::Value Container::IommuInfo(const Napi::CallbackInfo& info) {
           ranges.Set(i, o);
         }
         out.Set("ranges", ranges);
-      } else if (cap.id == u::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && room >= sizeof(u::vfio_iommu_type1_info_dma_avail)) {
-        out.Set("dmaAvail", Napi::Number::New(env, reinterpret_cast<const u::vfio_iommu_type1_info_dma_avail&>(cap).avail));
+      } else if (cap.id == u::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL &&
+                 room >= sizeof(u::vfio_iommu_type1_info_dma_avail)) {
+        out.Set("dmaAvail", Napi::Number::New(
+                                env, reinterpret_cast<const u::vfio_iommu_type1_info_dma_avail&>(cap).avail));
       }
     });
   }
@@ -148,7 +155,8 @@ Napi::Value Container::UnmapDma(const Napi::CallbackInfo& info) {
   cmd.size = ToU64(info[1], "length");
   cmd.flags = ToU32(info[2], "flags");
   const uint64_t length = cmd.size;
-  if (Ioctl(Fd(env), u::VFIO_IOMMU_UNMAP_DMA, &cmd) < 0) ThrowErrno(env, errno, "ioctl(VFIO_IOMMU_UNMAP_DMA)");
+  if (Ioctl(Fd(env), u::VFIO_IOMMU_UNMAP_DMA, &cmd) < 0)
+    ThrowErrno(env, errno, "ioctl(VFIO_IOMMU_UNMAP_DMA)");
   if (cmd.flags & u::VFIO_DMA_UNMAP_FLAG_ALL) {
     core_->pins.Clear();
   } else {

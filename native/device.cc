@@ -63,7 +63,9 @@ int Device::Fd(Napi::Env env) const {
   return fd_.Get();
 }
 
-Napi::Value Device::FdGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.Get()); }
+Napi::Value Device::FdGetter(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), fd_.Get());
+}
 
 // bindIommufd(iommufd) -> devid
 Napi::Value Device::BindIommufd(const Napi::CallbackInfo& info) {
@@ -72,7 +74,8 @@ Napi::Value Device::BindIommufd(const Napi::CallbackInfo& info) {
   u::vfio_device_bind_iommufd cmd{};
   cmd.argsz = sizeof(cmd);
   cmd.iommufd = ictx->Fd(env);
-  if (Ioctl(Fd(env), u::VFIO_DEVICE_BIND_IOMMUFD, &cmd) < 0) ThrowErrno(env, errno, "ioctl(VFIO_DEVICE_BIND_IOMMUFD)");
+  if (Ioctl(Fd(env), u::VFIO_DEVICE_BIND_IOMMUFD, &cmd) < 0)
+    ThrowErrno(env, errno, "ioctl(VFIO_DEVICE_BIND_IOMMUFD)");
   parent_ = Napi::Persistent(info[0].As<Napi::Object>());
   return Napi::Number::New(env, cmd.out_devid);
 }
@@ -125,9 +128,11 @@ Napi::Value Device::RegionInfo(const Napi::CallbackInfo& info) {
   out.Set("offset", FromU64(env, r->offset));
   if (r->flags & u::VFIO_REGION_INFO_FLAG_CAPS) {
     ForEachCap(buf, r->cap_offset, [&](const u::vfio_info_cap_header& cap, size_t room) {
-      if (cap.id == u::VFIO_REGION_INFO_CAP_SPARSE_MMAP && room >= sizeof(u::vfio_region_info_cap_sparse_mmap)) {
+      if (cap.id == u::VFIO_REGION_INFO_CAP_SPARSE_MMAP &&
+          room >= sizeof(u::vfio_region_info_cap_sparse_mmap)) {
         const auto& s = reinterpret_cast<const u::vfio_region_info_cap_sparse_mmap&>(cap);
-        uint32_t n = std::min<uint32_t>(s.nr_areas, (room - s.areas_offset) / sizeof(u::vfio_region_sparse_mmap_area));
+        uint32_t n =
+            std::min<uint32_t>(s.nr_areas, (room - s.areas_offset) / sizeof(u::vfio_region_sparse_mmap_area));
         Napi::Array areas = Napi::Array::New(env, n);
         for (uint32_t i = 0; i < n; i++) {
           Napi::Object a = Napi::Object::New(env);
@@ -156,7 +161,8 @@ Napi::Value Device::IrqInfo(const Napi::CallbackInfo& info) {
   u::vfio_irq_info ii{};
   ii.argsz = sizeof(ii);
   ii.index = ToU32(info[0], "index");
-  if (Ioctl(Fd(env), u::VFIO_DEVICE_GET_IRQ_INFO, &ii) < 0) ThrowErrno(env, errno, "ioctl(VFIO_DEVICE_GET_IRQ_INFO)");
+  if (Ioctl(Fd(env), u::VFIO_DEVICE_GET_IRQ_INFO, &ii) < 0)
+    ThrowErrno(env, errno, "ioctl(VFIO_DEVICE_GET_IRQ_INFO)");
   Napi::Object out = Napi::Object::New(env);
   out.Set("index", Napi::Number::New(env, ii.index));
   out.Set("flags", Napi::Number::New(env, ii.flags));
@@ -206,7 +212,8 @@ Napi::Value Device::SetIrqs(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Device::Reset(const Napi::CallbackInfo& info) {
-  if (Ioctl(Fd(info.Env()), u::VFIO_DEVICE_RESET, nullptr) < 0) ThrowErrno(info.Env(), errno, "ioctl(VFIO_DEVICE_RESET)");
+  if (Ioctl(Fd(info.Env()), u::VFIO_DEVICE_RESET, nullptr) < 0)
+    ThrowErrno(info.Env(), errno, "ioctl(VFIO_DEVICE_RESET)");
   return info.Env().Undefined();
 }
 
@@ -218,7 +225,8 @@ template <bool kWrite>
 Napi::Value RegionIo(const Napi::CallbackInfo& info, int fd) {
   Napi::Env env = info.Env();
   uint64_t offset = ToU64(info[0], "offset");
-  if (!info[1].IsTypedArray()) ThrowType(env, kWrite ? "source must be a Uint8Array" : "target must be a Uint8Array");
+  if (!info[1].IsTypedArray())
+    ThrowType(env, kWrite ? "source must be a Uint8Array" : "target must be a Uint8Array");
   Napi::TypedArray bytes = info[1].As<Napi::TypedArray>();
   uint8_t* data = static_cast<uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
   ssize_t n;
@@ -248,7 +256,8 @@ Napi::Value Device::Mmap(const Napi::CallbackInfo& info) {
   void* addr = ::mmap(nullptr, length, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, Fd(env),
                       static_cast<off_t>(offset));
   if (addr == MAP_FAILED) ThrowErrno(env, errno, "mmap", "(device region)");
-  auto mapping = std::make_shared<Mapping>(static_cast<uint8_t*>(addr), length, MemoryKind::kDevice, UniqueFd());
+  auto mapping =
+      std::make_shared<Mapping>(static_cast<uint8_t*>(addr), length, MemoryKind::kDevice, UniqueFd());
   return Memory::Wrap(env, std::move(mapping));
 }
 
@@ -257,11 +266,13 @@ Napi::Value Device::Mmap(const Napi::CallbackInfo& info) {
 Napi::Value Device::DmaBuf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t region = ToU32(info[0], "regionIndex");
-  if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0) ThrowType(env, "ranges must be a non-empty array");
+  if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0)
+    ThrowType(env, "ranges must be a non-empty array");
   Napi::Array ranges = info[1].As<Napi::Array>();
   const uint32_t n = ranges.Length();
   const size_t feat = sizeof(u::vfio_device_feature);
-  std::vector<uint64_t> storage((feat + sizeof(u::vfio_device_feature_dma_buf) + n * sizeof(u::vfio_region_dma_range) + 7) / 8);
+  std::vector<uint64_t> storage(
+      (feat + sizeof(u::vfio_device_feature_dma_buf) + n * sizeof(u::vfio_region_dma_range) + 7) / 8);
   auto* base = reinterpret_cast<uint8_t*>(storage.data());
   auto* hdr = reinterpret_cast<u::vfio_device_feature*>(base);
   auto* db = reinterpret_cast<u::vfio_device_feature_dma_buf*>(base + feat);
@@ -286,7 +297,8 @@ Napi::Value Device::DmaBuf(const Napi::CallbackInfo& info) {
 Napi::Value Device::Feature(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t flags = ToU32(info[0], "flags");
-  Napi::Uint8Array data = info.Length() > 1 && info[1].IsTypedArray() ? info[1].As<Napi::Uint8Array>() : Napi::Uint8Array();
+  Napi::Uint8Array data =
+      info.Length() > 1 && info[1].IsTypedArray() ? info[1].As<Napi::Uint8Array>() : Napi::Uint8Array();
   size_t len = data.IsEmpty() ? 0 : data.ByteLength();
   std::vector<uint64_t> storage((sizeof(u::vfio_device_feature) + len + 7) / 8);
   auto* hdr = reinterpret_cast<u::vfio_device_feature*>(storage.data());

@@ -11,7 +11,8 @@ int DmaCore::MapUser(uint32_t ioas, uintptr_t va, uint64_t length, uint64_t iova
   if (kind_ == Kind::kIommufd) {
     u::iommu_ioas_map cmd{};
     cmd.size = sizeof(cmd);
-    cmd.flags = u::IOMMU_IOAS_MAP_FIXED_IOVA | ((access & kAccessRead) ? uint32_t{u::IOMMU_IOAS_MAP_READABLE} : 0u) |
+    cmd.flags = u::IOMMU_IOAS_MAP_FIXED_IOVA |
+                ((access & kAccessRead) ? uint32_t{u::IOMMU_IOAS_MAP_READABLE} : 0u) |
                 ((access & kAccessWrite) ? uint32_t{u::IOMMU_IOAS_MAP_WRITEABLE} : 0u);
     cmd.ioas_id = ioas;
     cmd.user_va = va;
@@ -21,7 +22,8 @@ int DmaCore::MapUser(uint32_t ioas, uintptr_t va, uint64_t length, uint64_t iova
   }
   u::vfio_iommu_type1_dma_map cmd{};
   cmd.argsz = sizeof(cmd);
-  cmd.flags = ((access & kAccessRead) ? u::VFIO_DMA_MAP_FLAG_READ : 0u) | ((access & kAccessWrite) ? u::VFIO_DMA_MAP_FLAG_WRITE : 0u);
+  cmd.flags = ((access & kAccessRead) ? u::VFIO_DMA_MAP_FLAG_READ : 0u) |
+              ((access & kAccessWrite) ? u::VFIO_DMA_MAP_FLAG_WRITE : 0u);
   cmd.vaddr = va;
   cmd.iova = iova;
   cmd.size = length;

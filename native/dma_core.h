@@ -41,7 +41,9 @@ class DmaCore {
   int MapUser(uint32_t ioas, uintptr_t va, uint64_t length, uint64_t iova, uint32_t access) const;
   // Unmaps [iova, iova + length): 0 with *done set to the bytes unmapped, or -1 with errno set.
   int Unmap(uint32_t ioas, uint64_t iova, uint64_t length, uint64_t* done) const;
-  const char* MapCall() const { return kind_ == Kind::kIommufd ? "ioctl(IOMMU_IOAS_MAP)" : "ioctl(VFIO_IOMMU_MAP_DMA)"; }
+  const char* MapCall() const {
+    return kind_ == Kind::kIommufd ? "ioctl(IOMMU_IOAS_MAP)" : "ioctl(VFIO_IOMMU_MAP_DMA)";
+  }
   const char* UnmapCall() const {
     return kind_ == Kind::kIommufd ? "ioctl(IOMMU_IOAS_UNMAP)" : "ioctl(VFIO_IOMMU_UNMAP_DMA)";
   }

@@ -66,7 +66,8 @@ uint64_t ToU64(const Napi::Value& v, const char* name) {
 
 uint32_t ToU32(const Napi::Value& v, const char* name) {
   uint64_t r = ToU64(v, name);
-  if (r > std::numeric_limits<uint32_t>::max()) ThrowRange(v.Env(), std::string(name) + " must fit in 32 bits");
+  if (r > std::numeric_limits<uint32_t>::max())
+    ThrowRange(v.Env(), std::string(name) + " must fit in 32 bits");
   return static_cast<uint32_t>(r);
 }
 

@@ -45,9 +45,12 @@ inline bool Exact(double d, uint64_t* out) {
 
 // The table slot of a handle's memory, checked to hold [offset, offset + length); `fragment` names a
 // list's fragment in errors (-1: a single buffer). Messages are built only when thrown.
-uint32_t Resolve(Napi::Env env, FastPath& fp, uint64_t handle, uint64_t offset, uint64_t length, int64_t fragment) {
+uint32_t Resolve(Napi::Env env, FastPath& fp, uint64_t handle, uint64_t offset, uint64_t length,
+                 int64_t fragment) {
   int64_t slot = fp.memories->Find(handle);
-  auto what = [&] { return fragment < 0 ? std::string("DmaBuffer") : "fragment " + std::to_string(fragment) + ": DmaBuffer"; };
+  auto what = [&] {
+    return fragment < 0 ? std::string("DmaBuffer") : "fragment " + std::to_string(fragment) + ": DmaBuffer";
+  };
   if (slot < 0) ThrowClosed(env, what().c_str());
   const uint64_t size = fp.memories->At(static_cast<uint32_t>(slot))->Length();
   if (length == 0 || offset > size || length > size - offset) {
@@ -73,7 +76,8 @@ napi_value MapUser(napi_env raw, napi_callback_info, FastPath& fp) {
   fp.core->Fd(env, "the address space");
   const uint32_t slot = Resolve(env, fp, handle, offset, length, -1);
   const uint8_t* addr = fp.memories->At(slot)->Addr();
-  if (fp.core->MapUser(fp.ioas, reinterpret_cast<uintptr_t>(addr + offset), length, iova, static_cast<uint32_t>(access)) < 0) {
+  if (fp.core->MapUser(fp.ioas, reinterpret_cast<uintptr_t>(addr + offset), length, iova,
+                       static_cast<uint32_t>(access)) < 0) {
     ThrowErrno(env, errno, fp.core->MapCall());
   }
   fp.memories->Pin(slot);
@@ -83,18 +87,21 @@ napi_value MapUser(napi_env raw, napi_callback_info, FastPath& fp) {
 napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
   Napi::Env env(raw);
   uint64_t iova, access, count;
-  if (!Exact(fp.args[0], &iova) || !Exact(fp.args[1], &access) || !Exact(fp.args[2], &count)) BadArgs(env, "link");
+  if (!Exact(fp.args[0], &iova) || !Exact(fp.args[1], &access) || !Exact(fp.args[2], &count))
+    BadArgs(env, "link");
   napi_value argv[1];
   size_t argc = 1;
   napi_get_cb_info(raw, info, &argc, argv, nullptr, nullptr);
   napi_typedarray_type type;
   size_t n_doubles = 0;
   void* data = nullptr;
-  if (argc < 1 || napi_get_typedarray_info(raw, argv[0], &type, &n_doubles, &data, nullptr, nullptr) != napi_ok ||
+  if (argc < 1 ||
+      napi_get_typedarray_info(raw, argv[0], &type, &n_doubles, &data, nullptr, nullptr) != napi_ok ||
       type != napi_float64_array) {
     ThrowType(env, "link: fragments must be a Float64Array of (handle, offset, length) triples");
   }
-  if (count == 0 || count > n_doubles / 3) ThrowRange(env, "link: count must be 1.." + std::to_string(n_doubles / 3));
+  if (count == 0 || count > n_doubles / 3)
+    ThrowRange(env, "link: count must be 1.." + std::to_string(n_doubles / 3));
   fp.core->Fd(env, "the address space");
   const double* f = static_cast<const double*>(data);
   // Everything is checked before the first ioctl: a bad fragment leaves nothing to undo.
@@ -104,11 +111,13 @@ napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
   uint64_t total = 0;
   for (uint64_t i = 0; i < count; i++) {
     uint64_t handle, offset;
-    if (!Exact(f[3 * i], &handle) || !Exact(f[3 * i + 1], &offset) || !Exact(f[3 * i + 2], &len[i])) BadArgs(env, "link");
+    if (!Exact(f[3 * i], &handle) || !Exact(f[3 * i + 1], &offset) || !Exact(f[3 * i + 2], &len[i]))
+      BadArgs(env, "link");
     const uint32_t slot = Resolve(env, fp, handle, offset, len[i], static_cast<int64_t>(i));
     if (slots.empty() || slots.back() != slot) slots.push_back(slot);
     va[i] = reinterpret_cast<uintptr_t>(fp.memories->At(slot)->Addr() + offset);
-    if (total + len[i] < total || iova + total + len[i] < iova) ThrowRange(env, "link: the list runs past the end of the IOVA space");
+    if (total + len[i] < total || iova + total + len[i] < iova)
+      ThrowRange(env, "link: the list runs past the end of the IOVA space");
     total += len[i];
   }
   // One ioctl per run of fragments contiguous in virtual memory.
@@ -136,7 +145,8 @@ napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
 napi_value Unmap(napi_env raw, napi_callback_info, FastPath& fp) {
   Napi::Env env(raw);
   uint64_t id, iova, length;
-  if (!Exact(fp.args[0], &id) || !Exact(fp.args[1], &iova) || !Exact(fp.args[2], &length)) BadArgs(env, "unmap");
+  if (!Exact(fp.args[0], &id) || !Exact(fp.args[1], &iova) || !Exact(fp.args[2], &length))
+    BadArgs(env, "unmap");
   if (fp.core->Closed()) return nullptr;  // closing unmapped everything and dropped the pins
   uint64_t done;
   if (fp.core->Unmap(fp.ioas, iova, length, &done) < 0) ThrowErrno(env, errno, fp.core->UnmapCall());
@@ -167,14 +177,16 @@ Napi::Object NewFastPath(Napi::Env env, DmaCoreRef core, uint32_t ioas) {
   Napi::Object out = Napi::Object::New(env);
   // The argument block: an ArrayBuffer over fp->args that holds fp while JavaScript can reach it.
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-      env, fp->args, sizeof(fp->args), [](Napi::Env, void*, FastPathRef* h) { delete h; }, new FastPathRef(fp));
+      env, fp->args, sizeof(fp->args), [](Napi::Env, void*, FastPathRef* h) { delete h; },
+      new FastPathRef(fp));
   out.Set("args", Napi::Float64Array::New(env, sizeof(fp->args) / sizeof(double), ab, 0));
   auto bind = [&](const char* name, napi_callback cb) {
     auto* hold = new FastPathRef(fp);
     napi_value fn;
     if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, hold, &fn) != napi_ok ||
-        napi_add_finalizer(env, fn, hold, [](napi_env, void* d, void*) { delete static_cast<FastPathRef*>(d); }, nullptr,
-                           nullptr) != napi_ok) {
+        napi_add_finalizer(
+            env, fn, hold, [](napi_env, void* d, void*) { delete static_cast<FastPathRef*>(d); }, nullptr,
+            nullptr) != napi_ok) {
       delete hold;
       throw Napi::Error::New(env, std::string("cannot create ") + name);
     }

@@ -19,14 +19,16 @@ Napi::Function File::Init(Napi::Env env) {
 
 // new NativeFile(external int*, kind) -- only from native code.
 File::File(const Napi::CallbackInfo& info) : Napi::ObjectWrap<File>(info) {
-  if (info.Length() != 2 || !info[0].IsExternal()) ThrowType(info.Env(), "NativeFile objects come from the addon");
+  if (info.Length() != 2 || !info[0].IsExternal())
+    ThrowType(info.Env(), "NativeFile objects come from the addon");
   fd_.Reset(*info[0].As<Napi::External<int>>().Data());
   kind_ = info[1].As<Napi::String>().Utf8Value();
 }
 
 Napi::Object File::Wrap(Napi::Env env, UniqueFd fd, const char* kind) {
   int raw = fd.Get();
-  Napi::Object obj = Data(env).file_ctor.New({Napi::External<int>::New(env, &raw), Napi::String::New(env, kind)});
+  Napi::Object obj =
+      Data(env).file_ctor.New({Napi::External<int>::New(env, &raw), Napi::String::New(env, kind)});
   fd.Release();  // now owned by the object
   return obj;
 }
@@ -43,7 +45,9 @@ int File::Fd(Napi::Env env) const {
   return fd_.Get();
 }
 
-Napi::Value File::FdGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.Get()); }
+Napi::Value File::FdGetter(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), fd_.Get());
+}
 
 Napi::Value File::KindGetter(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kind_); }
 

@@ -35,13 +35,16 @@ int Group::Fd(Napi::Env env) const {
   return fd_.Get();
 }
 
-Napi::Value Group::FdGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_.Get()); }
+Napi::Value Group::FdGetter(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), fd_.Get());
+}
 
 // status() -> flags (VFIO_GROUP_FLAGS_VIABLE | VFIO_GROUP_FLAGS_CONTAINER_SET)
 Napi::Value Group::Status(const Napi::CallbackInfo& info) {
   u::vfio_group_status st{};
   st.argsz = sizeof(st);
-  if (Ioctl(Fd(info.Env()), u::VFIO_GROUP_GET_STATUS, &st) < 0) ThrowErrno(info.Env(), errno, "ioctl(VFIO_GROUP_GET_STATUS)");
+  if (Ioctl(Fd(info.Env()), u::VFIO_GROUP_GET_STATUS, &st) < 0)
+    ThrowErrno(info.Env(), errno, "ioctl(VFIO_GROUP_GET_STATUS)");
   return Napi::Number::New(info.Env(), st.flags);
 }
 
@@ -49,7 +52,8 @@ Napi::Value Group::SetContainer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Container* c = UnwrapAs<Container>(info[0], Data(env).container_ctor, "container");
   int32_t cfd = c->Fd(env);
-  if (Ioctl(Fd(env), u::VFIO_GROUP_SET_CONTAINER, &cfd) < 0) ThrowErrno(env, errno, "ioctl(VFIO_GROUP_SET_CONTAINER)");
+  if (Ioctl(Fd(env), u::VFIO_GROUP_SET_CONTAINER, &cfd) < 0)
+    ThrowErrno(env, errno, "ioctl(VFIO_GROUP_SET_CONTAINER)");
   container_ = Napi::Persistent(info[0].As<Napi::Object>());
   return env.Undefined();
 }

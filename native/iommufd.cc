@@ -32,7 +32,8 @@ Napi::Function Iommufd::Init(Napi::Env env) {
 
 // new Iommufd(path = '/dev/iommu')
 Iommufd::Iommufd(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Iommufd>(info) {
-  std::string path = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "/dev/iommu";
+  std::string path =
+      info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "/dev/iommu";
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd.Valid()) ThrowErrno(info.Env(), errno, "open", path);
   core_ = std::make_shared<DmaCore>(DmaCore::Kind::kIommufd, std::move(fd));
@@ -44,7 +45,9 @@ Iommufd::~Iommufd() = default;
 
 int Iommufd::Fd(Napi::Env env) const { return core_->Fd(env, kClassName); }
 
-Napi::Value Iommufd::FdGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), core_->RawFd()); }
+Napi::Value Iommufd::FdGetter(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), core_->RawFd());
+}
 
 // fastPath(ioas) -> the hot-path functions of one IOAS (see fast_path.cc).
 Napi::Value Iommufd::FastPath(const Napi::CallbackInfo& info) {
@@ -55,7 +58,8 @@ Napi::Value Iommufd::FastPath(const Napi::CallbackInfo& info) {
 Napi::Value Iommufd::IoasAlloc(const Napi::CallbackInfo& info) {
   u::iommu_ioas_alloc cmd{};
   cmd.size = sizeof(cmd);
-  if (Ioctl(Fd(info.Env()), u::IOMMU_IOAS_ALLOC, &cmd) < 0) ThrowErrno(info.Env(), errno, "ioctl(IOMMU_IOAS_ALLOC)");
+  if (Ioctl(Fd(info.Env()), u::IOMMU_IOAS_ALLOC, &cmd) < 0)
+    ThrowErrno(info.Env(), errno, "ioctl(IOMMU_IOAS_ALLOC)");
   return Napi::Number::New(info.Env(), cmd.out_ioas_id);
 }
 
@@ -65,7 +69,8 @@ Napi::Value Iommufd::Destroy(const Napi::CallbackInfo& info) {
   u::iommu_destroy cmd{};
   cmd.size = sizeof(cmd);
   cmd.id = id;
-  if (Ioctl(Fd(info.Env()), u::IOMMU_DESTROY, &cmd) < 0) ThrowErrno(info.Env(), errno, "ioctl(IOMMU_DESTROY)");
+  if (Ioctl(Fd(info.Env()), u::IOMMU_DESTROY, &cmd) < 0)
+    ThrowErrno(info.Env(), errno, "ioctl(IOMMU_DESTROY)");
   core_->pins.RemoveSpace(id);
   return info.Env().Undefined();
 }
@@ -113,7 +118,8 @@ Napi::Value Iommufd::IovaRanges(const Napi::CallbackInfo& info) {
     cmd.num_iovas = static_cast<uint32_t>(ranges.size());
     cmd.allowed_iovas = reinterpret_cast<uintptr_t>(ranges.data());
     if (Ioctl(Fd(env), u::IOMMU_IOAS_IOVA_RANGES, &cmd) == 0) break;
-    if (errno != EMSGSIZE || cmd.num_iovas <= ranges.size()) ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_IOVA_RANGES)");
+    if (errno != EMSGSIZE || cmd.num_iovas <= ranges.size())
+      ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_IOVA_RANGES)");
     ranges.resize(cmd.num_iovas);
   }
   Napi::Object out = Napi::Object::New(env);
@@ -132,11 +138,13 @@ Napi::Value Iommufd::AllowIovas(const Napi::CallbackInfo& info) {
   cmd.ioas_id = ioas;
   cmd.num_iovas = static_cast<uint32_t>(ranges.size());
   cmd.allowed_iovas = reinterpret_cast<uintptr_t>(ranges.data());
-  if (Ioctl(Fd(env), u::IOMMU_IOAS_ALLOW_IOVAS, &cmd) < 0) ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_ALLOW_IOVAS)");
+  if (Ioctl(Fd(env), u::IOMMU_IOAS_ALLOW_IOVAS, &cmd) < 0)
+    ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_ALLOW_IOVAS)");
   return env.Undefined();
 }
 
-uint64_t Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t iova, bool fixed, uint32_t flags) {
+uint64_t Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64_t iova, bool fixed,
+                         uint32_t flags) {
   flags = (flags & ~u::IOMMU_IOAS_MAP_FIXED_IOVA) | (fixed ? uint32_t{u::IOMMU_IOAS_MAP_FIXED_IOVA} : 0u);
   if (f.file_fd >= 0) {
     u::iommu_ioas_map_file cmd{};
@@ -147,7 +155,8 @@ uint64_t Iommufd::MapOne(Napi::Env env, uint32_t ioas, const Fragment& f, uint64
     cmd.start = f.offset;
     cmd.length = f.length;
     cmd.iova = iova;
-    if (Ioctl(Fd(env), u::IOMMU_IOAS_MAP_FILE, &cmd) < 0) ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_MAP_FILE)");
+    if (Ioctl(Fd(env), u::IOMMU_IOAS_MAP_FILE, &cmd) < 0)
+      ThrowErrno(env, errno, "ioctl(IOMMU_IOAS_MAP_FILE)");
     return cmd.iova;
   }
   u::iommu_ioas_map cmd{};
@@ -172,7 +181,8 @@ void Iommufd::UnmapQuiet(uint32_t ioas, uint64_t iova, uint64_t length) {
 Napi::Value Iommufd::Map(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t ioas = ToU32(info[0], "ioas");
-  Fragment f = ReadFragment(env, info[1], ToU64(info[2], "offset"), ToU64(info[3], "length"), info[6].ToBoolean());
+  Fragment f =
+      ReadFragment(env, info[1], ToU64(info[2], "offset"), ToU64(info[3], "length"), info[6].ToBoolean());
   bool fixed = !info[4].IsNull() && !info[4].IsUndefined();
   uint64_t iova = MapOne(env, ioas, f, fixed ? ToU64(info[4], "iova") : 0, fixed, ToU32(info[5], "flags"));
   core_->pins.Add(ioas, iova, f.length, f.memory);
@@ -210,7 +220,8 @@ Napi::Value Iommufd::Copy(const Napi::CallbackInfo& info) {
   std::vector<MappingRef> held = core_->pins.Overlapping(cmd.src_ioas_id, cmd.src_iova, cmd.length);
   MappingRef first = held.empty() ? nullptr : held.front();
   if (!held.empty()) held.erase(held.begin());
-  return Napi::Number::New(env, core_->pins.Add(cmd.dst_ioas_id, cmd.dst_iova, cmd.length, std::move(first), std::move(held)));
+  return Napi::Number::New(
+      env, core_->pins.Add(cmd.dst_ioas_id, cmd.dst_iova, cmd.length, std::move(first), std::move(held)));
 }
 
 // unmap(ioas, iova, length) -> bytes unmapped. The range must cover whole mappings.

@@ -2,7 +2,8 @@
 
 namespace nvfio {
 
-uint32_t PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first, std::vector<MappingRef> more) {
+uint32_t PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first,
+                       std::vector<MappingRef> more) {
   uint32_t index;
   if (!free_.empty()) {
     index = free_.back();
@@ -22,8 +23,8 @@ uint32_t PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRe
   return (s.generation << kIndexBits) | index;
 }
 
-uint32_t PinTable::AddPinned(uint32_t space, uint64_t iova, uint64_t length, MemoryTableRef table, uint32_t slot,
-                             std::vector<uint32_t> more) {
+uint32_t PinTable::AddPinned(uint32_t space, uint64_t iova, uint64_t length, MemoryTableRef table,
+                             uint32_t slot, std::vector<uint32_t> more) {
   uint32_t id = Add(space, iova, length, nullptr);
   Pin& pin = slots_[id & kIndexMask].pin;
   pin.table = std::move(table);
@@ -63,7 +64,8 @@ void PinTable::RemoveRange(uint32_t space, uint64_t iova, uint64_t length) {
   const uint64_t last = iova + (length - 1);
   for (uint32_t i = 0; i < slots_.size(); i++) {
     const Slot& s = slots_[i];
-    if (s.used && s.pin.space == space && s.pin.iova >= iova && s.pin.iova + (s.pin.length - 1) <= last) Drop(i);
+    if (s.used && s.pin.space == space && s.pin.iova >= iova && s.pin.iova + (s.pin.length - 1) <= last)
+      Drop(i);
   }
 }
 
@@ -83,7 +85,8 @@ std::vector<MappingRef> PinTable::Overlapping(uint32_t space, uint64_t iova, uin
   std::vector<MappingRef> out;
   const uint64_t last = iova + (length - 1);
   for (const Slot& s : slots_) {
-    if (!s.used || s.pin.space != space || s.pin.iova > last || s.pin.iova + (s.pin.length - 1) < iova) continue;
+    if (!s.used || s.pin.space != space || s.pin.iova > last || s.pin.iova + (s.pin.length - 1) < iova)
+      continue;
     if (s.pin.first) out.push_back(s.pin.first);
     out.insert(out.end(), s.pin.more.begin(), s.pin.more.end());
     if (s.pin.table) out.push_back(s.pin.table->At(s.pin.slot));

@@ -27,15 +27,16 @@ class PinTable {
     uint32_t space = 0;  // IOAS id, or 0 under type1
     uint64_t iova = 0;
     uint64_t length = 0;
-    MappingRef first;               // null for mappings whose backing the kernel holds (a dma-buf)
-    std::vector<MappingRef> more;   // the rest of a list's memory
-    MemoryTableRef table;           // the hot paths pin in their environment's table instead:
-    uint32_t slot = 0;              // this slot of it (when `table` is set),
-    std::vector<uint32_t> slots;    // and these, each pinned once
+    MappingRef first;              // null for mappings whose backing the kernel holds (a dma-buf)
+    std::vector<MappingRef> more;  // the rest of a list's memory
+    MemoryTableRef table;          // the hot paths pin in their environment's table instead:
+    uint32_t slot = 0;             // this slot of it (when `table` is set),
+    std::vector<uint32_t> slots;   // and these, each pinned once
   };
 
   // Records a mapping of [iova, iova + length) in `space`; returns its id.
-  uint32_t Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first, std::vector<MappingRef> more = {});
+  uint32_t Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first,
+               std::vector<MappingRef> more = {});
   // The same for the hot paths: the memory is pinned in `table`'s `slot` and `more` (already Pin()ned).
   uint32_t AddPinned(uint32_t space, uint64_t iova, uint64_t length, MemoryTableRef table, uint32_t slot,
                      std::vector<uint32_t> more = {});

@@ -19,7 +19,12 @@ const walk = (dir) => {
   }
 };
 for (const d of dirs) if (fs.existsSync(path.join(root, d))) walk(path.join(root, d));
-const bin = path.join(path.dirname(require.resolve('clang-format/package.json')), 'bin', `${process.platform}_${process.arch}`, 'clang-format');
+const bin = path.join(
+  path.dirname(require.resolve('clang-format/package.json')),
+  'bin',
+  `${process.platform}_${process.arch}`,
+  'clang-format',
+);
 const args = process.argv.includes('--fix') ? ['-i', ...files] : ['--dry-run', '-Werror', ...files];
 const r = spawnSync(bin, args, { cwd: root, stdio: 'inherit' });
 if (r.error) {

@@ -23,13 +23,20 @@ import { prepareGuest } from '../vm/prepare';
 import { QemuChoice } from '../vm/qemu';
 import { prepareWitnessFiles } from './support/witness';
 
-interface Counts { passed: number; failed: number; pending: number; failures: string[] }
+interface Counts {
+  passed: number;
+  failed: number;
+  pending: number;
+  failures: string[];
+}
 
 const ROOT = PROJECT_ROOT;
 const MOCHA = path.join(ROOT, 'node_modules/mocha/bin/mocha.js');
 const REPORTER = path.join(ROOT, 'dist/test/support/count-reporter.js');
 const resultsDir = path.join(ROOT, '.vm', 'results');
-const log = (line: string): void => { process.stdout.write(`[run-all] ${line}\n`); };
+const log = (line: string): void => {
+  process.stdout.write(`[run-all] ${line}\n`);
+};
 
 function mochaArgs(dir: string): string[] {
   return ['--expose-gc', MOCHA, '--reporter', REPORTER, '--timeout', '120000', `dist/test/${dir}/**/*.test.js`];
@@ -59,7 +66,9 @@ async function hostSuite(dir: string, env: NodeJS.ProcessEnv, out: Transcript): 
   const results = path.join(resultsDir, `${dir}.json`);
   fs.rmSync(results, { force: true });
   const child = spawn(process.execPath, mochaArgs(dir), {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env, NODE_VFIO_RESULTS: results },
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env, NODE_VFIO_RESULTS: results },
   });
   child.stdout.on('data', out.write);
   child.stderr.on('data', out.write);
@@ -73,7 +82,10 @@ async function guestSuite(kernel: KernelKind, qemu: QemuChoice, out: Transcript)
   fs.rmSync(results, { force: true });
   const files = prepareWitnessFiles(path.join(ROOT, '.vm', `witness-${name}`));
   const run = await runInGuest({
-    kernel, qemu, files, log: (line) => out.write(`${line}\n`),
+    kernel,
+    qemu,
+    files,
+    log: (line) => out.write(`${line}\n`),
     command: ['node', ...mochaArgs('guest')],
     env: { NODE_VFIO_RESULTS: results },
     onOutput: out.write,
@@ -137,8 +149,10 @@ async function main(): Promise<void> {
     const [host, ...guests] = await Promise.all([
       hostLane(),
       timed('harness', 'harness suite: boots, kills and inspects guests', (out) => hostSuite('harness', env, out)),
-      timed('guest', 'guest suite: VFIO on the project\'s kernel (iommufd and type1), bundled QEMU', (out) => guestSuite('custom', 'bundled', out)),
-      timed('stock', 'guest suite: VFIO on Debian\'s stock kernel (type1), the system\'s QEMU', (out) => guestSuite('debian', 'system', out)),
+      timed('guest', "guest suite: VFIO on the project's kernel (iommufd and type1), bundled QEMU", (out) =>
+        guestSuite('custom', 'bundled', out),
+      ),
+      timed('stock', "guest suite: VFIO on Debian's stock kernel (type1), the system's QEMU", (out) => guestSuite('debian', 'system', out)),
     ]);
     suites.push(...host, ...(guests as [string, Counts][]));
   }
@@ -148,7 +162,9 @@ async function main(): Promise<void> {
   for (const [name, c] of suites) {
     passed += c.passed;
     failed += c.failed + c.pending; // a skipped test is not a pass: no test is skipped silently
-    process.stdout.write(`  ${name.padEnd(8)} ${c.passed} passed, ${c.failed} failed${c.pending ? `, ${c.pending} skipped (counted as failed)` : ''}\n`);
+    process.stdout.write(
+      `  ${name.padEnd(8)} ${c.passed} passed, ${c.failed} failed${c.pending ? `, ${c.pending} skipped (counted as failed)` : ''}\n`,
+    );
     for (const f of c.failures) process.stdout.write(`    ✗ ${f.split('\n').join('\n      ')}\n`);
   }
   process.stdout.write(`tests: ${passed} passed, ${failed} failed\n`);

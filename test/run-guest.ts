@@ -23,7 +23,9 @@ async function main(argv: string[]): Promise<number> {
   const mocha = path.join(PROJECT_ROOT, 'node_modules/mocha/bin/mocha.js');
   const specs = rest.length > 0 ? rest : ['dist/test/guest/**/*.test.js'];
   const r = await runInGuest({
-    kernel, qemu, files: prepareWitnessFiles(witness),
+    kernel,
+    qemu,
+    files: prepareWitnessFiles(witness),
     command: ['node', '--expose-gc', mocha, '--timeout', '120000', ...specs],
     onOutput: (t) => process.stdout.write(t),
   });
@@ -31,4 +33,6 @@ async function main(argv: string[]): Promise<number> {
   return r.status ?? 1;
 }
 
-void main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+void main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -22,7 +22,14 @@ export class HarnessError extends Error {
 export const HOST_PACKAGES = [
   'qemu-system-x86', // qemu-system-x86_64
   'busybox-static', // the guest's /init userland
-  'bc', 'flex', 'bison', 'libelf-dev', 'libssl-dev', 'xz-utils', 'cpio', 'rsync', // kernel build (rsync: headers_install)
+  'bc',
+  'flex',
+  'bison',
+  'libelf-dev',
+  'libssl-dev',
+  'xz-utils',
+  'cpio',
+  'rsync', // kernel build (rsync: headers_install)
 ];
 
 export function isInstalled(pkg: string): boolean {
@@ -57,7 +64,13 @@ export function systemMirror(sourcesText: string): string | undefined {
 function readSystemSources(): string {
   const files = ['/etc/apt/sources.list'];
   const dir = '/etc/apt/sources.list.d';
-  if (fs.existsSync(dir)) files.push(...fs.readdirSync(dir).sort().map((f) => path.join(dir, f)));
+  if (fs.existsSync(dir))
+    files.push(
+      ...fs
+        .readdirSync(dir)
+        .sort()
+        .map((f) => path.join(dir, f)),
+    );
   // Only Debian's own archive (not security, nor third parties) is of use here.
   return files
     .filter((f) => fs.existsSync(f))
@@ -106,15 +119,23 @@ export class PrivateApt extends Apt {
   readonly sourcesFile: string;
   readonly listsDir: string;
 
-  constructor(readonly dir: string, readonly suites: readonly string[] = ['sid', 'trixie-backports', 'trixie']) {
+  constructor(
+    readonly dir: string,
+    readonly suites: readonly string[] = ['sid', 'trixie-backports', 'trixie'],
+  ) {
     const sourcesFile = path.join(dir, 'sources.list');
     const listsDir = path.join(dir, 'lists');
     super([
-      '-o', `Dir::Etc::SourceList=${sourcesFile}`,
-      '-o', 'Dir::Etc::SourceParts=/dev/null',
-      '-o', `Dir::State::Lists=${listsDir}`,
-      '-o', `Dir::Cache=${path.join(dir, 'cache')}`,
-      '-o', 'APT::Sandbox::User=root',
+      '-o',
+      `Dir::Etc::SourceList=${sourcesFile}`,
+      '-o',
+      'Dir::Etc::SourceParts=/dev/null',
+      '-o',
+      `Dir::State::Lists=${listsDir}`,
+      '-o',
+      `Dir::Cache=${path.join(dir, 'cache')}`,
+      '-o',
+      'APT::Sandbox::User=root',
     ]);
     this.sourcesFile = sourcesFile;
     this.listsDir = listsDir;
@@ -129,8 +150,11 @@ export class PrivateApt extends Apt {
     fs.mkdirSync(path.join(this.listsDir, 'partial'), { recursive: true });
     fs.mkdirSync(path.join(this.dir, 'cache', 'archives', 'partial'), { recursive: true });
     const stamp = path.join(this.dir, 'updated');
-    const fresh = fs.existsSync(stamp) && fs.existsSync(this.sourcesFile) &&
-      fs.readFileSync(this.sourcesFile, 'utf8') === text && Date.now() - fs.statSync(stamp).mtimeMs < maxAgeMs;
+    const fresh =
+      fs.existsSync(stamp) &&
+      fs.existsSync(this.sourcesFile) &&
+      fs.readFileSync(this.sourcesFile, 'utf8') === text &&
+      Date.now() - fs.statSync(stamp).mtimeMs < maxAgeMs;
     if (fresh) return;
     fs.writeFileSync(this.sourcesFile, text);
     const r = spawnSync('apt-get', [...this.options, 'update'], { encoding: 'utf8' });

@@ -37,7 +37,10 @@ export interface DeviceFiles {
 }
 
 export function parseDevices(list: string): DeviceName[] {
-  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const n of names) {
     if (!DEVICE_NAMES.includes(n as DeviceName)) {
       throw new RangeError(`unknown device '${n}': choose from ${DEVICE_NAMES.join(', ')}`);
@@ -60,8 +63,12 @@ export function deviceArgs(devices: readonly DeviceName[], runDir: string, files
       files.ivshmem ??= path.join(runDir, 'ivshmem.bin');
       if (!fs.existsSync(files.ivshmem)) fs.writeFileSync(files.ivshmem, Buffer.alloc(IVSHMEM_SIZE));
       const size = fs.statSync(files.ivshmem).size;
-      args.push('-object', `memory-backend-file,size=${size},share=on,mem-path=${files.ivshmem},id=ivshmem0`,
-        '-device', `ivshmem-plain,memdev=ivshmem0,${addr}`);
+      args.push(
+        '-object',
+        `memory-backend-file,size=${size},share=on,mem-path=${files.ivshmem},id=ivshmem0`,
+        '-device',
+        `ivshmem-plain,memdev=ivshmem0,${addr}`,
+      );
     }
     if (d === 'nvme') {
       files.nvmeImage ??= path.join(runDir, 'nvme.img');
@@ -69,8 +76,12 @@ export function deviceArgs(devices: readonly DeviceName[], runDir: string, files
         fs.writeFileSync(files.nvmeImage, '');
         fs.truncateSync(files.nvmeImage, NVME_IMAGE_SIZE);
       }
-      args.push('-drive', `file=${files.nvmeImage},if=none,id=nvme0,format=raw,cache=writethrough`,
-        '-device', `nvme,serial=${NVME_SERIAL},drive=nvme0,${addr}`);
+      args.push(
+        '-drive',
+        `file=${files.nvmeImage},if=none,id=nvme0,format=raw,cache=writethrough`,
+        '-device',
+        `nvme,serial=${NVME_SERIAL},drive=nvme0,${addr}`,
+      );
     }
   }
   return args;

@@ -92,7 +92,9 @@ let hooked = false;
 function killAllOnExit(): void {
   if (hooked) return;
   hooked = true;
-  process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
+  process.on('exit', () => {
+    for (const c of live) c.kill('SIGKILL');
+  });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
       for (const c of live) c.kill('SIGKILL');
@@ -109,30 +111,74 @@ export function tailOf(file: string, n = 40): string {
 }
 
 export function qemuArgs(o: {
-  kernel: GuestKernel; dataDir?: string; initrd: string; runDir: string; projectDir: string; devices: readonly DeviceName[]; tag?: string; append?: readonly string[];
-  files: DeviceFiles; accel: 'tcg' | 'kvm'; memoryMiB: number; hugepages: number; interactive: boolean;
+  kernel: GuestKernel;
+  dataDir?: string;
+  initrd: string;
+  runDir: string;
+  projectDir: string;
+  devices: readonly DeviceName[];
+  tag?: string;
+  append?: readonly string[];
+  files: DeviceFiles;
+  accel: 'tcg' | 'kvm';
+  memoryMiB: number;
+  hugepages: number;
+  interactive: boolean;
 }): string[] {
   const cmdline = [
     // no_timer_check: under TCG on a loaded host the IO-APIC timer check can fail and panic the boot.
-    'console=ttyS0', 'intel_iommu=on', 'iommu=strict', 'quiet', 'panic=-1', 'oops=panic', 'no_timer_check',
-    `nodevfio.project=${o.projectDir}`, `nodevfio.run=${o.runDir}`,
+    'console=ttyS0',
+    'intel_iommu=on',
+    'iommu=strict',
+    'quiet',
+    'panic=-1',
+    'oops=panic',
+    'no_timer_check',
+    `nodevfio.project=${o.projectDir}`,
+    `nodevfio.run=${o.runDir}`,
     `nodevfio.bind=${o.devices.map((d) => DEVICE_BDF[d]).join(',')}`,
-    `nodevfio.hugepages=${o.hugepages}`, `nodevfio.mode=${o.interactive ? 'shell' : 'run'}`,
+    `nodevfio.hugepages=${o.hugepages}`,
+    `nodevfio.mode=${o.interactive ? 'shell' : 'run'}`,
     `nodevfio.tag=${o.tag ?? 'run'}`,
     ...(o.append ?? []),
   ];
   const machine = o.accel === 'kvm' ? 'q35,accel=kvm,kernel-irqchip=split' : 'q35,accel=tcg';
   return [
     // One vCPU: under TCG on a loaded 2-core host, a second vCPU's timers can starve (RCU stalls, a hung guest).
-    '-machine', machine, '-cpu', 'max', '-smp', '1', '-m', String(o.memoryMiB),
+    '-machine',
+    machine,
+    '-cpu',
+    'max',
+    '-smp',
+    '1',
+    '-m',
+    String(o.memoryMiB),
     ...(o.dataDir ? ['-L', o.dataDir] : []),
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-device', 'intel-iommu,intremap=on',
-    '-kernel', o.kernel.bzImage, '-initrd', o.initrd, '-append', cmdline.join(' '),
-    '-chardev', `file,id=console,path=${path.join(o.runDir, 'console.log')}`, '-serial', 'chardev:console',
-    '-chardev', 'stdio,id=command,signal=off', '-serial', 'chardev:command',
-    '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
-    '-virtfs', `local,path=${o.projectDir},mount_tag=project,security_model=none,multidevs=remap`,
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-device',
+    'intel-iommu,intremap=on',
+    '-kernel',
+    o.kernel.bzImage,
+    '-initrd',
+    o.initrd,
+    '-append',
+    cmdline.join(' '),
+    '-chardev',
+    `file,id=console,path=${path.join(o.runDir, 'console.log')}`,
+    '-serial',
+    'chardev:console',
+    '-chardev',
+    'stdio,id=command,signal=off',
+    '-serial',
+    'chardev:command',
+    '-virtfs',
+    'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+    '-virtfs',
+    `local,path=${o.projectDir},mount_tag=project,security_model=none,multidevs=remap`,
     ...deviceArgs(o.devices, o.runDir, o.files),
   ];
 }
@@ -155,7 +201,8 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
   const started = Date.now();
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const projectDir = path.resolve(options.projectDir ?? process.cwd());
-  if (/\s/.test(projectDir)) throw new HarnessError(`the project path has white space, which the guest's kernel command line cannot carry: ${projectDir}`);
+  if (/\s/.test(projectDir))
+    throw new HarnessError(`the project path has white space, which the guest's kernel command line cannot carry: ${projectDir}`);
   const interactive = options.interactive ?? false;
   if (!interactive && !options.command?.length) throw new RangeError('runInGuest: no command given');
   const devices = options.devices ?? ['edu', 'ivshmem', 'nvme'];
@@ -172,17 +219,29 @@ export async function runInGuest(options: GuestRunOptions): Promise<GuestRunResu
   const initrd = path.join(runDir, 'initramfs.cpio');
   buildInitramfs(initrd, kernel.modules);
   const args = qemuArgs({
-    kernel, dataDir: qemu.dataDir, initrd, runDir, projectDir, devices, files, interactive,
-    tag: options.tag ?? process.env.NODE_VFIO_TAG ?? 'run', append: options.append,
+    kernel,
+    dataDir: qemu.dataDir,
+    initrd,
+    runDir,
+    projectDir,
+    devices,
+    files,
+    interactive,
+    tag: options.tag ?? process.env.NODE_VFIO_TAG ?? 'run',
+    append: options.append,
     accel: options.accel ?? (process.env.NODE_VFIO_ACCEL === 'kvm' ? 'kvm' : 'tcg'),
-    memoryMiB: options.memoryMiB ?? 2048, hugepages: options.hugepages ?? 64,
+    memoryMiB: options.memoryMiB ?? 2048,
+    hugepages: options.hugepages ?? 64,
   });
   if (options.extraQemuArgs) args.push(...options.extraQemuArgs);
   const env: Record<string, string> = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: '/root', LANG: 'C.UTF-8',
+    HOME: '/root',
+    LANG: 'C.UTF-8',
     ...(interactive || process.stdout.isTTY ? { TERM: process.env.TERM ?? 'xterm' } : { TERM: 'dumb', NO_COLOR: '1' }),
-    NODE_VFIO_GUEST: '1', NODE_VFIO_KERNEL: kernel.kind, NODE_VFIO_QEMU_VERSION: qemu.version,
+    NODE_VFIO_GUEST: '1',
+    NODE_VFIO_KERNEL: kernel.kind,
+    NODE_VFIO_QEMU_VERSION: qemu.version,
     NODE_VFIO_DEVICES: devices.map((d) => `${d}=${DEVICE_BDF[d]}`).join(','),
     ...(files.ivshmem ? { NODE_VFIO_IVSHMEM_FILE: files.ivshmem } : {}),
     ...(files.nvmeImage ? { NODE_VFIO_NVME_IMAGE: files.nvmeImage } : {}),
@@ -241,10 +300,15 @@ async function boot(binary: string, args: string[], runDir: string, interactive:
       return;
     }
     const cut = pending.lastIndexOf('\n') + 1; // hold back a partial line: it may be the marker's start
-    if (cut > 0) { emit(pending.slice(0, cut)); pending = pending.slice(cut); }
+    if (cut > 0) {
+      emit(pending.slice(0, cut));
+      pending = pending.slice(cut);
+    }
   });
   qemu.stderr?.setEncoding('utf8');
-  qemu.stderr?.on('data', (chunk: string) => { qemuStderr = (qemuStderr + chunk).slice(-20000); });
+  qemu.stderr?.on('data', (chunk: string) => {
+    qemuStderr = (qemuStderr + chunk).slice(-20000);
+  });
   const timeoutMs = options.timeoutMs ?? 30 * 60_000;
   const timer = setTimeout(() => {
     failure = `the guest did not finish within ${Math.round(timeoutMs / 1000)} s and was killed`;
@@ -252,7 +316,10 @@ async function boot(binary: string, args: string[], runDir: string, interactive:
   }, timeoutMs);
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
     qemu.on('close', (c, s) => resolve([c, s]));
-    qemu.on('error', (e) => { failure = `cannot start QEMU: ${e.message}`; resolve([null, null]); });
+    qemu.on('error', (e) => {
+      failure = `cannot start QEMU: ${e.message}`;
+      resolve([null, null]);
+    });
   });
   clearTimeout(timer);
   live.delete(qemu);

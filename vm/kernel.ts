@@ -114,9 +114,20 @@ export async function customKernel(log: Log, cache = cacheDir()): Promise<GuestK
   apt.update();
   const version = apt.candidate(pkg);
   if (!version) throw new HarnessError(`no Debian suite in ${apt.sourcesFile} offers ${pkg}`);
-  const key = customKernelKey({ pkg, version, fragment: fs.readFileSync(FRAGMENT, 'utf8'), buildScript: fs.readFileSync(BUILD_SCRIPT, 'utf8') });
+  const key = customKernelKey({
+    pkg,
+    version,
+    fragment: fs.readFileSync(FRAGMENT, 'utf8'),
+    buildScript: fs.readFileSync(BUILD_SCRIPT, 'utf8'),
+  });
   const dir = customKernelDir(cache, pkg, version, key);
-  const kernel: GuestKernel = { kind: 'custom', source: `${pkg} ${version}`, bzImage: path.join(dir, 'bzImage'), modules: [], headers: path.join(dir, 'headers') };
+  const kernel: GuestKernel = {
+    kind: 'custom',
+    source: `${pkg} ${version}`,
+    bzImage: path.join(dir, 'bzImage'),
+    modules: [],
+    headers: path.join(dir, 'headers'),
+  };
   if (fs.existsSync(kernel.bzImage)) return kernel;
   return withLock(`${dir}.lock`, async () => {
     if (fs.existsSync(kernel.bzImage)) return kernel;
@@ -143,11 +154,20 @@ export function moduleDepends(ko: Buffer): string[] {
   const at = ko.indexOf('\0depends=');
   if (at < 0) return [];
   const end = ko.indexOf(0, at + 1);
-  return ko.subarray(at + 9, end).toString().split(',').filter(Boolean).map((d) => d.replace(/-/g, '_'));
+  return ko
+    .subarray(at + 9, end)
+    .toString()
+    .split(',')
+    .filter(Boolean)
+    .map((d) => d.replace(/-/g, '_'));
 }
 
 /** `wanted` and all they depend on, dependencies first. */
-export function moduleLoadOrder(wanted: readonly string[], files: ReadonlyMap<string, string>, depends: (file: string) => string[]): string[] {
+export function moduleLoadOrder(
+  wanted: readonly string[],
+  files: ReadonlyMap<string, string>,
+  depends: (file: string) => string[],
+): string[] {
   const order: string[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
   const visit = (name: string, from: string): void => {
@@ -181,8 +201,14 @@ export async function debianKernel(log: Log, cache = cacheDir()): Promise<GuestK
   const dir = path.join(cache, 'kernel', `${pkg}_${version}`);
   const done = path.join(dir, 'modules.load');
   const kernel = (): GuestKernel => ({
-    kind: 'debian', source: `${pkg} ${version}`, bzImage: path.join(dir, 'bzImage'),
-    modules: fs.readFileSync(done, 'utf8').split('\n').filter(Boolean).map((f) => path.join(dir, 'modules', f)),
+    kind: 'debian',
+    source: `${pkg} ${version}`,
+    bzImage: path.join(dir, 'bzImage'),
+    modules: fs
+      .readFileSync(done, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((f) => path.join(dir, 'modules', f)),
   });
   if (fs.existsSync(done)) return kernel();
   log(`kernel: unpacking ${pkg} ${version}`);

@@ -21,10 +21,22 @@ export async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T
         continue; // released between our try and this read
       }
       let alive = false;
-      try { process.kill(pid, 0); alive = pid > 0; } catch { alive = false; }
-      if (!alive) { fs.rmSync(file, { force: true }); continue; }
+      try {
+        process.kill(pid, 0);
+        alive = pid > 0;
+      } catch {
+        alive = false;
+      }
+      if (!alive) {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
       await new Promise((r) => setTimeout(r, 2000));
     }
   }
-  try { return await fn(); } finally { fs.rmSync(file, { force: true }); }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
 }

@@ -99,7 +99,9 @@ function unpack(apt: PrivateApt, version: string, dir: string, log: (line: strin
     fs.rmSync(deb);
   }
   const missing = execFileSync('ldd', [path.join(tmp, 'root/usr/bin/qemu-system-x86_64')], { encoding: 'utf8' })
-    .split('\n').filter((l) => l.includes('not found')).map((l) => l.trim().split(/\s/)[0]);
+    .split('\n')
+    .filter((l) => l.includes('not found'))
+    .map((l) => l.trim().split(/\s/)[0]);
   if (missing.length > 0) {
     throw new HarnessError(`QEMU ${version} needs shared libraries this system lacks: ${missing.join(', ')} (use --qemu system)`);
   }

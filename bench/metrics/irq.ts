@@ -10,34 +10,37 @@ import { BackendKind } from '../../lib';
 import { AddonPrepared, BDF, BenchContext, Metric } from './types';
 
 export function irqMetrics(backend: BackendKind): Metric[] {
-  return [{
-    id: 'irq.msix.latency',
-    label: 'MSI-X trigger to JS callback',
-    backend,
-    devices: [BDF.nvme],
-    samples: 100,
-    warmup: 20,
-    per: 1,
-    cSpec: { op: 'irq', bdf: BDF.nvme },
-    addon({ device }: BenchContext): AddonPrepared {
-      const interrupts = device(BDF.nvme).interrupts;
-      const [vector] = interrupts.enableMsix(1);
-      let started = 0n;
-      let arrived: ((ns: number) => void) | undefined;
-      const onInterrupt = (): void => arrived?.(Number(process.hrtime.bigint() - started));
-      vector.on('interrupt', onInterrupt);
-      return {
-        run: () => new Promise<number>((resolve) => {
-          arrived = resolve;
-          started = process.hrtime.bigint();
-          vector.trigger();
-        }),
-        close: () => {
-          vector.off('interrupt', onInterrupt);
-          interrupts.disable();
-        },
-        cSpec: {},
-      };
+  return [
+    {
+      id: 'irq.msix.latency',
+      label: 'MSI-X trigger to JS callback',
+      backend,
+      devices: [BDF.nvme],
+      samples: 100,
+      warmup: 20,
+      per: 1,
+      cSpec: { op: 'irq', bdf: BDF.nvme },
+      addon({ device }: BenchContext): AddonPrepared {
+        const interrupts = device(BDF.nvme).interrupts;
+        const [vector] = interrupts.enableMsix(1);
+        let started = 0n;
+        let arrived: ((ns: number) => void) | undefined;
+        const onInterrupt = (): void => arrived?.(Number(process.hrtime.bigint() - started));
+        vector.on('interrupt', onInterrupt);
+        return {
+          run: () =>
+            new Promise<number>((resolve) => {
+              arrived = resolve;
+              started = process.hrtime.bigint();
+              vector.trigger();
+            }),
+          close: () => {
+            vector.off('interrupt', onInterrupt);
+            interrupts.disable();
+          },
+          cSpec: {},
+        };
+      },
     },
-  }];
+  ];
 }

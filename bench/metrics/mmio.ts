@@ -43,18 +43,36 @@ function loop(region: Region, c: MmioCase, value: number): () => void {
     const words = new Uint32Array(region.buffer);
     const at = offset / 4;
     return c.access === 'read'
-      ? () => { let x = 0; for (let i = 0; i < batch; i++) x ^= words[at]; sink ^= x; }
-      : () => { for (let i = 0; i < batch; i++) words[at] = value; };
+      ? () => {
+          let x = 0;
+          for (let i = 0; i < batch; i++) x ^= words[at];
+          sink ^= x;
+        }
+      : () => {
+          for (let i = 0; i < batch; i++) words[at] = value;
+        };
   }
   if (c.path === 'DataView') {
     const view = new DataView(region.buffer);
     return c.access === 'read'
-      ? () => { let x = 0; for (let i = 0; i < batch; i++) x ^= view.getUint32(offset, true); sink ^= x; }
-      : () => { for (let i = 0; i < batch; i++) view.setUint32(offset, value, true); };
+      ? () => {
+          let x = 0;
+          for (let i = 0; i < batch; i++) x ^= view.getUint32(offset, true);
+          sink ^= x;
+        }
+      : () => {
+          for (let i = 0; i < batch; i++) view.setUint32(offset, value, true);
+        };
   }
   return c.access === 'read'
-    ? () => { let x = 0; for (let i = 0; i < batch; i++) x ^= region.read32(offset); sink ^= x; }
-    : () => { for (let i = 0; i < batch; i++) region.write32(offset, value); };
+    ? () => {
+        let x = 0;
+        for (let i = 0; i < batch; i++) x ^= region.read32(offset);
+        sink ^= x;
+      }
+    : () => {
+        for (let i = 0; i < batch; i++) region.write32(offset, value);
+      };
 }
 
 function mmioMetric(backend: BackendKind, c: MmioCase): Metric {

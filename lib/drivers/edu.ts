@@ -103,7 +103,10 @@ export class EduDevice implements Disposable {
     readonly device: VfioPciDevice,
   ) {
     if (device.pci.vendor !== EDU_VENDOR || device.pci.device !== EDU_DEVICE) {
-      throw new VfioStateError(`${device.bdf} is ${device.pci.vendor.toString(16)}:${device.pci.device.toString(16)}, not an edu device (1234:11e8)`, 'ERR_VFIO_WRONG_DEVICE');
+      throw new VfioStateError(
+        `${device.bdf} is ${device.pci.vendor.toString(16)}:${device.pci.device.toString(16)}, not an edu device (1234:11e8)`,
+        'ERR_VFIO_WRONG_DEVICE',
+      );
     }
     this.bar0 = device.bar(0);
     device.setBusMaster(true);
@@ -195,7 +198,8 @@ export class EduDevice implements Disposable {
    */
   startDma(toDevice: boolean, iova: bigint, bufferOffset: number, length: number, interrupt = false): void {
     const addr = toBigInt(iova, 'iova');
-    if (!Number.isInteger(length) || length <= 0 || length > EDU_BUFFER_SIZE) throw new RangeError(`length must be 1..${EDU_BUFFER_SIZE}, not ${length}`);
+    if (!Number.isInteger(length) || length <= 0 || length > EDU_BUFFER_SIZE)
+      throw new RangeError(`length must be 1..${EDU_BUFFER_SIZE}, not ${length}`);
     if (!Number.isInteger(bufferOffset) || bufferOffset < 0 || bufferOffset + length > EDU_BUFFER_SIZE) {
       throw new RangeError(`[${bufferOffset}, +${length}) is outside edu's ${EDU_BUFFER_SIZE}-byte buffer`);
     }
@@ -277,7 +281,10 @@ export class EduDevice implements Disposable {
     if (!irq) return this.poll(busy, timeoutMs, what);
     const status = await this.handleInterrupt(irq, { timeoutMs, signal });
     if ((status & bit) === 0 || busy()) {
-      throw new VfioStateError(`edu ${what}: interrupted with status ${hex(status)}, not its completion (${hex(bit)})`, 'ERR_VFIO_UNEXPECTED_IRQ');
+      throw new VfioStateError(
+        `edu ${what}: interrupted with status ${hex(status)}, not its completion (${hex(bit)})`,
+        'ERR_VFIO_UNEXPECTED_IRQ',
+      );
     }
   }
 

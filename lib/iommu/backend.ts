@@ -31,7 +31,8 @@ export type FlatFragments = (FragmentSource | bigint | boolean)[];
  * into JavaScript instead of four.
  */
 export function packFragments(flat: FlatFragments): PackedFragments {
-  if (flat.length === 0 || flat.length % 4 !== 0) throw new TypeError('fragments must be a flat array of (source, offset, length, asFile) quadruples');
+  if (flat.length === 0 || flat.length % 4 !== 0)
+    throw new TypeError('fragments must be a flat array of (source, offset, length, asFile) quadruples');
   const n = flat.length / 4;
   const packed: PackedFragments = { sources: new Array<FragmentSource>(n), ranges: new BigUint64Array(2 * n), asFile: new Uint8Array(n) };
   for (let i = 0; i < n; i++) {
@@ -75,4 +76,3 @@ export interface IommuBackend {
   /** Closes the devices, then the IOAS or container. */
   close(): void;
 }
-

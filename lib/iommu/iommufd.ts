@@ -135,7 +135,10 @@ export class IommufdBackend implements IommuBackend {
 
   attachDevice(info: PciDeviceInfo): NativeDevice {
     if (!info.vfioCdev) {
-      throw new VfioStateError(`${info.bdf} has no VFIO cdev (/sys/bus/pci/devices/${info.bdf}/vfio-dev): the kernel lacks VFIO_DEVICE_CDEV, or the device is not bound to vfio-pci; use the type1 backend`, 'ERR_VFIO_NO_CDEV');
+      throw new VfioStateError(
+        `${info.bdf} has no VFIO cdev (/sys/bus/pci/devices/${info.bdf}/vfio-dev): the kernel lacks VFIO_DEVICE_CDEV, or the device is not bound to vfio-pci; use the type1 backend`,
+        'ERR_VFIO_NO_CDEV',
+      );
     }
     const dev = new native.Device(`/dev/vfio/devices/${info.vfioCdev}`);
     try {

@@ -57,7 +57,10 @@ export class Type1Backend implements IommuBackend {
 
   private requireIommu(): void {
     if (this.iommuType === undefined) {
-      throw new VfioStateError('a type1 container has no IOMMU until a device is attached: open a device in this address space first', 'ERR_VFIO_NO_DEVICE');
+      throw new VfioStateError(
+        'a type1 container has no IOMMU until a device is attached: open a device in this address space first',
+        'ERR_VFIO_NO_DEVICE',
+      );
     }
   }
 
@@ -83,7 +86,10 @@ export class Type1Backend implements IommuBackend {
       const group = new native.Group(path);
       try {
         if (!(group.status() & VFIO_GROUP_FLAGS_VIABLE)) {
-          throw new VfioStateError(`IOMMU group ${info.iommuGroup} is not viable: bind every device in /sys/kernel/iommu_groups/${info.iommuGroup}/devices to vfio-pci`, 'ERR_VFIO_GROUP_NOT_VIABLE');
+          throw new VfioStateError(
+            `IOMMU group ${info.iommuGroup} is not viable: bind every device in /sys/kernel/iommu_groups/${info.iommuGroup}/devices to vfio-pci`,
+            'ERR_VFIO_GROUP_NOT_VIABLE',
+          );
         }
         group.setContainer(this.live);
         if (this.iommuType === undefined) {

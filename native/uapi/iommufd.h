@@ -76,8 +76,7 @@ static_assert(offsetof(iommu_ioas_alloc, size) == 0);
 static_assert(offsetof(iommu_ioas_alloc, flags) == 4);
 static_assert(offsetof(iommu_ioas_alloc, out_ioas_id) == 8);
 
-constexpr unsigned long IOMMU_IOAS_ALLOC =
-    ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC);
+constexpr unsigned long IOMMU_IOAS_ALLOC = ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC);
 
 // ---------------------------------------------------------------------------
 // IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_ALLOW_IOVAS
@@ -97,9 +96,9 @@ static_assert(offsetof(iommu_iova_range, last) == 8);
 struct iommu_ioas_iova_ranges {
   uint32_t size;
   uint32_t ioas_id;
-  uint32_t num_iovas;                // in: array length; out: total ranges
+  uint32_t num_iovas;  // in: array length; out: total ranges
   uint32_t reserved;
-  alignas(8) uint64_t allowed_iovas; // pointer to iommu_iova_range[]
+  alignas(8) uint64_t allowed_iovas;  // pointer to iommu_iova_range[]
   alignas(8) uint64_t out_iova_alignment;
 };
 static_assert(sizeof(iommu_ioas_iova_ranges) == 32);
@@ -110,8 +109,7 @@ static_assert(offsetof(iommu_ioas_iova_ranges, reserved) == 12);
 static_assert(offsetof(iommu_ioas_iova_ranges, allowed_iovas) == 16);
 static_assert(offsetof(iommu_ioas_iova_ranges, out_iova_alignment) == 24);
 
-constexpr unsigned long IOMMU_IOAS_IOVA_RANGES =
-    ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_IOVA_RANGES);
+constexpr unsigned long IOMMU_IOAS_IOVA_RANGES = ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_IOVA_RANGES);
 
 // struct iommu_ioas_allow_iovas
 struct iommu_ioas_allow_iovas {
@@ -128,8 +126,7 @@ static_assert(offsetof(iommu_ioas_allow_iovas, num_iovas) == 8);
 static_assert(offsetof(iommu_ioas_allow_iovas, reserved) == 12);
 static_assert(offsetof(iommu_ioas_allow_iovas, allowed_iovas) == 16);
 
-constexpr unsigned long IOMMU_IOAS_ALLOW_IOVAS =
-    ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOW_IOVAS);
+constexpr unsigned long IOMMU_IOAS_ALLOW_IOVAS = ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOW_IOVAS);
 
 // ---------------------------------------------------------------------------
 // IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_COPY, IOMMU_IOAS_UNMAP
@@ -183,8 +180,7 @@ static_assert(offsetof(iommu_ioas_map_file, start) == 16);
 static_assert(offsetof(iommu_ioas_map_file, length) == 24);
 static_assert(offsetof(iommu_ioas_map_file, iova) == 32);
 
-constexpr unsigned long IOMMU_IOAS_MAP_FILE =
-    ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP_FILE);
+constexpr unsigned long IOMMU_IOAS_MAP_FILE = ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP_FILE);
 
 // struct iommu_ioas_copy: map an existing mapping of one IOAS into another.
 struct iommu_ioas_copy {
@@ -220,8 +216,7 @@ static_assert(offsetof(iommu_ioas_unmap, ioas_id) == 4);
 static_assert(offsetof(iommu_ioas_unmap, iova) == 8);
 static_assert(offsetof(iommu_ioas_unmap, length) == 16);
 
-constexpr unsigned long IOMMU_IOAS_UNMAP =
-    ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP);
+constexpr unsigned long IOMMU_IOAS_UNMAP = ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP);
 
 // ---------------------------------------------------------------------------
 // IOMMU_OPTION
@@ -312,8 +307,7 @@ static_assert(offsetof(iommu_hw_info, out_max_pasid_log2) == 28);
 static_assert(offsetof(iommu_hw_info, reserved) == 29);
 static_assert(offsetof(iommu_hw_info, out_capabilities) == 32);
 
-constexpr unsigned long IOMMU_GET_HW_INFO =
-    ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_GET_HW_INFO);
+constexpr unsigned long IOMMU_GET_HW_INFO = ioc::io(IOMMUFD_TYPE, IOMMUFD_CMD_GET_HW_INFO);
 
 // Spot check of the encoding against a number computed by hand.
 static_assert(IOMMU_IOAS_MAP_FILE == 0x3b8f);

@@ -24,8 +24,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#if defined(__alpha__) || defined(__mips__) || defined(__hppa__) || \
-    defined(__powerpc__) || defined(__sparc__)
+#if defined(__alpha__) || defined(__mips__) || defined(__hppa__) || defined(__powerpc__) || defined(__sparc__)
 #error "nvfio::uapi only implements the asm-generic ioctl encoding"
 #endif
 
@@ -47,8 +46,7 @@ constexpr unsigned kNone = 0;   // _IOC_NONE
 constexpr unsigned kWrite = 1;  // _IOC_WRITE: userspace writes, kernel reads
 constexpr unsigned kRead = 2;   // _IOC_READ: kernel writes, userspace reads
 
-constexpr unsigned long encode(unsigned dir, unsigned type, unsigned nr,
-                               std::size_t size) {
+constexpr unsigned long encode(unsigned dir, unsigned type, unsigned nr, std::size_t size) {
   return (static_cast<unsigned long>(dir) << kDirShift) |
          (static_cast<unsigned long>(type & 0xff) << kTypeShift) |
          (static_cast<unsigned long>(nr & 0xff) << kNrShift) |
@@ -57,9 +55,7 @@ constexpr unsigned long encode(unsigned dir, unsigned type, unsigned nr,
 
 // _IO(type, nr): no argument size encoded. VFIO and iommufd use only this:
 // their structs carry their own size (argsz / size) as the first field.
-constexpr unsigned long io(unsigned type, unsigned nr) {
-  return encode(kNone, type, nr, 0);
-}
+constexpr unsigned long io(unsigned type, unsigned nr) { return encode(kNone, type, nr, 0); }
 
 // _IOR / _IOW / _IOWR, for the other subsystems the addon talks to.
 template <class Arg>
@@ -84,8 +80,7 @@ namespace detail {
 // Pointer to a flexible array member `offset` bytes into `s`, keeping const.
 template <class Elem, class Struct>
 inline auto flex_array(Struct* s, std::size_t offset) {
-  using Byte = std::conditional_t<std::is_const_v<Struct>, const unsigned char,
-                                  unsigned char>;
+  using Byte = std::conditional_t<std::is_const_v<Struct>, const unsigned char, unsigned char>;
   using E = std::conditional_t<std::is_const_v<Struct>, const Elem, Elem>;
   return reinterpret_cast<E*>(reinterpret_cast<Byte*>(s) + offset);
 }
@@ -194,9 +189,9 @@ struct vfio_region_info {
   uint32_t argsz;
   uint32_t flags;
   uint32_t index;
-  uint32_t cap_offset;          // first capability, if VFIO_REGION_INFO_FLAG_CAPS
-  alignas(8) uint64_t size;     // bytes
-  alignas(8) uint64_t offset;   // of the region within the device fd
+  uint32_t cap_offset;         // first capability, if VFIO_REGION_INFO_FLAG_CAPS
+  alignas(8) uint64_t size;    // bytes
+  alignas(8) uint64_t offset;  // of the region within the device fd
 };
 static_assert(sizeof(vfio_region_info) == 32);
 static_assert(offsetof(vfio_region_info, argsz) == 0);
@@ -312,9 +307,7 @@ struct vfio_irq_set {
   // (int32_t), per the DATA_* flag.
   static constexpr std::size_t data_offset = 20;
   uint8_t* data() { return detail::flex_array<uint8_t>(this, data_offset); }
-  const uint8_t* data() const {
-    return detail::flex_array<uint8_t>(this, data_offset);
-  }
+  const uint8_t* data() const { return detail::flex_array<uint8_t>(this, data_offset); }
 };
 static_assert(sizeof(vfio_irq_set) == 20);
 static_assert(offsetof(vfio_irq_set, argsz) == 0);
@@ -332,8 +325,7 @@ constexpr uint32_t VFIO_IRQ_SET_ACTION_TRIGGER = 1u << 5;
 constexpr uint32_t VFIO_IRQ_SET_DATA_TYPE_MASK =
     VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD;
 constexpr uint32_t VFIO_IRQ_SET_ACTION_TYPE_MASK =
-    VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK |
-    VFIO_IRQ_SET_ACTION_TRIGGER;
+    VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER;
 
 constexpr unsigned long VFIO_DEVICE_SET_IRQS = ioc::io(VFIO_TYPE, VFIO_BASE + 10);
 
@@ -396,8 +388,7 @@ constexpr uint32_t VFIO_PCI_HOT_RESET_FLAG_DEV_ID = 1u << 0;
 constexpr uint32_t VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED = 1u << 1;
 
 // Same number as VFIO_IOMMU_GET_INFO; that one is issued on a container fd.
-constexpr unsigned long VFIO_DEVICE_GET_PCI_HOT_RESET_INFO =
-    ioc::io(VFIO_TYPE, VFIO_BASE + 12);
+constexpr unsigned long VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = ioc::io(VFIO_TYPE, VFIO_BASE + 12);
 
 // struct vfio_pci_hot_reset (VFIO_DEVICE_PCI_HOT_RESET)
 struct vfio_pci_hot_reset {
@@ -406,12 +397,8 @@ struct vfio_pci_hot_reset {
   uint32_t count;
   // int32_t group_fds[count] follows (empty for cdev-opened devices).
   static constexpr std::size_t group_fds_offset = 12;
-  int32_t* group_fds() {
-    return detail::flex_array<int32_t>(this, group_fds_offset);
-  }
-  const int32_t* group_fds() const {
-    return detail::flex_array<int32_t>(this, group_fds_offset);
-  }
+  int32_t* group_fds() { return detail::flex_array<int32_t>(this, group_fds_offset); }
+  const int32_t* group_fds() const { return detail::flex_array<int32_t>(this, group_fds_offset); }
 };
 static_assert(sizeof(vfio_pci_hot_reset) == 12);
 static_assert(offsetof(vfio_pci_hot_reset, argsz) == 0);
@@ -431,9 +418,7 @@ struct vfio_device_feature {
   // uint8_t data[] follows: the feature's own struct.
   static constexpr std::size_t data_offset = 8;
   uint8_t* data() { return detail::flex_array<uint8_t>(this, data_offset); }
-  const uint8_t* data() const {
-    return detail::flex_array<uint8_t>(this, data_offset);
-  }
+  const uint8_t* data() const { return detail::flex_array<uint8_t>(this, data_offset); }
 };
 static_assert(sizeof(vfio_device_feature) == 8);
 static_assert(offsetof(vfio_device_feature, argsz) == 0);
@@ -531,8 +516,7 @@ static_assert(offsetof(vfio_device_attach_iommufd_pt, pasid) == 12);
 
 constexpr uint32_t VFIO_DEVICE_ATTACH_PASID = 1u << 0;
 
-constexpr unsigned long VFIO_DEVICE_ATTACH_IOMMUFD_PT =
-    ioc::io(VFIO_TYPE, VFIO_BASE + 19);
+constexpr unsigned long VFIO_DEVICE_ATTACH_IOMMUFD_PT = ioc::io(VFIO_TYPE, VFIO_BASE + 19);
 
 // struct vfio_device_detach_iommufd_pt (VFIO_DEVICE_DETACH_IOMMUFD_PT)
 struct vfio_device_detach_iommufd_pt {
@@ -547,8 +531,7 @@ static_assert(offsetof(vfio_device_detach_iommufd_pt, pasid) == 8);
 
 constexpr uint32_t VFIO_DEVICE_DETACH_PASID = 1u << 0;
 
-constexpr unsigned long VFIO_DEVICE_DETACH_IOMMUFD_PT =
-    ioc::io(VFIO_TYPE, VFIO_BASE + 20);
+constexpr unsigned long VFIO_DEVICE_DETACH_IOMMUFD_PT = ioc::io(VFIO_TYPE, VFIO_BASE + 20);
 
 // ---------------------------------------------------------------------------
 // Container fd, Type1 IOMMU: VFIO_IOMMU_GET_INFO
@@ -593,9 +576,7 @@ struct alignas(vfio_iova_range) vfio_iommu_type1_info_cap_iova_range {
   uint32_t reserved;
   // vfio_iova_range iova_ranges[nr_iovas] follows.
   static constexpr std::size_t iova_ranges_offset = 16;
-  vfio_iova_range* iova_ranges() {
-    return detail::flex_array<vfio_iova_range>(this, iova_ranges_offset);
-  }
+  vfio_iova_range* iova_ranges() { return detail::flex_array<vfio_iova_range>(this, iova_ranges_offset); }
   const vfio_iova_range* iova_ranges() const {
     return detail::flex_array<vfio_iova_range>(this, iova_ranges_offset);
   }
@@ -628,7 +609,7 @@ struct vfio_iommu_type1_dma_map {
   uint32_t flags;
   uint64_t vaddr;  // process virtual address
   uint64_t iova;
-  uint64_t size;   // bytes
+  uint64_t size;  // bytes
 };
 static_assert(sizeof(vfio_iommu_type1_dma_map) == 32);
 static_assert(offsetof(vfio_iommu_type1_dma_map, argsz) == 0);
@@ -652,9 +633,7 @@ struct vfio_iommu_type1_dma_unmap {
   // uint8_t data[] follows (struct vfio_bitmap with GET_DIRTY_BITMAP; unused).
   static constexpr std::size_t data_offset = 24;
   uint8_t* data() { return detail::flex_array<uint8_t>(this, data_offset); }
-  const uint8_t* data() const {
-    return detail::flex_array<uint8_t>(this, data_offset);
-  }
+  const uint8_t* data() const { return detail::flex_array<uint8_t>(this, data_offset); }
 };
 static_assert(sizeof(vfio_iommu_type1_dma_unmap) == 24);
 static_assert(offsetof(vfio_iommu_type1_dma_unmap, argsz) == 0);

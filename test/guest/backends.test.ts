@@ -32,9 +32,12 @@ describe('backend choice', () => {
 forEachBackend('backend interfaces', (backend) => {
   const fx = eduFixture(backend);
 
-  it('reports the vIOMMU\'s IOVA ranges with the MSI window reserved (the array grows to fit)', () => {
+  it("reports the vIOMMU's IOVA ranges with the MSI window reserved (the array grows to fit)", () => {
     const ranges = fx.space.iovaRanges();
-    assert.deepEqual(ranges.slice(0, 2), [{ start: 0n, last: 0xfedfffffn }, { start: 0xfef00000n, last: ranges[1].last }]);
+    assert.deepEqual(ranges.slice(0, 2), [
+      { start: 0n, last: 0xfedfffffn },
+      { start: 0xfef00000n, last: ranges[1].last },
+    ]);
     assert.ok(ranges[1].last >= 0x7fffffffffn);
   });
 
@@ -57,7 +60,10 @@ forEachBackend('backend interfaces', (backend) => {
       b.context.native.allowIovas(ioas, [{ start: 0x5000000n, last: 0x5000fffn }]);
       const iova = b.context.native.map(ioas, buf.native, 0n, 4096n, null, 6, false); // kernel's choice
       assert.equal(iova, 0x5000000n);
-      assert.throws(() => b.context.native.map(ioas, buf.native, 0n, 4096n, null, 6, false), { name: 'VfioError', syscall: 'ioctl(IOMMU_IOAS_MAP)' });
+      assert.throws(() => b.context.native.map(ioas, buf.native, 0n, 4096n, null, 6, false), {
+        name: 'VfioError',
+        syscall: 'ioctl(IOMMU_IOAS_MAP)',
+      });
       b.context.native.unmap(ioas, iova, 4096n);
     });
 
@@ -71,12 +77,18 @@ forEachBackend('backend interfaces', (backend) => {
       native.attachPt((fx.space.backend as IommufdBackend).ioas);
       buf.bytes.fill(0, 0, 64);
       await fx.edu.dmaFromDevice(0, m.iova, 64);
-      assert.ok(buf.bytes.subarray(0, 64).every((x) => x !== 7), 'what the detached device read was not memory');
+      assert.ok(
+        buf.bytes.subarray(0, 64).every((x) => x !== 7),
+        'what the detached device read was not memory',
+      );
       buf.bytes.fill(9, 0, 64);
       await fx.edu.dmaToDevice(m.iova, 0, 64);
       buf.bytes.fill(0, 0, 64);
       await fx.edu.dmaFromDevice(0, m.iova, 64);
-      assert.ok(buf.bytes.subarray(0, 64).every((x) => x === 9), 'attached again, the device moves bytes');
+      assert.ok(
+        buf.bytes.subarray(0, 64).every((x) => x === 9),
+        'attached again, the device moves bytes',
+      );
       m.unmap();
     });
   } else {
@@ -96,9 +108,14 @@ forEachBackend('backend interfaces', (backend) => {
   }
 
   it('says which permissions to check when /dev/vfio or /dev/iommu is not open to the user', () => {
-    const node = backend === 'iommufd' ? '/dev/iommu' : `/dev/vfio/${fs.readlinkSync(`/sys/bus/pci/devices/${BDF.nvme}/iommu_group`).split('/').pop()}`;
-    const r = runChild(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
-      `const s = lib.AddressSpace.open({ backend: '${backend}' }); s.openDevice('${BDF.nvme}');`);
+    const node =
+      backend === 'iommufd'
+        ? '/dev/iommu'
+        : `/dev/vfio/${fs.readlinkSync(`/sys/bus/pci/devices/${BDF.nvme}/iommu_group`).split('/').pop()}`;
+    const r = runChild(
+      ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
+      `const s = lib.AddressSpace.open({ backend: '${backend}' }); s.openDevice('${BDF.nvme}');`,
+    );
     assert.equal(r.status, 3, r.out);
     const err = JSON.parse(r.out);
     assert.equal(err.name, 'VfioError');
@@ -110,8 +127,10 @@ forEachBackend('backend interfaces', (backend) => {
   });
 
   it('says to raise RLIMIT_MEMLOCK when pinning goes past it', () => {
-    const r = runChild(['setpriv', '--bounding-set=-ipc_lock', '--inh-caps=-ipc_lock', 'prlimit', '--memlock=65536:65536'],
-      `const s = lib.AddressSpace.open({ backend: '${backend}' }); s.openDevice('${BDF.nvme}'); s.map(lib.DmaBuffer.allocate(1 << 20));`);
+    const r = runChild(
+      ['setpriv', '--bounding-set=-ipc_lock', '--inh-caps=-ipc_lock', 'prlimit', '--memlock=65536:65536'],
+      `const s = lib.AddressSpace.open({ backend: '${backend}' }); s.openDevice('${BDF.nvme}'); s.map(lib.DmaBuffer.allocate(1 << 20));`,
+    );
     assert.equal(r.status, 3, r.out);
     const err = JSON.parse(r.out);
     assert.equal(err.code, 'ENOMEM');

@@ -8,7 +8,9 @@ forEachBackend('ivshmem BAR2', (backend) => {
   // Offsets: the first 64 KiB keep the host's pattern; this suite uses 64..128 KiB.
   const AREA = 64 * 1024;
   let space: AddressSpace;
-  before(() => { space = AddressSpace.open({ backend }); });
+  before(() => {
+    space = AddressSpace.open({ backend });
+  });
   after(() => space.close());
 
   it('shows the host-written pattern through the zero-copy ArrayBuffer', () => {

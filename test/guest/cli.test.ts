@@ -24,8 +24,10 @@ const NOBODY = 65534;
 function cli(args: string[], o: { uid?: number } = {}): { status: number | null; stdout: string; stderr: string } {
   const env = { ...process.env };
   for (const v of Object.values(PATH_VARIABLES)) delete env[v];
-  const argv = o.uid === undefined ? [process.execPath, MAIN, ...args]
-    : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', process.execPath, MAIN, ...args];
+  const argv =
+    o.uid === undefined
+      ? [process.execPath, MAIN, ...args]
+      : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', process.execPath, MAIN, ...args];
   const r = spawnSync(argv[0], argv.slice(1), { env, encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -47,7 +49,8 @@ describe(`node-vfio CLI in the guest (${KERNEL} kernel)`, () => {
       assert.ok(e, bdf);
       assert.deepEqual(
         [Number(e.vendor), Number(e.device), Number(e.class), e.driver, e.iommuGroup, e.cdev],
-        [lib.vendor, lib.device, lib.classCode, lib.driver, lib.iommuGroup, lib.vfioCdev ?? null], bdf,
+        [lib.vendor, lib.device, lib.classCode, lib.driver, lib.iommuGroup, lib.vfioCdev ?? null],
+        bdf,
       );
       assert.equal(e.usable, true, `${bdf}: ${e.reason}`);
       assert.deepEqual(e.groupMembers, [], `${bdf} has a group of its own`);
@@ -67,22 +70,39 @@ describe(`node-vfio CLI in the guest (${KERNEL} kernel)`, () => {
         const info = dev.info();
         assert.equal(e.vfio.flags, info.flags);
         // What the library answers for each index, EINVAL (no such region or IRQ on this device) as undefined.
-        const each = <T>(count: number, ask: (i: number) => T): (T | undefined)[] => Array.from({ length: count }, (_, i) => {
-          try {
-            return ask(i);
-          } catch (err) {
-            assert.equal((err as NodeJS.ErrnoException).code, 'EINVAL');
-            return undefined;
-          }
-        });
+        const each = <T>(count: number, ask: (i: number) => T): (T | undefined)[] =>
+          Array.from({ length: count }, (_, i) => {
+            try {
+              return ask(i);
+            } catch (err) {
+              assert.equal((err as NodeJS.ErrnoException).code, 'EINVAL');
+              return undefined;
+            }
+          });
         const regions = each(info.numRegions, (i) => dev.regionInfo(i));
-        assert.deepEqual(e.vfio.regions.map((r) => [r.index, r.size, r.flags, r.mmap, r.sparseAreas]), regions.flatMap((r, index) => (r ? [[
-          index, Number(r.size), r.flags, r.mappable, r.sparseAreas?.map((a) => ({ offset: Number(a.offset), size: Number(a.size) })) ?? null,
-        ]] : [])), `${bdf} regions`);
+        assert.deepEqual(
+          e.vfio.regions.map((r) => [r.index, r.size, r.flags, r.mmap, r.sparseAreas]),
+          regions.flatMap((r, index) =>
+            r
+              ? [
+                  [
+                    index,
+                    Number(r.size),
+                    r.flags,
+                    r.mappable,
+                    r.sparseAreas?.map((a) => ({ offset: Number(a.offset), size: Number(a.size) })) ?? null,
+                  ],
+                ]
+              : [],
+          ),
+          `${bdf} regions`,
+        );
         const irqs = each(info.numIrqs, (i) => dev.irqInfo(i));
-        assert.deepEqual(e.vfio.irqs.map((i) => [i.name, i.count, i.flags]), irqs.flatMap((q, index) => (q ? [[
-          ['INTx', 'MSI', 'MSI-X', 'ERR', 'REQ'][index], q.count, q.flags,
-        ]] : [])), `${bdf} IRQs`);
+        assert.deepEqual(
+          e.vfio.irqs.map((i) => [i.name, i.count, i.flags]),
+          irqs.flatMap((q, index) => (q ? [[['INTx', 'MSI', 'MSI-X', 'ERR', 'REQ'][index], q.count, q.flags]] : [])),
+          `${bdf} IRQs`,
+        );
         assert.equal(e.vfio.dmaBuf.supported, iommufd, e.vfio.dmaBuf.reason);
       } finally {
         space.close();
@@ -111,7 +131,7 @@ describe(`node-vfio CLI in the guest (${KERNEL} kernel)`, () => {
     assert.equal(readPciDevice(BDF.edu).driver, 'vfio-pci');
     const space = AddressSpace.open();
     try {
-      assert.equal(space.openDevice(BDF.edu).bar(0).read32(0), 0x010000ed, 'edu\'s identification register');
+      assert.equal(space.openDevice(BDF.edu).bar(0).read32(0), 0x010000ed, "edu's identification register");
     } finally {
       space.close();
     }
@@ -135,9 +155,17 @@ describe(`node-vfio CLI in the guest (${KERNEL} kernel)`, () => {
     assert.equal(report.ok, true);
     const status = Object.fromEntries(report.checks.map((c) => [c.id, c.status]));
     if (iommufd) {
-      assert.deepEqual(report.checks.filter((c) => c.status !== 'ok'), [], 'all green on the project\'s kernel');
+      assert.deepEqual(
+        report.checks.filter((c) => c.status !== 'ok'),
+        [],
+        "all green on the project's kernel",
+      );
     } else {
-      assert.deepEqual([status.iommufd, status['vfio-devices'], status['dma-buf']], ['warn', 'warn', 'warn'], 'Debian 6.1: no iommufd, no cdevs, no dma-buf');
+      assert.deepEqual(
+        [status.iommufd, status['vfio-devices'], status['dma-buf']],
+        ['warn', 'warn', 'warn'],
+        'Debian 6.1: no iommufd, no cdevs, no dma-buf',
+      );
     }
     const text = cli(['doctor']);
     assert.equal(text.status, 0, text.stdout);

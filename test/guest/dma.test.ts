@@ -22,8 +22,18 @@ forEachBackend('edu DMA', (backend) => {
     const ms = space.map(src, { limit: EDU_DMA_LIMIT });
     const md = space.map(dst, { limit: EDU_DMA_LIMIT });
     const cases: [size: number, memOffset: number, devOffset: number][] = [
-      [1, 0, 0], [2, 4095, 1], [3, 1, 4092], [7, 4093, 100], [64, 100, 64], [100, 4000, 1000],
-      [511, 3, 7], [512, 4096, 512], [1000, 2500, 3000], [2048, 1024, 2047], [4000, 123, 0], [4095, 4097, 0],
+      [1, 0, 0],
+      [2, 4095, 1],
+      [3, 1, 4092],
+      [7, 4093, 100],
+      [64, 100, 64],
+      [100, 4000, 1000],
+      [511, 3, 7],
+      [512, 4096, 512],
+      [1000, 2500, 3000],
+      [2048, 1024, 2047],
+      [4000, 123, 0],
+      [4095, 4097, 0],
     ];
     for (const [size, memOffset, devOffset] of cases) {
       const data = pattern(size, size * 31 + memOffset);
@@ -81,11 +91,17 @@ forEachBackend('edu DMA', (backend) => {
     await waitFaultLogQuota();
     const mark = markKernelLog('isolation');
     await edu.dmaFromDevice(0, victimIova, 256); // write to an unmapped IOVA
-    assert.ok(victim.bytes.every((b) => b === 0x11), 'a blocked DMA write changed memory');
+    assert.ok(
+      victim.bytes.every((b) => b === 0x11),
+      'a blocked DMA write changed memory',
+    );
     await edu.dmaToDevice(victimIova, 0, 256); // read from an unmapped IOVA
     out.bytes.fill(0xee);
     await edu.dmaFromDevice(0, mo.iova, 256);
-    assert.ok(out.bytes.subarray(0, 256).every((b) => b === 0), 'a blocked DMA read must deliver zeros, not memory');
+    assert.ok(
+      out.bytes.subarray(0, 256).every((b) => b === 0),
+      'a blocked DMA read must deliver zeros, not memory',
+    );
     const log = kernelLogSince(mark);
     assert.match(log, /DMAR: \[DMA Write NO_PASID\] Request device \[(0000:)?00:03\.0\] fault addr/);
     assert.match(log, /DMAR: \[DMA Read NO_PASID\] Request device \[(0000:)?00:03\.0\] fault addr/);
@@ -117,12 +133,21 @@ forEachBackend('edu DMA', (backend) => {
     const maps: DmaMapping[] = bufs.map((b, i) => space.map(b, { iova: base + BigInt(i) * 4096n }));
     bufs.forEach((b, i) => b.bytes.fill(i + 1));
     assert.equal(space.unmapRange(base + 4096n, 2n * 4096n), 2n * 4096n);
-    assert.deepEqual(maps.map((m) => m.active), [true, false, false, true]);
+    assert.deepEqual(
+      maps.map((m) => m.active),
+      [true, false, false, true],
+    );
     await edu.dmaToDevice(base + 3n * 4096n, 0, 16);
     await edu.dmaFromDevice(0, base, 16);
-    assert.ok(bufs[0].bytes.subarray(0, 16).every((b) => b === 4), 'the outer mappings still work');
+    assert.ok(
+      bufs[0].bytes.subarray(0, 16).every((b) => b === 4),
+      'the outer mappings still work',
+    );
     await edu.dmaFromDevice(0, base + 4096n, 16);
-    assert.ok(bufs[1].bytes.every((b) => b === 2), 'the unmapped middle is out of reach');
+    assert.ok(
+      bufs[1].bytes.every((b) => b === 2),
+      'the unmapped middle is out of reach',
+    );
     for (const m of maps) m.unmap();
     for (const b of bufs) b.close();
   });
@@ -130,9 +155,10 @@ forEachBackend('edu DMA', (backend) => {
   it('refuses to cut a mapping in two, in the way of its kernel interface', () => {
     using buf = DmaBuffer.allocate(8192);
     const m = space.map(buf);
-    const expected = backend === 'iommufd'
-      ? { code: 'ENOENT', syscall: 'ioctl(IOMMU_IOAS_UNMAP)' }
-      : { code: 'EINVAL', syscall: 'ioctl(VFIO_IOMMU_UNMAP_DMA)' };
+    const expected =
+      backend === 'iommufd'
+        ? { code: 'ENOENT', syscall: 'ioctl(IOMMU_IOAS_UNMAP)' }
+        : { code: 'EINVAL', syscall: 'ioctl(VFIO_IOMMU_UNMAP_DMA)' };
     assert.throws(() => space.unmapRange(m.iova, 4096n), { name: 'VfioError', ...expected, message: /cover whole mappings/ });
     assert.equal(m.active, true);
     m.unmap();

@@ -14,7 +14,10 @@ describe(`guest environment (${KERNEL} kernel)`, () => {
       assert.ok(fs.existsSync(`/dev/vfio/${d.iommuGroup}`), `/dev/vfio/${d.iommuGroup}`);
     }
     assert.equal(new Set(devices.map((d) => d.iommuGroup)).size, devices.length);
-    assert.deepEqual(devices.map((d) => `${d.vendor.toString(16)}:${d.device.toString(16)}`), ['1234:11e8', '1af4:1110', '1b36:10']);
+    assert.deepEqual(
+      devices.map((d) => `${d.vendor.toString(16)}:${d.device.toString(16)}`),
+      ['1234:11e8', '1af4:1110', '1b36:10'],
+    );
   });
 
   if (KERNEL === 'custom') {

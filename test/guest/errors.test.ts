@@ -47,7 +47,11 @@ forEachBackend('errors', (backend) => {
     const syscall = backend === 'iommufd' ? 'ioctl(IOMMU_IOAS_MAP)' : 'ioctl(VFIO_IOMMU_MAP_DMA)';
     // Below the allocator: the backend's raw map at an IOVA already in use.
     assert.throws(() => space.backend.map(b.native, 0n, 4096n, m.iova, { read: true, write: true }, false), {
-      name: 'VfioError', code: 'EEXIST', errno: -17, syscall, message: /already mapped/,
+      name: 'VfioError',
+      code: 'EEXIST',
+      errno: -17,
+      syscall,
+      message: /already mapped/,
     });
     m.unmap();
   });
@@ -58,12 +62,20 @@ forEachBackend('errors', (backend) => {
     assert.ok(!space.iovaRanges().some((r) => r.start <= msi && msi <= r.last), 'the MSI window is reserved');
     assert.throws(() => space.map(buf, { iova: msi }), { code: 'EADDRNOTAVAIL' });
     const expected = backend === 'iommufd' ? { syscall: 'ioctl(IOMMU_IOAS_MAP)' } : { syscall: 'ioctl(VFIO_IOMMU_MAP_DMA)' };
-    assert.throws(() => space.backend.map(buf.native, 0n, 4096n, msi, { read: true, write: true }, false), { name: 'VfioError', ...expected });
+    assert.throws(() => space.backend.map(buf.native, 0n, 4096n, msi, { read: true, write: true }, false), {
+      name: 'VfioError',
+      ...expected,
+    });
   });
 
   it('unmapping where nothing is mapped: ENOENT under iommufd, 0 bytes under type1', () => {
     if (backend === 'iommufd') {
-      assert.throws(() => space.unmapRange(0x10000000n, 4096n), { name: 'VfioError', code: 'ENOENT', errno: -2, syscall: 'ioctl(IOMMU_IOAS_UNMAP)' });
+      assert.throws(() => space.unmapRange(0x10000000n, 4096n), {
+        name: 'VfioError',
+        code: 'ENOENT',
+        errno: -2,
+        syscall: 'ioctl(IOMMU_IOAS_UNMAP)',
+      });
     } else {
       assert.equal(space.unmapRange(0x10000000n, 4096n), 0n);
     }
@@ -79,9 +91,10 @@ forEachBackend('errors', (backend) => {
 
   it('a device open in another address space is busy for the kernel', () => {
     using other = AddressSpace.open({ backend });
-    const expected = backend === 'iommufd'
-      ? { name: 'VfioError', syscall: 'ioctl(VFIO_DEVICE_BIND_IOMMUFD)' }
-      : { name: 'VfioError', code: 'EBUSY', syscall: 'open' };
+    const expected =
+      backend === 'iommufd'
+        ? { name: 'VfioError', syscall: 'ioctl(VFIO_DEVICE_BIND_IOMMUFD)' }
+        : { name: 'VfioError', code: 'EBUSY', syscall: 'open' };
     assert.throws(() => other.openDevice(BDF.edu), expected);
   });
 });

@@ -18,8 +18,17 @@ const PAGE = 4096;
 /** 9 fragments from 9 buffers: anonymous, hugetlb (2), memfd (mapped as a file under iommufd); unaligned head and tail. */
 function scatterList(backend: string): { list: PhysList; buffers: DmaBuffer[]; parts: CpuFragmentInput[] } {
   const anon = (pages: number): DmaBuffer => DmaBuffer.allocate(pages * PAGE);
-  const buffers = [anon(1), DmaBuffer.allocate(HUGE_PAGE_SIZE, { kind: 'hugetlb' }), anon(2), DmaBuffer.allocate(2 * PAGE, { kind: 'memfd' }),
-    anon(1), DmaBuffer.allocate(HUGE_PAGE_SIZE, { kind: 'hugetlb' }), anon(3), anon(1), anon(1)];
+  const buffers = [
+    anon(1),
+    DmaBuffer.allocate(HUGE_PAGE_SIZE, { kind: 'hugetlb' }),
+    anon(2),
+    DmaBuffer.allocate(2 * PAGE, { kind: 'memfd' }),
+    anon(1),
+    DmaBuffer.allocate(HUGE_PAGE_SIZE, { kind: 'hugetlb' }),
+    anon(3),
+    anon(1),
+    anon(1),
+  ];
   const parts: CpuFragmentInput[] = [
     { buffer: buffers[0], offset: 0x900 }, // starts inside its page: the mapping's IOVA keeps that offset
     { buffer: buffers[1], offset: HUGE_PAGE_SIZE - 2n * 4096n }, // the last two pages of a huge page
@@ -54,13 +63,22 @@ describe('PhysList validation', () => {
   it('accepts unaligned outer ends only', () => {
     using a = DmaBuffer.allocate(2 * PAGE);
     using b = DmaBuffer.allocate(2 * PAGE);
-    assert.throws(() => PhysList.cpu([{ buffer: a, length: 100 }, { buffer: b }]), { name: 'RangeError', message: /fragment 0 ends at 0x64, inside a page/ });
-    assert.throws(() => PhysList.cpu([{ buffer: a }, { buffer: b, offset: 8 }]), { name: 'RangeError', message: /fragment 1 starts at offset 0x8/ });
+    assert.throws(() => PhysList.cpu([{ buffer: a, length: 100 }, { buffer: b }]), {
+      name: 'RangeError',
+      message: /fragment 0 ends at 0x64, inside a page/,
+    });
+    assert.throws(() => PhysList.cpu([{ buffer: a }, { buffer: b, offset: 8 }]), {
+      name: 'RangeError',
+      message: /fragment 1 starts at offset 0x8/,
+    });
     assert.throws(() => PhysList.cpu([]), RangeError);
     assert.throws(() => PhysList.cpu([{ buffer: a, offset: 4096, length: 8192 }]), { name: 'RangeError', message: /outside/ });
     assert.throws(() => PhysList.cpu([{ buffer: {} as DmaBuffer }]), TypeError);
     assert.throws(() => PhysList.cpu([{ buffer: a, asFile: true }]), { name: 'TypeError', message: /memfd/ });
-    const l = PhysList.cpu([{ buffer: a, offset: 0x10 }, { buffer: b, length: 0x20 }]);
+    const l = PhysList.cpu([
+      { buffer: a, offset: 0x10 },
+      { buffer: b, length: 0x20 },
+    ]);
     assert.equal(l.length, 2n * 4096n - 0x10n + 0x20n);
     assert.equal(l.headOffset, 0x10n);
     assert.equal(l.span, 3n * 4096n);
@@ -86,7 +104,7 @@ forEachBackend('phys_list of CPU memory', (backend) => {
     // Fragment boundaries in list offsets; read 4000 bytes around each one.
     let boundary = 0;
     for (const p of parts.slice(0, -1)) {
-      boundary += Number(p.length ?? (p.buffer.length - BigInt(p.offset ?? 0)));
+      boundary += Number(p.length ?? p.buffer.length - BigInt(p.offset ?? 0));
       const from = Math.max(0, boundary - 2000);
       const n = Math.min(4000, want.length - from); // not past the list's last byte
       await edu.dmaToDevice(m.iova + BigInt(from), 0, n);
@@ -115,7 +133,10 @@ forEachBackend('phys_list of CPU memory', (backend) => {
     assert.deepEqual(got, data);
     assert.deepEqual(buffers[0].bytes.subarray(0x900 + start, 4096), data.subarray(0, 1000));
     assert.deepEqual(buffers[1].bytes.subarray(Number(HUGE_PAGE_SIZE) - 8192, Number(HUGE_PAGE_SIZE) - 8192 + 3000), data.subarray(1000));
-    assert.ok(buffers[2].bytes.every((b) => b === 0), 'nothing beyond the write changed');
+    assert.ok(
+      buffers[2].bytes.every((b) => b === 0),
+      'nothing beyond the write changed',
+    );
     m.unmap();
     for (const b of buffers) b.close();
   });
@@ -150,11 +171,27 @@ forEachBackend('phys_list of CPU memory', (backend) => {
     using window = space.reserve(16 * PAGE, { limit: EDU_DMA_LIMIT });
     const before = space.pinCount();
     const flat: FlatFragments = [
-      good[0].native, 0n, 8192n, false, good[1].native, 0n, 8192n, false,
-      readOnlyBar, 0n, 4096n, false,
-      good[2].native, 0n, 8192n, false,
+      good[0].native,
+      0n,
+      8192n,
+      false,
+      good[1].native,
+      0n,
+      8192n,
+      false,
+      readOnlyBar,
+      0n,
+      4096n,
+      false,
+      good[2].native,
+      0n,
+      8192n,
+      false,
     ];
-    assert.throws(() => space.backend.mapList(window.iova, flat, { read: true, write: true }), { name: 'VfioError', syscall: backend === 'iommufd' ? 'ioctl(IOMMU_IOAS_MAP)' : 'ioctl(VFIO_IOMMU_MAP_DMA)' });
+    assert.throws(() => space.backend.mapList(window.iova, flat, { read: true, write: true }), {
+      name: 'VfioError',
+      syscall: backend === 'iommufd' ? 'ioctl(IOMMU_IOAS_MAP)' : 'ioctl(VFIO_IOMMU_MAP_DMA)',
+    });
     assert.equal(space.pinCount(), before, 'nothing stays pinned');
     const again = window.link(PhysList.cpu(good.map((buffer) => ({ buffer }))));
     good[3].bytes.set(pattern(100, 9), 4096);
@@ -168,7 +205,7 @@ forEachBackend('phys_list of CPU memory', (backend) => {
 
   const failNth = '/proc/thread-self/fail-nth';
   if (KERNEL === 'custom') {
-    it('rolls back under the kernel\'s fault injection at every failure point of a 6-fragment list', function () {
+    it("rolls back under the kernel's fault injection at every failure point of a 6-fragment list", function () {
       this.timeout(120_000);
       const bufs = [0, 1, 2, 3, 4, 5].map(() => DmaBuffer.allocate(2 * PAGE));
       const list = PhysList.cpu(bufs.map((buffer) => ({ buffer })));
@@ -194,7 +231,10 @@ forEachBackend('phys_list of CPU memory', (backend) => {
         } catch {
           failed = true;
         }
-        const left = remaining.subarray(0, fs.readSync(nth, remaining, 0, remaining.length, 0)).toString().trim();
+        const left = remaining
+          .subarray(0, fs.readSync(nth, remaining, 0, remaining.length, 0))
+          .toString()
+          .trim();
         fs.writeSync(nth, '0', 0);
         if (failed) {
           failures++;
@@ -207,7 +247,10 @@ forEachBackend('phys_list of CPU memory', (backend) => {
       }
       fs.closeSync(nth);
       fs.writeFileSync(ignoreWait, ignoreWaitBefore);
-      assert.ok(failures >= list.fragments.length, `of ${n - 1} injection points, ${failures} made the link fail: at least one per fragment, so failures after fragments 0..k-1 were mapped were rolled back`);
+      assert.ok(
+        failures >= list.fragments.length,
+        `of ${n - 1} injection points, ${failures} made the link fail: at least one per fragment, so failures after fragments 0..k-1 were mapped were rolled back`,
+      );
       const ok = window.link(list); // and the window is clean
       ok.unmap();
       for (const b of bufs) b.close();

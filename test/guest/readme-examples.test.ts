@@ -14,7 +14,12 @@ import { PROJECT_ROOT } from '../../vm/paths';
 import { KERNEL } from '../support/guest';
 import { COMPILED_DIR, exampleFiles, RUNS } from '../support/readme-examples';
 
-interface Exit { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+interface Exit {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs `node file` with a deadline; SIGKILL past it. */
 function runNode(file: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Exit> {
@@ -22,8 +27,12 @@ function runNode(file: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promi
     const child = spawn(process.execPath, [file], { cwd: PROJECT_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', reject);
     child.on('close', (status, signal) => {

@@ -21,7 +21,10 @@ process.env.NODE_VFIO_TAG = TAG;
 /** QEMU processes that this suite started and that are still alive. */
 function ourQemus(): string[] {
   try {
-    return execFileSync('pgrep', ['-f', `nodevfio.tag=${TAG}( |$)`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    return execFileSync('pgrep', ['-f', `nodevfio.tag=${TAG}( |$)`], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean);
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
@@ -58,7 +61,8 @@ describe('guest harness', function () {
     assert.equal(r.output.replace(/\n+$/, '\n'), 'host pattern seen: True\n');
     const seen = fs.readFileSync(files.ivshmem);
     for (let i = 0; i < seen.length; i++) {
-      if (seen[i] !== (ivshmemByte(i) ^ 0xff)) assert.fail(`byte ${i} of the ivshmem file is ${seen[i]}, the guest wrote ${ivshmemByte(i) ^ 0xff}`);
+      if (seen[i] !== (ivshmemByte(i) ^ 0xff))
+        assert.fail(`byte ${i} of the ivshmem file is ${seen[i]}, the guest wrote ${ivshmemByte(i) ^ 0xff}`);
     }
   });
 
@@ -72,7 +76,12 @@ describe('guest harness', function () {
 
   it('boots again, once, when the guest dies before the command starts', async () => {
     const lines: string[] = [];
-    const r = await runInGuest({ devices: [], log: (l) => lines.push(l), append: ['nodevfio.failfirstboot=1'], command: ['echo', 'second boot'] });
+    const r = await runInGuest({
+      devices: [],
+      log: (l) => lines.push(l),
+      append: ['nodevfio.failfirstboot=1'],
+      command: ['echo', 'second boot'],
+    });
     assert.equal(r.failure, undefined);
     assert.equal(r.status, 0);
     assert.match(r.output, /second boot\n+$/, 'the command ran on the second boot');
@@ -82,7 +91,9 @@ describe('guest harness', function () {
   it('reports a QEMU killed mid-run as a failure', async () => {
     let killed = false;
     const r = await runInGuest({
-      devices: [], log: quiet, command: ['sh', '-c', 'echo ready; sleep 120'],
+      devices: [],
+      log: quiet,
+      command: ['sh', '-c', 'echo ready; sleep 120'],
       onOutput: (text) => {
         if (!killed && text.includes('ready')) {
           killed = true;
@@ -103,9 +114,13 @@ describe('guest harness', function () {
 
   it('leaves no QEMU behind when the process that started it is killed', async () => {
     const runner = path.join(PROJECT_ROOT, 'dist/cli/main.js');
-    const child = spawn(process.execPath, [runner, 'vm', 'run', '--devices', 'edu', '--', 'sh', '-c', 'echo ready; sleep 120'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, [runner, 'vm', 'run', '--devices', 'edu', '--', 'sh', '-c', 'echo ready; sleep 120'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
+      child.stdout.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) resolve();
+      });
       child.on('close', () => reject(new Error('the CLI ended before the guest said ready')));
     });
     assert.equal(ourQemus().length, 1);
@@ -143,7 +158,11 @@ describe('guest harness', function () {
   });
 
   it('runs `npx node-vfio vm run` as a new user would', async () => {
-    const out = execFileSync('npx', ['node-vfio', 'vm', 'run', '--', 'sh', '-c', 'ls /dev/iommu /dev/vfio/devices'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 180_000 });
+    const out = execFileSync('npx', ['node-vfio', 'vm', 'run', '--', 'sh', '-c', 'ls /dev/iommu /dev/vfio/devices'], {
+      cwd: PROJECT_ROOT,
+      encoding: 'utf8',
+      timeout: 180_000,
+    });
     assert.match(out, /^\/dev\/iommu$/m);
     assert.match(out, /vfio0\s+vfio1\s+vfio2/);
   });

@@ -21,7 +21,9 @@ function snapshot(dir: string): Map<string, string> {
 
 describe('node-vfio bind / unbind', () => {
   let h: FakeHost;
-  beforeEach(() => { h = standardHost(); });
+  beforeEach(() => {
+    h = standardHost();
+  });
   afterEach(() => h.cleanup());
 
   const sys = (rel: string): string => path.join(h.paths.sys, rel);
@@ -48,7 +50,10 @@ describe('node-vfio bind / unbind', () => {
     const r = await h.run('unbind', FAKE.nvme, '--json');
     assert.equal(r.status, 0, r.stderr);
     const result = JSON.parse(r.stdout) as BindResult;
-    assert.deepEqual({ from: result.from, to: result.to, previousDriver: result.previousDriver }, { from: 'vfio-pci', to: 'nvme', previousDriver: 'nvme' });
+    assert.deepEqual(
+      { from: result.from, to: result.to, previousDriver: result.previousDriver },
+      { from: 'vfio-pci', to: 'nvme', previousDriver: 'nvme' },
+    );
     assert.deepEqual(h.writes, [
       { path: sys(`bus/pci/devices/${FAKE.nvme}/driver_override`), value: '\n' },
       { path: sys('bus/pci/drivers/vfio-pci/unbind'), value: `${FAKE.nvme}\n` },
@@ -61,12 +66,19 @@ describe('node-vfio bind / unbind', () => {
 
   it('a device that had no driver gets none back', async () => {
     assert.equal((await h.run('bind', FAKE.loose)).status, 0);
-    assert.deepEqual(h.writes.map((w) => path.basename(w.path)), ['driver_override', 'drivers_probe'], 'nothing to unbind from');
+    assert.deepEqual(
+      h.writes.map((w) => path.basename(w.path)),
+      ['driver_override', 'drivers_probe'],
+      'nothing to unbind from',
+    );
     assert.equal(h.driverOf(FAKE.loose), 'vfio-pci');
     h.writes.length = 0;
     const r = await h.run('unbind', FAKE.loose);
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(h.writes.map((w) => path.relative(h.paths.sys, w.path)), [`bus/pci/devices/${FAKE.loose}/driver_override`, 'bus/pci/drivers/vfio-pci/unbind']);
+    assert.deepEqual(
+      h.writes.map((w) => path.relative(h.paths.sys, w.path)),
+      [`bus/pci/devices/${FAKE.loose}/driver_override`, 'bus/pci/drivers/vfio-pci/unbind'],
+    );
     assert.equal(h.driverOf(FAKE.loose), undefined);
     assert.match(r.stdout, /vfio-pci -> no driver[^]*it had no driver before vfio-pci/);
   });
@@ -92,7 +104,10 @@ describe('node-vfio bind / unbind', () => {
     const before = snapshot(h.root);
     const r = await h.run('bind', FAKE.nic0);
     assert.equal(r.status, 1);
-    assert.match(r.stderr, new RegExp(`refusing to bind ${FAKE.nic0}: VFIO takes whole IOMMU groups, and group 7[^]*\n  ${FAKE.nic1} \\(e1000e\\)\n`));
+    assert.match(
+      r.stderr,
+      new RegExp(`refusing to bind ${FAKE.nic0}: VFIO takes whole IOMMU groups, and group 7[^]*\n  ${FAKE.nic1} \\(e1000e\\)\n`),
+    );
     assert.match(r.stderr, /code ERR_GROUP_NOT_VIABLE/);
     assert.deepEqual(h.writes, []);
     assert.deepEqual(snapshot(h.root), before, 'no record, no write');
@@ -164,10 +179,17 @@ describe('node-vfio bind / unbind', () => {
 
   it('checks that vfio-pci took the device, and points at unbind when it did not', async () => {
     const ctx = h.context();
-    ctx.writeSysfs = (file, value) => { if (!file.endsWith('drivers_probe')) h.writeSysfs(file, value); };
+    ctx.writeSysfs = (file, value) => {
+      if (!file.endsWith('drivers_probe')) h.writeSysfs(file, value);
+    };
     const { runCli } = await import('../../cli/run');
     assert.equal(await runCli(['bind', FAKE.nvme], ctx), 1);
-    assert.match(ctx.stderr, new RegExp(`after drivers_probe ${FAKE.nvme} is bound to no driver, not vfio-pci; node-vfio unbind ${FAKE.nvme} gives it back to nvme`));
+    assert.match(
+      ctx.stderr,
+      new RegExp(
+        `after drivers_probe ${FAKE.nvme} is bound to no driver, not vfio-pci; node-vfio unbind ${FAKE.nvme} gives it back to nvme`,
+      ),
+    );
     assert.equal((await h.run('unbind', FAKE.nvme)).status, 0, 'half-bound (driver_override set, no driver) is undone');
     assert.equal(h.driverOf(FAKE.nvme), 'nvme');
   });
@@ -175,12 +197,16 @@ describe('node-vfio bind / unbind', () => {
   it('a failed write names itself, what was done before it, and the errno', async () => {
     const ctx = h.context();
     ctx.writeSysfs = (file, value) => {
-      if (file.endsWith('drivers_probe')) throw Object.assign(new Error('EINVAL'), { code: 'EINVAL', errno: -22, syscall: 'write', path: file });
+      if (file.endsWith('drivers_probe'))
+        throw Object.assign(new Error('EINVAL'), { code: 'EINVAL', errno: -22, syscall: 'write', path: file });
       h.writeSysfs(file, value);
     };
     const { runCli } = await import('../../cli/run');
     assert.equal(await runCli(['bind', FAKE.nvme], ctx), 1);
-    assert.match(ctx.stderr, /echo 0000:01:00\.0 > \S+drivers_probe failed: EINVAL; done before it: echo vfio-pci > \S+; echo 0000:01:00\.0 > \S+\/nvme\/unbind \(code EINVAL, errno -22, syscall write\)/);
+    assert.match(
+      ctx.stderr,
+      /echo 0000:01:00\.0 > \S+drivers_probe failed: EINVAL; done before it: echo vfio-pci > \S+; echo 0000:01:00\.0 > \S+\/nvme\/unbind \(code EINVAL, errno -22, syscall write\)/,
+    );
   });
 
   it('as another user: EACCES from the real sysfs writes, with errno and syscall, and "sudo"', function () {
@@ -189,12 +215,18 @@ describe('node-vfio bind / unbind', () => {
     fs.chmodSync(h.paths.state, 0o777);
     const r = h.runChild(['bind', FAKE.nvme], { uid: 65534 });
     assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, /echo vfio-pci > \S+driver_override failed: EACCES \(sysfs writes need root: run it with sudo\); nothing was changed \(code EACCES, errno -13, syscall open\)/);
+    assert.match(
+      r.stderr,
+      /echo vfio-pci > \S+driver_override failed: EACCES \(sysfs writes need root: run it with sudo\); nothing was changed \(code EACCES, errno -13, syscall open\)/,
+    );
     assert.equal(fs.existsSync(record(FAKE.nvme)), false, 'nothing changed: nothing remembered');
     const json = h.runChild(['unbind', FAKE.edu, '--json'], { uid: 65534 });
     assert.equal(json.status, 1);
     const { error } = JSON.parse(json.stdout) as { error: Record<string, unknown> };
-    assert.deepEqual([error.code, error.errno, error.syscall, error.path], ['EACCES', -13, 'open', sys(`bus/pci/devices/${FAKE.edu}/driver_override`)]);
+    assert.deepEqual(
+      [error.code, error.errno, error.syscall, error.path],
+      ['EACCES', -13, 'open', sys(`bus/pci/devices/${FAKE.edu}/driver_override`)],
+    );
     assert.equal(h.driverOf(FAKE.nvme), 'nvme');
   });
 });

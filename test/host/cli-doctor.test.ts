@@ -7,12 +7,13 @@ import { DoctorReport } from '../../cli/doctor';
 import { hasIpcLock, kernelVersion, meminfoField, parseKernelConfig, parseLimit, parseSize, versionAtLeast } from '../../cli/host-facts';
 import { FAKE, FakeHost } from './cli-fake-host';
 
-const LIMITS = (soft: string, hard: string): string => [
-  'Limit                     Soft Limit           Hard Limit           Units     ',
-  'Max cpu time              unlimited            unlimited            seconds   ',
-  `Max locked memory         ${soft.padEnd(20)} ${hard.padEnd(20)} bytes     `,
-  'Max address space         unlimited            unlimited            bytes     ',
-].join('\n');
+const LIMITS = (soft: string, hard: string): string =>
+  [
+    'Limit                     Soft Limit           Hard Limit           Units     ',
+    'Max cpu time              unlimited            unlimited            seconds   ',
+    `Max locked memory         ${soft.padEnd(20)} ${hard.padEnd(20)} bytes     `,
+    'Max address space         unlimited            unlimited            bytes     ',
+  ].join('\n');
 
 const MEMINFO = (total: number, free: number): string =>
   `MemTotal:        2015768 kB\nHugePages_Total:    ${total}\nHugePages_Free:     ${free}\nHugePages_Rsvd:        0\nHugepagesize:       2048 kB\n`;
@@ -48,23 +49,38 @@ describe('doctor: host facts', () => {
     assert.deepEqual(kernelVersion('6.19.2-amd64'), [6, 19]);
     assert.equal(kernelVersion('weird'), undefined);
     assert.ok(versionAtLeast([7, 0], 6, 19) && versionAtLeast([6, 19], 6, 19) && !versionAtLeast([6, 18], 6, 19));
-    assert.deepEqual([...parseKernelConfig('CONFIG_A=y\nCONFIG_B="x y"\n# CONFIG_C is not set\n# comment\n')], [['CONFIG_A', 'y'], ['CONFIG_B', '"x y"'], ['CONFIG_C', 'n']]);
+    assert.deepEqual(
+      [...parseKernelConfig('CONFIG_A=y\nCONFIG_B="x y"\n# CONFIG_C is not set\n# comment\n')],
+      [
+        ['CONFIG_A', 'y'],
+        ['CONFIG_B', '"x y"'],
+        ['CONFIG_C', 'n'],
+      ],
+    );
   });
   it('parses sizes in binary units and refuses what is not one', () => {
     assert.equal(parseSize('64M', '--memlock'), 64n << 20n);
     assert.equal(parseSize('1GiB', '--memlock'), 1n << 30n);
     assert.equal(parseSize('512k', '--memlock'), 512n << 10n);
     assert.equal(parseSize('4096', '--memlock'), 4096n);
-    for (const bad of ['', 'M', '-1', '1.5G', 'lots']) assert.throws(() => parseSize(bad, '--memlock'), (e: unknown) => e instanceof UsageError && /--memlock takes a size/.test(e.message));
+    for (const bad of ['', 'M', '-1', '1.5G', 'lots'])
+      assert.throws(
+        () => parseSize(bad, '--memlock'),
+        (e: unknown) => e instanceof UsageError && /--memlock takes a size/.test(e.message),
+      );
   });
 });
 
 describe('node-vfio doctor', () => {
   let h: FakeHost;
-  beforeEach(() => { h = healthyHost(); });
+  beforeEach(() => {
+    h = healthyHost();
+  });
   afterEach(() => h.cleanup());
 
-  async function doctor(...args: string[]): Promise<{ status: number; report: DoctorReport; check: (id: string) => DoctorReport['checks'][number] }> {
+  async function doctor(
+    ...args: string[]
+  ): Promise<{ status: number; report: DoctorReport; check: (id: string) => DoctorReport['checks'][number] }> {
     const r = await h.run('doctor', '--json', ...args);
     const report = JSON.parse(r.stdout) as DoctorReport;
     const check = (id: string): DoctorReport['checks'][number] => {
@@ -80,14 +96,27 @@ describe('node-vfio doctor', () => {
     assert.equal(status, 0);
     assert.equal(report.ok, true);
     assert.equal(report.kernel, '7.2.13-amd64');
-    assert.deepEqual(report.checks.map((c) => [c.id, c.status]), [
-      ['iommu', 'ok'], ['vfio-pci', 'ok'], ['vfio-container', 'ok'], ['iommufd', 'ok'], ['vfio-devices', 'ok'],
-      ['permissions', 'ok'], ['memlock', 'ok'], ['hugepages', 'ok'], ['dma-buf', 'ok'],
-    ]);
+    assert.deepEqual(
+      report.checks.map((c) => [c.id, c.status]),
+      [
+        ['iommu', 'ok'],
+        ['vfio-pci', 'ok'],
+        ['vfio-container', 'ok'],
+        ['iommufd', 'ok'],
+        ['vfio-devices', 'ok'],
+        ['permissions', 'ok'],
+        ['memlock', 'ok'],
+        ['hugepages', 'ok'],
+        ['dma-buf', 'ok'],
+      ],
+    );
     for (const c of report.checks) assert.equal(typeof c.title, 'string');
     const text = await h.run('doctor');
     assert.equal(text.status, 0);
-    assert.match(text.stdout, /^kernel 7\.2\.13-amd64, uid \d+, RLIMIT_MEMLOCK wanted 64 MiB\nok {4}IOMMU enabled +dmar0; 1 IOMMU groups\n/);
+    assert.match(
+      text.stdout,
+      /^kernel 7\.2\.13-amd64, uid \d+, RLIMIT_MEMLOCK wanted 64 MiB\nok {4}IOMMU enabled +dmar0; 1 IOMMU groups\n/,
+    );
     assert.match(text.stdout, /\nready\n$/);
   });
 
@@ -114,7 +143,7 @@ describe('node-vfio doctor', () => {
     assert.deepEqual([check('vfio-pci').status, check('vfio-pci').fix], ['fail', 'sudo modprobe vfio-pci']);
   });
 
-  it('warns when one backend\'s node is missing, fails when both are', async () => {
+  it("warns when one backend's node is missing, fails when both are", async () => {
     fs.rmSync(path.join(h.paths.dev, 'iommu'));
     let r = await doctor();
     assert.equal(r.status, 0);
@@ -134,7 +163,10 @@ describe('node-vfio doctor', () => {
     h = healthyHost();
     await h.run('unbind', FAKE.edu);
     let r = await doctor();
-    assert.deepEqual([r.check('vfio-devices').status, r.check('vfio-devices').fix], ['warn', 'node-vfio list, then: sudo node-vfio bind BDF']);
+    assert.deepEqual(
+      [r.check('vfio-devices').status, r.check('vfio-devices').fix],
+      ['warn', 'node-vfio list, then: sudo node-vfio bind BDF'],
+    );
     h.cdevs = false;
     await h.run('bind', FAKE.edu);
     r = await doctor();
@@ -188,7 +220,7 @@ describe('node-vfio doctor', () => {
     assert.match(r.check('dma-buf').detail, /^absent: Linux 6\.18\.4 predates 6\.19/);
   });
 
-  it('--probe does not open devices of a test tree (the library opens the system\'s /dev)', async () => {
+  it("--probe does not open devices of a test tree (the library opens the system's /dev)", async () => {
     fs.rmSync(path.join(h.paths.proc, 'config.gz'));
     const r = await doctor('--probe');
     assert.match(r.check('dma-buf').detail, /^unknown/);

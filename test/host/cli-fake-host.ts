@@ -30,8 +30,9 @@ export interface KernelWrite {
   value: string;
 }
 
-const RESOURCES = '0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n0x0000000000000000 0x0000000000000000 0x0000000000000000\n'
-  + '0x0000000800000000 0x00000008000fffff 0x000000000014220c\n';
+const RESOURCES =
+  '0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n0x0000000000000000 0x0000000000000000 0x0000000000000000\n' +
+  '0x0000000800000000 0x00000008000fffff 0x000000000014220c\n';
 
 function errnoError(code: string, errno: number, syscall: string, file: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: ${syscall} '${file}'`), { code, errno, syscall, path: file });
@@ -54,7 +55,16 @@ export class FakeHost {
     fs.chmodSync(this.root, 0o755); // other users (the tests' uid 65534) may look in
     const p = (d: string): string => path.join(this.root, d);
     this.paths = { sys: p('sys'), dev: p('dev'), proc: p('proc'), boot: p('boot'), state: p('run/node-vfio') };
-    for (const d of ['sys/bus/pci/devices', 'sys/bus/pci/drivers', 'sys/kernel/iommu_groups', 'sys/class/iommu', 'dev/vfio', 'proc/self', 'proc/sys/kernel', 'boot']) {
+    for (const d of [
+      'sys/bus/pci/devices',
+      'sys/bus/pci/drivers',
+      'sys/kernel/iommu_groups',
+      'sys/class/iommu',
+      'dev/vfio',
+      'proc/self',
+      'proc/sys/kernel',
+      'boot',
+    ]) {
       fs.mkdirSync(p(d), { recursive: true });
     }
     fs.writeFileSync(path.join(this.paths.sys, 'bus/pci/drivers_probe'), '', { mode: 0o200 });
@@ -73,7 +83,8 @@ export class FakeHost {
   driver(name: string): this {
     const dir = path.join(this.paths.sys, 'bus/pci/drivers', name);
     fs.mkdirSync(dir, { recursive: true });
-    for (const f of ['bind', 'unbind', 'new_id']) if (!fs.existsSync(path.join(dir, f))) fs.writeFileSync(path.join(dir, f), '', { mode: 0o200 });
+    for (const f of ['bind', 'unbind', 'new_id'])
+      if (!fs.existsSync(path.join(dir, f))) fs.writeFileSync(path.join(dir, f), '', { mode: 0o200 });
     return this;
   }
 
@@ -165,7 +176,8 @@ export class FakeHost {
     const dir = this.devDir(bdf);
     if (this.driverOf(bdf) === 'vfio-pci') {
       const vfioDev = path.join(dir, 'vfio-dev');
-      for (const cdev of fs.existsSync(vfioDev) ? fs.readdirSync(vfioDev) : []) fs.rmSync(path.join(this.paths.dev, 'vfio/devices', cdev), { force: true });
+      for (const cdev of fs.existsSync(vfioDev) ? fs.readdirSync(vfioDev) : [])
+        fs.rmSync(path.join(this.paths.dev, 'vfio/devices', cdev), { force: true });
       fs.rmSync(vfioDev, { recursive: true, force: true });
       const group = this.groupOf(bdf);
       if (group !== undefined) fs.rmSync(path.join(this.paths.dev, 'vfio', group), { force: true });
@@ -182,7 +194,14 @@ export class FakeHost {
   private matching(bdf: string): string | undefined {
     const o = this.override(bdf);
     if (o !== undefined) return o;
-    const id = ['vendor', 'device'].map((f) => fs.readFileSync(path.join(this.devDir(bdf), f), 'utf8').trim().slice(2)).join(':');
+    const id = ['vendor', 'device']
+      .map((f) =>
+        fs
+          .readFileSync(path.join(this.devDir(bdf), f), 'utf8')
+          .trim()
+          .slice(2),
+      )
+      .join(':');
     return this.idTables.get(id);
   }
 
@@ -212,16 +231,24 @@ export class FakeHost {
     }
     if (rel === 'bus/pci/drivers_probe') {
       const driver = this.matching(bdf);
-      if (this.driverOf(bdf) === undefined && driver !== undefined && fs.existsSync(path.join(this.paths.sys, 'bus/pci/drivers', driver))) this.attach(bdf, driver);
+      if (this.driverOf(bdf) === undefined && driver !== undefined && fs.existsSync(path.join(this.paths.sys, 'bus/pci/drivers', driver)))
+        this.attach(bdf, driver);
     }
   };
 
   /** A context for runCli on this tree, capturing the output. */
   context(): CliContext & { stdout: string; stderr: string } {
     const ctx = {
-      paths: this.paths, env: {}, stdout: '', stderr: '',
-      out: (t: string) => { ctx.stdout += t; },
-      err: (t: string) => { ctx.stderr += t; },
+      paths: this.paths,
+      env: {},
+      stdout: '',
+      stderr: '',
+      out: (t: string) => {
+        ctx.stdout += t;
+      },
+      err: (t: string) => {
+        ctx.stderr += t;
+      },
       writeSysfs: this.writeSysfs,
     };
     return ctx;
@@ -239,8 +266,10 @@ export class FakeHost {
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const key of Object.keys(PATH_VARIABLES) as (keyof HostPaths)[]) env[PATH_VARIABLES[key]] = this.paths[key];
     const main = path.resolve(__dirname, '../../cli/main.js');
-    const cmd = o.uid === undefined ? [process.execPath, main, ...argv]
-      : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', process.execPath, main, ...argv];
+    const cmd =
+      o.uid === undefined
+        ? [process.execPath, main, ...argv]
+        : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', process.execPath, main, ...argv];
     const r = spawnSync(cmd[0], cmd.slice(1), { env, encoding: 'utf8' });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
@@ -248,8 +277,16 @@ export class FakeHost {
 
 /** PCI addresses of the standard fake host's devices. */
 export const FAKE = {
-  hostBridge: '0000:00:00.0', rootPort: '0000:00:01.0', edu: '0000:00:03.0', ivshmem: '0000:00:04.0', audio: '0000:00:04.1',
-  noGroup: '0000:00:06.0', loose: '0000:00:07.0', nvme: '0000:01:00.0', nic0: '0000:02:00.0', nic1: '0000:02:00.1',
+  hostBridge: '0000:00:00.0',
+  rootPort: '0000:00:01.0',
+  edu: '0000:00:03.0',
+  ivshmem: '0000:00:04.0',
+  audio: '0000:00:04.1',
+  noGroup: '0000:00:06.0',
+  loose: '0000:00:07.0',
+  nvme: '0000:01:00.0',
+  nic0: '0000:02:00.0',
+  nic1: '0000:02:00.1',
 } as const;
 
 /**
@@ -264,7 +301,15 @@ export function standardHost(): FakeHost {
   h.iommuUnit('dmar0');
   h.device(FAKE.hostBridge, { vendor: 0x8086, device: 0x29c0, classCode: 0x060000, group: 0 });
   h.device(FAKE.rootPort, { vendor: 0x8086, device: 0x7000, classCode: 0x060400, driver: 'pcieport', group: 1, headerType: 0x81 });
-  h.device(FAKE.edu, { vendor: 0x1234, device: 0x11e8, classCode: 0x00ff00, driver: 'vfio-pci', group: 3, resetMethods: 'flr bus', numaNode: 0 });
+  h.device(FAKE.edu, {
+    vendor: 0x1234,
+    device: 0x11e8,
+    classCode: 0x00ff00,
+    driver: 'vfio-pci',
+    group: 3,
+    resetMethods: 'flr bus',
+    numaNode: 0,
+  });
   h.device(FAKE.ivshmem, { vendor: 0x1af4, device: 0x1110, classCode: 0x050000, driver: 'vfio-pci', group: 4 });
   h.device(FAKE.audio, { vendor: 0x8086, device: 0x293e, classCode: 0x040300, driver: 'snd_hda_intel', group: 4 });
   h.device(FAKE.noGroup, { vendor: 0x1af4, device: 0x1000, classCode: 0x020000 });

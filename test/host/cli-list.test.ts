@@ -8,15 +8,18 @@ import { FAKE, FakeHost, standardHost } from './cli-fake-host';
 
 describe('sysfs: IOMMU groups and device details', () => {
   let h: FakeHost;
-  before(() => { h = standardHost(); });
+  before(() => {
+    h = standardHost();
+  });
   after(() => h.cleanup());
 
   it('lists every PCI device in address order', () => {
-    assert.deepEqual(listPciDevices(h.paths.sys).map((d) => d.bdf), [
-      FAKE.hostBridge, FAKE.rootPort, FAKE.edu, FAKE.ivshmem, FAKE.audio, FAKE.noGroup, FAKE.loose, FAKE.nvme, FAKE.nic0, FAKE.nic1,
-    ]);
+    assert.deepEqual(
+      listPciDevices(h.paths.sys).map((d) => d.bdf),
+      [FAKE.hostBridge, FAKE.rootPort, FAKE.edu, FAKE.ivshmem, FAKE.audio, FAKE.noGroup, FAKE.loose, FAKE.nvme, FAKE.nic0, FAKE.nic1],
+    );
   });
-  it('reads a group\'s members with their drivers, bridges by header type', () => {
+  it("reads a group's members with their drivers, bridges by header type", () => {
     assert.deepEqual(iommuGroupMembers(1, h.paths.sys), [
       { name: FAKE.rootPort, driver: 'pcieport', classCode: 0x060400, bridge: true },
       { name: FAKE.nvme, driver: 'nvme', classCode: 0x010802, bridge: false },
@@ -25,8 +28,14 @@ describe('sysfs: IOMMU groups and device details', () => {
     assert.throws(() => iommuGroupMembers(-1, h.paths.sys), RangeError);
   });
   it('names the members that keep a group from being viable', () => {
-    assert.deepEqual(groupConflicts(FAKE.ivshmem, h.paths.sys).map((m) => m.name), [FAKE.audio]);
-    assert.deepEqual(groupConflicts(FAKE.nic0, h.paths.sys).map((m) => `${m.name} ${m.driver}`), [`${FAKE.nic1} e1000e`]);
+    assert.deepEqual(
+      groupConflicts(FAKE.ivshmem, h.paths.sys).map((m) => m.name),
+      [FAKE.audio],
+    );
+    assert.deepEqual(
+      groupConflicts(FAKE.nic0, h.paths.sys).map((m) => `${m.name} ${m.driver}`),
+      [`${FAKE.nic1} e1000e`],
+    );
     assert.deepEqual(groupConflicts(FAKE.nvme, h.paths.sys), [], 'a root port on pcieport does not count');
     assert.deepEqual(groupConflicts(FAKE.noGroup, h.paths.sys), []);
   });
@@ -38,9 +47,19 @@ describe('sysfs: IOMMU groups and device details', () => {
     assert.ok(!keepsGroupViable({ name: 'x', driver: 'nvme', bridge: false }));
   });
   it('reads NUMA node, reset methods, driver_override; a class stands in for a missing header type', () => {
-    assert.deepEqual(readPciDetails(FAKE.edu, h.paths.sys), { numaNode: 0, resetMethods: ['flr', 'bus'], driverOverride: undefined, bridge: false });
+    assert.deepEqual(readPciDetails(FAKE.edu, h.paths.sys), {
+      numaNode: 0,
+      resetMethods: ['flr', 'bus'],
+      driverOverride: undefined,
+      bridge: false,
+    });
     fs.writeFileSync(path.join(h.paths.sys, 'bus/pci/devices', FAKE.loose, 'driver_override'), 'vfio-pci\n');
-    assert.deepEqual(readPciDetails(FAKE.loose, h.paths.sys), { numaNode: undefined, resetMethods: [], driverOverride: 'vfio-pci', bridge: false });
+    assert.deepEqual(readPciDetails(FAKE.loose, h.paths.sys), {
+      numaNode: undefined,
+      resetMethods: [],
+      driverOverride: 'vfio-pci',
+      bridge: false,
+    });
     fs.writeFileSync(path.join(h.paths.sys, 'bus/pci/devices', FAKE.loose, 'driver_override'), '(null)\n');
     assert.equal(readPciDetails(FAKE.hostBridge, h.paths.sys).bridge, false, 'a host bridge has a normal header');
   });
@@ -48,7 +67,9 @@ describe('sysfs: IOMMU groups and device details', () => {
 
 describe('node-vfio list', () => {
   let h: FakeHost;
-  beforeEach(() => { h = standardHost(); });
+  beforeEach(() => {
+    h = standardHost();
+  });
   afterEach(() => h.cleanup());
 
   async function entries(): Promise<Map<string, DeviceEntry>> {
@@ -61,8 +82,17 @@ describe('node-vfio list', () => {
     const e = await entries();
     assert.equal(e.size, 10);
     assert.deepEqual(e.get(FAKE.edu), {
-      bdf: FAKE.edu, vendor: '0x1234', device: '0x11e8', class: '0x00ff00', driver: 'vfio-pci', iommuGroup: 3, groupMembers: [],
-      cdev: 'vfio0', usable: true, reason: null, backends: { iommufd: { ok: true }, type1: { ok: true } },
+      bdf: FAKE.edu,
+      vendor: '0x1234',
+      device: '0x11e8',
+      class: '0x00ff00',
+      driver: 'vfio-pci',
+      iommuGroup: 3,
+      groupMembers: [],
+      cdev: 'vfio0',
+      usable: true,
+      reason: null,
+      backends: { iommufd: { ok: true }, type1: { ok: true } },
     });
     assert.deepEqual(e.get(FAKE.nvme)?.groupMembers, [{ bdf: FAKE.rootPort, driver: 'pcieport' }]);
     assert.equal(e.get(FAKE.noGroup)?.iommuGroup, null);
@@ -90,7 +120,9 @@ describe('node-vfio list', () => {
     h.cleanup();
     h = new FakeHost();
     h.cdevs = false;
-    h.device(FAKE.edu, { vendor: 0x1234, device: 0x11e8, classCode: 0x00ff00, driver: 'vfio-pci', group: 3 }).node('vfio/vfio', 0o666).node('iommu');
+    h.device(FAKE.edu, { vendor: 0x1234, device: 0x11e8, classCode: 0x00ff00, driver: 'vfio-pci', group: 3 })
+      .node('vfio/vfio', 0o666)
+      .node('iommu');
     const edu = (await entries()).get(FAKE.edu);
     assert.equal(edu?.cdev, null);
     assert.match(edu?.backends.iommufd.reason ?? '', /no VFIO cdev.*CONFIG_VFIO_DEVICE_CDEV/);
@@ -124,7 +156,9 @@ describe('node-vfio list', () => {
 
 describe('node-vfio info (sysfs part)', () => {
   let h: FakeHost;
-  before(() => { h = standardHost(); });
+  before(() => {
+    h = standardHost();
+  });
   after(() => h.cleanup());
 
   it('prints sysfs facts, resources and backends, and why the VFIO part is missing', async () => {
@@ -139,12 +173,20 @@ describe('node-vfio info (sysfs part)', () => {
     assert.equal(e.cdevNode, path.join(h.paths.dev, 'vfio/devices/vfio0'));
     assert.deepEqual(e.resources, [
       { index: 0, name: 'BAR0', start: '0x00000000fea00000', end: '0x00000000feafffff', size: 1 << 20, flags: '0x40200', kind: 'mem32' },
-      { index: 2, name: 'BAR2', start: '0x0000000800000000', end: '0x00000008000fffff', size: 1 << 20, flags: '0x14220c', kind: 'mem64 prefetchable' },
+      {
+        index: 2,
+        name: 'BAR2',
+        start: '0x0000000800000000',
+        end: '0x00000008000fffff',
+        size: 1 << 20,
+        flags: '0x14220c',
+        kind: 'mem64 prefetchable',
+      },
     ]);
     assert.equal(e.vfio, null);
     assert.match(e.vfioMissing ?? '', /not opened: sysfs or \/dev is a test tree/);
   });
-  it('names the group\'s other members and the reason a backend cannot open it', async () => {
+  it("names the group's other members and the reason a backend cannot open it", async () => {
     const e = JSON.parse((await h.run('info', FAKE.ivshmem, '--json')).stdout) as InfoEntry;
     assert.deepEqual(e.groupMembers, [{ bdf: FAKE.audio, driver: 'snd_hda_intel' }]);
     assert.match(e.vfioMissing ?? '', /test tree/);

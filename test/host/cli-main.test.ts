@@ -20,7 +20,9 @@ function usageError(fn: () => unknown, message: RegExp): void {
 describe('CLI argument parser (parseArgs)', () => {
   it('parses booleans, strings (inline or not), repeated options and positionals', () => {
     assert.deepEqual(parseCommandArgs(['--json', 'x', '--memlock=64M', '--env', 'A=1', '--env', 'B=2', '-h'], OPTIONS), {
-      values: { json: true, memlock: '64M', env: ['A=1', 'B=2'], help: true }, positionals: ['x'], rest: undefined,
+      values: { json: true, memlock: '64M', env: ['A=1', 'B=2'], help: true },
+      positionals: ['x'],
+      rest: undefined,
     });
     assert.deepEqual(parseCommandArgs(['--', '--json'], OPTIONS).positionals, ['--json'], 'after -- everything is positional');
   });
@@ -39,12 +41,10 @@ describe('CLI argument parser (parseArgs)', () => {
     assert.equal(parseCommandArgs(['--memlock', '-1'], OPTIONS).values.memlock, '-1', 'a negative number is a value');
   });
   it('writes the options of a help text aligned, and checks choices', () => {
-    assert.equal(formatOptions(OPTIONS), [
-      '  --json          JSON',
-      '  --memlock SIZE  a size',
-      '  --env VALUE     repeatable',
-      '  -h, --help      help',
-    ].join('\n'));
+    assert.equal(
+      formatOptions(OPTIONS),
+      ['  --json          JSON', '  --memlock SIZE  a size', '  --env VALUE     repeatable', '  -h, --help      help'].join('\n'),
+    );
     assert.equal(oneOf('system', ['bundled', 'system'], '--qemu'), 'system');
     usageError(() => oneOf('kvm', ['bundled', 'system'], '--qemu'), /^--qemu takes bundled or system, not 'kvm'$/);
   });
@@ -68,7 +68,9 @@ describe('vm CLI arguments: --qemu', () => {
 
 describe('node-vfio: help and exit status', () => {
   let h: FakeHost;
-  before(() => { h = standardHost(); });
+  before(() => {
+    h = standardHost();
+  });
   after(() => h.cleanup());
 
   it('--help and help list every command', async () => {
@@ -78,9 +80,12 @@ describe('node-vfio: help and exit status', () => {
       assert.match(r.stdout, /^usage: node-vfio COMMAND \[options\]/);
       for (const c of COMMANDS) assert.match(r.stdout, new RegExp(`\n  ${c.synopsis.replace(/\|/g, '\\|')} +\\S`), c.name);
     }
-    assert.deepEqual(COMMANDS.map((c) => c.name), ['list', 'info', 'bind', 'unbind', 'doctor', 'vm']);
+    assert.deepEqual(
+      COMMANDS.map((c) => c.name),
+      ['list', 'info', 'bind', 'unbind', 'doctor', 'vm'],
+    );
   });
-  it('help CMD and CMD --help print the command\'s usage with its options', async () => {
+  it("help CMD and CMD --help print the command's usage with its options", async () => {
     for (const c of COMMANDS) {
       const a = await h.run('help', c.name);
       const b = await h.run(c.name, '--help');
@@ -94,7 +99,10 @@ describe('node-vfio: help and exit status', () => {
   });
   it('exits 2 with a clear message for unknown commands, options and arguments', async () => {
     const cases: [string[], RegExp][] = [
-      [['frob'], /^node-vfio: unknown command 'frob' \(commands: list, info, bind, unbind, doctor, vm, help\)\nrun 'node-vfio --help' for usage\n$/],
+      [
+        ['frob'],
+        /^node-vfio: unknown command 'frob' \(commands: list, info, bind, unbind, doctor, vm, help\)\nrun 'node-vfio --help' for usage\n$/,
+      ],
       [['--json'], /unknown option '--json': options come after the command/],
       [['list', '--bogus'], /^node-vfio list: unknown option '--bogus'\nrun 'node-vfio list --help' for usage\n$/],
       [['list', 'extra'], /unexpected argument 'extra'/],
@@ -127,7 +135,10 @@ describe('node-vfio: help and exit status', () => {
     const list = h.runChild(['list', '--json']);
     assert.equal(list.status, 0, list.stderr);
     const entries = JSON.parse(list.stdout) as { bdf: string; usable: boolean }[];
-    assert.deepEqual(entries.filter((e) => e.usable).map((e) => e.bdf), [FAKE.edu]);
+    assert.deepEqual(
+      entries.filter((e) => e.usable).map((e) => e.bdf),
+      [FAKE.edu],
+    );
     const help = h.runChild(['--help']);
     assert.equal(help.status, 0);
     assert.match(help.stdout, /commands:\n {2}list/);

@@ -49,8 +49,14 @@ function consumerLock(root: Record<string, string>, tarballSpec: string, registr
   const packages: Record<string, unknown> = {
     '': { name: 'consumer', version: '1.0.0', dependencies: root },
     'node_modules/node-vfio': {
-      version: manifest.version, resolved: tarballSpec, hasInstallScript: true, license: manifest.license,
-      os: manifest.os, engines: manifest.engines, bin: manifest.bin, dependencies: manifest.dependencies,
+      version: manifest.version,
+      resolved: tarballSpec,
+      hasInstallScript: true,
+      license: manifest.license,
+      os: manifest.os,
+      engines: manifest.engines,
+      bin: manifest.bin,
+      dependencies: manifest.dependencies,
     },
   };
   const wanted = [...Object.keys(manifest.dependencies), ...Object.keys(root).filter((n) => n !== 'node-vfio')];
@@ -90,11 +96,17 @@ function onPath(name: string): string {
 /** The prebuilds of this platform, or none when binding.gyp or a file of native/ is newer than one of them. */
 function freshPrebuilds(): string[] {
   if (!fs.existsSync(PREBUILDS)) return [];
-  const built = fs.readdirSync(PREBUILDS).filter((f) => f.endsWith('.node')).map((f) => path.join(PREBUILDS, f));
+  const built = fs
+    .readdirSync(PREBUILDS)
+    .filter((f) => f.endsWith('.node'))
+    .map((f) => path.join(PREBUILDS, f));
   if (built.length === 0) return [];
   const oldest = Math.min(...built.map((f) => fs.statSync(f).mtimeMs));
   const native = path.join(ROOT, 'native');
-  const sources = [path.join(ROOT, 'binding.gyp'), ...(fs.readdirSync(native, { recursive: true }) as string[]).map((f) => path.join(native, f))];
+  const sources = [
+    path.join(ROOT, 'binding.gyp'),
+    ...(fs.readdirSync(native, { recursive: true }) as string[]).map((f) => path.join(native, f)),
+  ];
   return sources.some((f) => fs.statSync(f).mtimeMs > oldest) ? [] : built;
 }
 
@@ -174,9 +186,15 @@ describe('the npm package, installed with no compiler and no network', function 
     const manifestFile = path.join(project, 'package.json');
     const typesNode = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/@types/node/package.json'), 'utf8')).version as string;
     const dependencies = { 'node-vfio': `file:../${pack.filename}`, '@types/node': typesNode };
-    fs.writeFileSync(manifestFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(manifestFile, 'utf8')), name: 'consumer', dependencies }, null, 2));
+    fs.writeFileSync(
+      manifestFile,
+      JSON.stringify({ ...JSON.parse(fs.readFileSync(manifestFile, 'utf8')), name: 'consumer', dependencies }, null, 2),
+    );
     const registry = run('npm', ['config', 'get', 'registry'], { cwd: project, env }).trim().replace(/\/?$/, '/');
-    fs.writeFileSync(path.join(project, 'package-lock.json'), JSON.stringify(consumerLock(dependencies, dependencies['node-vfio'], registry), null, 2));
+    fs.writeFileSync(
+      path.join(project, 'package-lock.json'),
+      JSON.stringify(consumerLock(dependencies, dependencies['node-vfio'], registry), null, 2),
+    );
     installLog = run('npm', ['ci', '--offline', '--no-audit', '--no-fund', '--foreground-scripts'], { cwd: project, env });
   });
 
@@ -186,16 +204,37 @@ describe('the npm package, installed with no compiler and no network', function 
 
   it('packs the library, its declarations and maps, the native sources and the prebuild, and nothing else', function () {
     const files = pack.files.map((f) => f.path);
-    for (const required of ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'native/addon.cc', 'vm/guest/init',
-      'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/index.js.map', 'dist/cli/main.js']) {
+    for (const required of [
+      'package.json',
+      'README.md',
+      'LICENSE',
+      'binding.gyp',
+      'native/addon.cc',
+      'vm/guest/init',
+      'dist/lib/index.js',
+      'dist/lib/index.d.ts',
+      'dist/lib/index.js.map',
+      'dist/cli/main.js',
+    ]) {
       assert.ok(files.includes(required), `${required} is not in the tarball`);
     }
-    assert.ok(files.some((f) => /^prebuilds\/linux-x64\/[^/]+\.node$/.test(f)), 'no linux-x64 prebuild in the tarball');
-    assert.ok(files.some((f) => f.startsWith('vm/kernel/')), 'vm/kernel/ is not in the tarball');
+    assert.ok(
+      files.some((f) => /^prebuilds\/linux-x64\/[^/]+\.node$/.test(f)),
+      'no linux-x64 prebuild in the tarball',
+    );
+    assert.ok(
+      files.some((f) => f.startsWith('vm/kernel/')),
+      'vm/kernel/ is not in the tarball',
+    );
     for (const prefix of FORBIDDEN) {
-      assert.deepEqual(files.filter((f) => f.startsWith(prefix)), [], `the tarball holds files under ${prefix}`);
+      assert.deepEqual(
+        files.filter((f) => f.startsWith(prefix)),
+        [],
+        `the tarball holds files under ${prefix}`,
+      );
     }
-    const stale = files.filter((f) => f.startsWith('dist/') && f.endsWith('.js'))
+    const stale = files
+      .filter((f) => f.startsWith('dist/') && f.endsWith('.js'))
       .filter((f) => !fs.existsSync(path.join(ROOT, f.slice('dist/'.length).replace(/\.js$/, '.ts'))));
     assert.deepEqual(stale, [], 'compiled files whose source no longer exists');
   });
@@ -238,7 +277,15 @@ describe('the npm package, installed with no compiler and no network', function 
   it('compiles strict TypeScript against the published types', function () {
     fs.writeFileSync(path.join(project, 'index.ts'), CONSUMER_TS);
     const tsconfig = {
-      compilerOptions: { strict: true, module: 'node16', moduleResolution: 'node16', target: 'ES2022', noEmit: true, skipLibCheck: false, types: ['node'] },
+      compilerOptions: {
+        strict: true,
+        module: 'node16',
+        moduleResolution: 'node16',
+        target: 'ES2022',
+        noEmit: true,
+        skipLibCheck: false,
+        types: ['node'],
+      },
       files: ['index.ts'],
     };
     fs.writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2));

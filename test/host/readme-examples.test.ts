@@ -34,12 +34,19 @@ describe('README examples (host)', () => {
     const blocks = readmeTsBlocks();
     assert.ok(blocks.length >= 5, `README.md has ${blocks.length} ts blocks`);
     for (const b of blocks) {
-      assert.ok(b.example, `README.md line ${b.line}: a ts block needs a line <!-- example: examples/readme/NAME.ts --> before it, naming the file it is`);
+      assert.ok(
+        b.example,
+        `README.md line ${b.line}: a ts block needs a line <!-- example: examples/readme/NAME.ts --> before it, naming the file it is`,
+      );
       assert.match(b.example, /^examples\/readme\/[a-z0-9-]+\.ts$/, `README.md line ${b.line}`);
     }
     const named = blocks.map((b) => path.basename(b.example!));
     assert.deepEqual([...named].sort(), exampleFiles(), 'the README shows every example file exactly once, and no other');
-    assert.deepEqual(fs.readdirSync(EXAMPLES_DIR).filter((f) => !exampleFiles().includes(f)), [], 'examples/readme holds only examples');
+    assert.deepEqual(
+      fs.readdirSync(EXAMPLES_DIR).filter((f) => !exampleFiles().includes(f)),
+      [],
+      'examples/readme holds only examples',
+    );
   });
 
   it('shows each example file byte for byte', () => {
@@ -47,7 +54,10 @@ describe('README examples (host)', () => {
       const file = path.join(EXAMPLES_DIR, path.basename(block.example ?? 'none'));
       assert.ok(fs.existsSync(file), `README.md line ${block.line}: ${block.example} does not exist`);
       const source = fs.readFileSync(file, 'utf8');
-      assert.ok(block.text === source, `README.md's ts block at line ${block.line} is not ${block.example}: ${firstDifference(block.text, source)}`);
+      assert.ok(
+        block.text === source,
+        `README.md's ts block at line ${block.line} is not ${block.example}: ${firstDifference(block.text, source)}`,
+      );
     }
   });
 

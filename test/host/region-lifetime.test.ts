@@ -15,16 +15,23 @@ const FIXTURE = path.resolve(__dirname, '../fixtures/region-optimized.js');
 
 /** Lines of /proc/self/maps that map a memfd of the addon's. */
 function memfdMappings(): number {
-  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('memfd:node-vfio-dma')).length;
+  return fs
+    .readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('memfd:node-vfio-dma')).length;
 }
 
 /** Every accessor of `region` at `offset`, as calls. */
 function everyAccess(region: Region, offset: number | bigint): [string, () => unknown][] {
   return [
-    ['read8', () => region.read8(offset)], ['read16', () => region.read16(offset)],
-    ['read32', () => region.read32(offset)], ['read64', () => region.read64(offset)],
-    ['write8', () => region.write8(offset, 1)], ['write16', () => region.write16(offset, 1)],
-    ['write32', () => region.write32(offset, 1)], ['write64', () => region.write64(offset, 1n)],
+    ['read8', () => region.read8(offset)],
+    ['read16', () => region.read16(offset)],
+    ['read32', () => region.read32(offset)],
+    ['read64', () => region.read64(offset)],
+    ['write8', () => region.write8(offset, 1)],
+    ['write16', () => region.write16(offset, 1)],
+    ['write32', () => region.write32(offset, 1)],
+    ['write64', () => region.write64(offset, 1n)],
   ];
 }
 

@@ -5,14 +5,20 @@ import * as path from 'node:path';
 import { listVfioPciDevices, normalizeBdf, parseResources, readPciDevice } from '../../lib/sysfs';
 
 /** A fake /sys with the links and files the kernel has for a PCI device. */
-function fakeDevice(root: string, bdf: string, o: { driver?: string; group?: number; cdev?: string; vendor: string; device: string }): void {
+function fakeDevice(
+  root: string,
+  bdf: string,
+  o: { driver?: string; group?: number; cdev?: string; vendor: string; device: string },
+): void {
   const dev = path.join(root, 'devices/pci0000:00', bdf);
   fs.mkdirSync(dev, { recursive: true });
   fs.writeFileSync(path.join(dev, 'vendor'), `${o.vendor}\n`);
   fs.writeFileSync(path.join(dev, 'device'), `${o.device}\n`);
   fs.writeFileSync(path.join(dev, 'class'), '0x00ff00\n');
-  fs.writeFileSync(path.join(dev, 'resource'),
-    '0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n0x0000000000000000 0x0000000000000000 0x0000000000000000\n0x0000000800000000 0x00000008000fffff 0x000000000014220c\n');
+  fs.writeFileSync(
+    path.join(dev, 'resource'),
+    '0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n0x0000000000000000 0x0000000000000000 0x0000000000000000\n0x0000000800000000 0x00000008000fffff 0x000000000014220c\n',
+  );
   if (o.driver) {
     fs.mkdirSync(path.join(root, 'bus/pci/drivers', o.driver), { recursive: true });
     fs.symlinkSync(`../../../../bus/pci/drivers/${o.driver}`, path.join(dev, 'driver'));
@@ -44,9 +50,19 @@ describe('sysfs: PCI devices', () => {
 
   it('reads ids, driver, IOMMU group, VFIO cdev and BARs', () => {
     const d = readPciDevice('00:03.0', root);
-    assert.deepEqual({ ...d, resources: d.resources.length }, {
-      bdf: '0000:00:03.0', vendor: 0x1234, device: 0x11e8, classCode: 0xff00, driver: 'vfio-pci', iommuGroup: 3, vfioCdev: 'vfio0', resources: 2,
-    });
+    assert.deepEqual(
+      { ...d, resources: d.resources.length },
+      {
+        bdf: '0000:00:03.0',
+        vendor: 0x1234,
+        device: 0x11e8,
+        classCode: 0xff00,
+        driver: 'vfio-pci',
+        iommuGroup: 3,
+        vfioCdev: 'vfio0',
+        resources: 2,
+      },
+    );
     assert.deepEqual(d.resources[1], { index: 2, start: 0x800000000n, end: 0x8000fffffn, flags: 0x14220cn });
   });
   it('leaves out what the device does not have', () => {
@@ -58,7 +74,10 @@ describe('sysfs: PCI devices', () => {
     assert.equal(readPciDevice('0000:00:07.0', root).vfioCdev, undefined, 'no dev attribute: no cdev');
   });
   it('lists only the devices bound to vfio-pci', () => {
-    assert.deepEqual(listVfioPciDevices(root).map((d) => d.bdf), ['0000:00:03.0', '0000:00:07.0']);
+    assert.deepEqual(
+      listVfioPciDevices(root).map((d) => d.bdf),
+      ['0000:00:03.0', '0000:00:07.0'],
+    );
   });
   it('says ENOENT for a device that does not exist', () => {
     assert.throws(() => readPciDevice('0000:00:1f.7', root), { code: 'ENOENT', message: /no PCI device 0000:00:1f.7/ });

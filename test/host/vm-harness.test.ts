@@ -15,7 +15,22 @@ import { commandScript, shQuote } from '../../vm/shell-quote';
 
 describe('vm CLI arguments', () => {
   it('parses run with kernel, devices, env, timeout and the command after --', () => {
-    const c = parseVmArgs(['vm', 'run', '--kernel', 'debian', '--devices', 'edu,nvme', '--env', 'A=b=c', '--timeout', '60', '--', 'node', '-e', '1']);
+    const c = parseVmArgs([
+      'vm',
+      'run',
+      '--kernel',
+      'debian',
+      '--devices',
+      'edu,nvme',
+      '--env',
+      'A=b=c',
+      '--timeout',
+      '60',
+      '--',
+      'node',
+      '-e',
+      '1',
+    ]);
     assert.equal(c.action, 'run');
     assert.equal(c.kernel, 'debian');
     assert.deepEqual(c.devices, ['edu', 'nvme']);
@@ -90,8 +105,13 @@ describe('stock kernel modules', () => {
   });
   it('orders modules dependencies first, each once', () => {
     const deps: Record<string, string> = {
-      'vfio-pci.ko': 'vfio-pci-core,vfio', 'vfio-pci-core.ko': 'vfio,irqbypass', 'vfio.ko': '',
-      'irqbypass.ko': '', '9p.ko': '9pnet,netfs', '9pnet.ko': '', 'netfs.ko': '',
+      'vfio-pci.ko': 'vfio-pci-core,vfio',
+      'vfio-pci-core.ko': 'vfio,irqbypass',
+      'vfio.ko': '',
+      'irqbypass.ko': '',
+      '9p.ko': '9pnet,netfs',
+      '9pnet.ko': '',
+      'netfs.ko': '',
     };
     const files = new Map(Object.keys(deps).map((f) => [f.replace('.ko', '').replace(/-/g, '_'), f]));
     const order = moduleLoadOrder(['vfio_pci', '9p'], files, (f) => moduleDepends(modinfo(deps[f])));
@@ -107,12 +127,15 @@ describe('initramfs (newc cpio)', () => {
   it('is read back by cpio with the same names, modes and contents', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cpio-'));
     const archive = path.join(dir, 'a.cpio');
-    fs.writeFileSync(archive, cpioArchive([
-      { kind: 'dir', path: 'bin' },
-      { kind: 'file', path: 'bin/hello', data: Buffer.from('#!/bin/sh\necho hi\n'), mode: 0o755 },
-      { kind: 'file', path: 'odd', data: Buffer.from('12345') },
-      { kind: 'symlink', path: 'bin/sh', target: 'hello' },
-    ]));
+    fs.writeFileSync(
+      archive,
+      cpioArchive([
+        { kind: 'dir', path: 'bin' },
+        { kind: 'file', path: 'bin/hello', data: Buffer.from('#!/bin/sh\necho hi\n'), mode: 0o755 },
+        { kind: 'file', path: 'odd', data: Buffer.from('12345') },
+        { kind: 'symlink', path: 'bin/sh', target: 'hello' },
+      ]),
+    );
     const listing = execFileSync('cpio', ['-itv', '--quiet', '-F', archive], { encoding: 'utf8' });
     assert.match(listing, /^drwxr-xr-x .* bin$/m);
     assert.match(listing, /^-rwxr-xr-x .* 18 .* bin\/hello$/m);
@@ -148,8 +171,16 @@ describe('QEMU command line', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qemu-'));
     const files = {};
     const args = qemuArgs({
-      kernel: { kind: 'custom', source: 'x', bzImage: '/k/bzImage', modules: [] }, initrd: '/k/i', runDir: dir,
-      projectDir: '/p', devices: ['edu', 'ivshmem', 'nvme'], files, accel: 'tcg', memoryMiB: 1024, hugepages: 8, interactive: false,
+      kernel: { kind: 'custom', source: 'x', bzImage: '/k/bzImage', modules: [] },
+      initrd: '/k/i',
+      runDir: dir,
+      projectDir: '/p',
+      devices: ['edu', 'ivshmem', 'nvme'],
+      files,
+      accel: 'tcg',
+      memoryMiB: 1024,
+      hugepages: 8,
+      interactive: false,
     });
     const line = args.join(' ');
     assert.ok(line.indexOf('intel-iommu,intremap=on') < line.indexOf('edu,addr=03.0'));
@@ -163,8 +194,17 @@ describe('QEMU command line', () => {
     assert.deepEqual(deviceArgs([], dir, {}), []);
     assert.ok(!args.includes('-L'), 'the system QEMU finds its own firmware');
     const bundled = qemuArgs({
-      kernel: { kind: 'custom', source: 'x', bzImage: '/k/bzImage', modules: [] }, dataDir: '/q/usr/share/qemu', initrd: '/k/i', runDir: dir,
-      projectDir: '/p', devices: [], files: {}, accel: 'tcg', memoryMiB: 1024, hugepages: 8, interactive: false,
+      kernel: { kind: 'custom', source: 'x', bzImage: '/k/bzImage', modules: [] },
+      dataDir: '/q/usr/share/qemu',
+      initrd: '/k/i',
+      runDir: dir,
+      projectDir: '/p',
+      devices: [],
+      files: {},
+      accel: 'tcg',
+      memoryMiB: 1024,
+      hugepages: 8,
+      interactive: false,
     });
     assert.equal(bundled[bundled.indexOf('-L') + 1], '/q/usr/share/qemu');
     fs.rmSync(dir, { recursive: true });

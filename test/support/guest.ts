@@ -26,7 +26,7 @@ export interface Cell {
 }
 
 export const MATRIX: Cell[] = [
-  { backend: 'iommufd', absent: KERNEL === 'debian' ? 'Debian\'s stock kernel is built without CONFIG_IOMMUFD' : undefined },
+  { backend: 'iommufd', absent: KERNEL === 'debian' ? "Debian's stock kernel is built without CONFIG_IOMMUFD" : undefined },
   { backend: 'type1' },
 ];
 
@@ -37,7 +37,11 @@ export function forEachBackend(title: string, body: (backend: BackendKind) => vo
       if (cell.absent) {
         it(`fails clearly: ${cell.absent}`, () => {
           assert.throws(() => AddressSpace.open({ backend: cell.backend }), {
-            name: 'VfioError', code: 'ENOENT', errno: -2, syscall: 'open', message: /\/dev\/iommu.*no iommufd/,
+            name: 'VfioError',
+            code: 'ENOENT',
+            errno: -2,
+            syscall: 'open',
+            message: /\/dev\/iommu.*no iommufd/,
           });
         });
         return;
@@ -115,7 +119,10 @@ export function openFdCount(): number {
 
 export function mapsContain(address: bigint): boolean {
   const hexAddr = address.toString(16);
-  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => l.startsWith(`${hexAddr}-`));
+  return fs
+    .readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .some((l) => l.startsWith(`${hexAddr}-`));
 }
 
 export async function collectGarbage(): Promise<void> {

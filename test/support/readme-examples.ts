@@ -60,7 +60,10 @@ export function readmeTsBlocks(markdown = fs.readFileSync(README, 'utf8')): Code
 
 /** The example files (name.ts), sorted. */
 export function exampleFiles(): string[] {
-  return fs.readdirSync(EXAMPLES_DIR).filter((f) => /^[a-z0-9-]+\.ts$/.test(f)).sort();
+  return fs
+    .readdirSync(EXAMPLES_DIR)
+    .filter((f) => /^[a-z0-9-]+\.ts$/.test(f))
+    .sort();
 }
 
 /** How the guest test runs an example: what it must print, or why it only compiles. */
@@ -73,10 +76,18 @@ export type ExampleRun =
 /** Every example file, by name. */
 export const RUNS: Record<string, ExampleRun> = {
   'edu-dma.ts': { prints: [/^hello, device$/] },
-  'interrupts.ts': { prints: [/^MSI: 1 interrupt\(s\)$/, /^status 0x42$/, /^10! = 3628800$/, /^12! = 479001600$/, /^3 interrupts through the async iterator$/] },
+  'interrupts.ts': {
+    prints: [
+      /^MSI: 1 interrupt\(s\)$/,
+      /^status 0x42$/,
+      /^10! = 3628800$/,
+      /^12! = 479001600$/,
+      /^3 interrupts through the async iterator$/,
+    ],
+  },
   // (8192 - 0x200) + 4096 + 4096 bytes; the mapping's IOVA keeps the first fragment's offset in its page
   'phys-list.ts': { prints: [/^15872 bytes at IOVA 0x[0-9a-f]*200$/, /^15872 bytes at IOVA 0x[0-9a-f]*200$/] },
   'p2p.ts': { prints: [/^hello, peer$/] },
   'nvme.ts': { prints: [/^QEMU NVMe Ctrl: read 65536 bytes of \d+$/] },
-  'vm-harness.ts': { compileOnly: 'a mocha suite for the host that boots guests itself, over a driver\'s own test files' },
+  'vm-harness.ts': { compileOnly: "a mocha suite for the host that boots guests itself, over a driver's own test files" },
 };
