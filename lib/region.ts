@@ -58,9 +58,9 @@ export function regionInfo(raw: RegionInfoRaw): RegionInfo {
 
 type Width = 1 | 2 | 4 | 8;
 
-// Zero-length views: every typed-array access through them is out of
-// bounds, so the accessors take their slow path (pread/pwrite, or the error
-// of a closed region). An unmapped or closed region holds these.
+// Zero-length views, for an unmapped or closed region: their bounds are 0,
+// so the accessors take their slow path (pread/pwrite, or the error of a
+// closed region).
 const NO_U8 = new Uint8Array(0);
 const NO_U16 = new Uint16Array(0);
 const NO_U32 = new Uint32Array(0);
@@ -112,20 +112,25 @@ export class Region implements Disposable {
   private closed = false;
   // The fast path: typed-array views over the mmap's ArrayBuffer (the
   // Memory above holds the mapping for as long as they exist); how many of
-  // their elements a write may reach (the view's length, 0 when the mapping
-  // is read-only: a store there would crash the process); and `sink`, which
-  // every value read goes into. A read needs no bound of its own: a view
-  // gives `undefined` out of bounds. The sink gives every value read a
-  // second use: V8's optimizing compiler (TurboFan) drops a load whose value
-  // is never used (but a register read must happen even when the caller
-  // ignores its value: read-to-clear registers), and it folds a load used
-  // only by a test against a small mask into that test, narrowed:
-  // `read32(r) & 1` becomes a one-byte `testb`, and the device sees an 8-bit
-  // read. test/harness/mmio-trace.test.ts catches both.
+  // their elements a read may reach (the view's length) and a write may
+  // reach (0 when the mapping is read-only: a store there would crash the
+  // process), so that no view is ever indexed out of bounds and V8 compiles
+  // each access without an out-of-bounds case, whatever bad offsets come
+  // by; and `sink`, which every value read goes into. The sink gives every
+  // value read a second use: V8's optimizing compiler (TurboFan) drops a
+  // load whose value is never used (but a register read must happen even
+  // when the caller ignores its value: read-to-clear registers), and it
+  // folds a load used only by a test against a small mask into that test,
+  // narrowed: `read32(r) & 1` becomes a one-byte `testb`, and the device
+  // sees an 8-bit read. test/harness/mmio-trace.test.ts catches both.
   private u8 = NO_U8;
   private u16 = NO_U16;
   private u32 = NO_U32;
   private u64 = NO_U64;
+  private r8 = 0;
+  private r16 = 0;
+  private r32 = 0;
+  private r64 = 0;
   private w8 = 0;
   private w16 = 0;
   private w32 = 0;
@@ -154,11 +159,15 @@ export class Region implements Disposable {
     this.u16 = buffer ? new Uint16Array(buffer, 0, Math.floor(bytes / 2)) : NO_U16;
     this.u32 = buffer ? new Uint32Array(buffer, 0, Math.floor(bytes / 4)) : NO_U32;
     this.u64 = buffer ? new BigUint64Array(buffer, 0, Math.floor(bytes / 8)) : NO_U64;
+    this.r8 = this.u8.length;
+    this.r16 = this.u16.length;
+    this.r32 = this.u32.length;
+    this.r64 = this.u64.length;
     const writable = this.info.writable ? 1 : 0;
-    this.w8 = this.u8.length * writable;
-    this.w16 = this.u16.length * writable;
-    this.w32 = this.u32.length * writable;
-    this.w64 = this.u64.length * writable;
+    this.w8 = this.r8 * writable;
+    this.w16 = this.r16 * writable;
+    this.w32 = this.r32 * writable;
+    this.w64 = this.r64 * writable;
   }
 
   /** `v`, after it went into the sink (see the fields): the load that produced it stays. */
@@ -219,10 +228,6 @@ export class Region implements Disposable {
     return off;
   }
 
-  private io(width: Width): DataView {
-    return new DataView(new ArrayBuffer(width));
-  }
-
   /**
    * Reads the 8-bit register at `offset`: one 8-bit load from the mmap,
    * or a 1-byte pread for regions that cannot be mmapped (little-endian).
@@ -233,8 +238,8 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read8(offset: number | bigint): number {
-    const v = this.u8[elementIndex(offset, 0)];
-    return v === undefined ? this.readNumber(offset, 1) : this.keep(v);
+    const i = elementIndex(offset, 0);
+    return i >= 0 && i < this.r8 ? this.keep(this.u8[i]) : (this.slow(1, offset) as number);
   }
   /**
    * Reads the 16-bit register at `offset`: one 16-bit load from the mmap,
@@ -246,8 +251,8 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read16(offset: number | bigint): number {
-    const v = this.u16[elementIndex(offset, 1)];
-    return v === undefined ? this.readNumber(offset, 2) : this.keep(v);
+    const i = elementIndex(offset, 1);
+    return i >= 0 && i < this.r16 ? this.keep(this.u16[i]) : (this.slow(2, offset) as number);
   }
   /**
    * Reads the 32-bit register at `offset`: one 32-bit load from the mmap,
@@ -259,8 +264,8 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read32(offset: number | bigint): number {
-    const v = this.u32[elementIndex(offset, 2)];
-    return v === undefined ? this.readNumber(offset, 4) : this.keep(v);
+    const i = elementIndex(offset, 2);
+    return i >= 0 && i < this.r32 ? this.keep(this.u32[i]) : (this.slow(4, offset) as number);
   }
   /**
    * Reads the 64-bit register at `offset`: one 64-bit load from the mmap,
@@ -272,17 +277,10 @@ export class Region implements Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read64(offset: number | bigint): bigint {
-    const v = this.u64[elementIndex(offset, 3)];
-    return v === undefined ? this.readBigInt(offset) : this.keep64(v);
+    const i = elementIndex(offset, 3);
+    return i >= 0 && i < this.r64 ? this.keep64(this.u64[i]) : (this.slow(8, offset) as bigint);
   }
 
-  /** read64's slow path: a bigint offset, one past the views, a bad one, a closed or unmapped region. */
-  private readBigInt(offset: number | bigint): bigint {
-    this.check();
-    const off = this.offsetOf(offset, 8);
-    if (this.memory) return this.memory.read64(off);
-    return this.pread(off, 8).getBigUint64(0, true);
-  }
   /**
    * Writes the 8-bit register at `offset`: one 8-bit store to the mmap,
    * or a 1-byte pwrite for regions that cannot be mmapped (little-endian).
@@ -296,7 +294,7 @@ export class Region implements Disposable {
   write8(offset: number | bigint, value: number): void {
     const i = elementIndex(offset, 0);
     if (i >= 0 && i < this.w8 && fits(value, 0xff)) this.u8[i] = value;
-    else this.writeNumber(offset, 1, value);
+    else this.slow(1, offset, value, true);
   }
   /**
    * Writes the 16-bit register at `offset`: one 16-bit store to the mmap,
@@ -311,7 +309,7 @@ export class Region implements Disposable {
   write16(offset: number | bigint, value: number): void {
     const i = elementIndex(offset, 1);
     if (i >= 0 && i < this.w16 && fits(value, 0xffff)) this.u16[i] = value;
-    else this.writeNumber(offset, 2, value);
+    else this.slow(2, offset, value, true);
   }
   /**
    * Writes the 32-bit register at `offset`: one 32-bit store to the mmap,
@@ -326,7 +324,7 @@ export class Region implements Disposable {
   write32(offset: number | bigint, value: number): void {
     const i = elementIndex(offset, 2);
     if (i >= 0 && i < this.w32 && fits(value, 0xffffffff)) this.u32[i] = value;
-    else this.writeNumber(offset, 4, value);
+    else this.slow(4, offset, value, true);
   }
   /**
    * Writes the 64-bit register at `offset`: one 64-bit store to the mmap,
@@ -341,60 +339,53 @@ export class Region implements Disposable {
   write64(offset: number | bigint, value: bigint): void {
     const i = elementIndex(offset, 3);
     if (i >= 0 && i < this.w64 && typeof value === 'bigint' && BigInt.asUintN(64, value) === value) this.u64[i] = value;
-    else this.writeBigInt(offset, value);
+    else this.slow(8, offset, value, true);
   }
 
-  /** write64's slow path: the cases of readBigInt, a read-only mapping, a value that is not a bigint in 0..2^64-1. */
-  private writeBigInt(offset: number | bigint, value: bigint): void {
-    this.check();
-    const off = this.offsetOf(offset, 8);
-    const v = toBigInt(value, 'value');
-    if (this.memory && this.info.writable) return this.memory.write64(off, v);
-    const dv = this.io(8);
-    dv.setBigUint64(0, v, true);
-    this.pwrite(off, dv);
-  }
-
-  private readNumber(offset: number | bigint, width: 1 | 2 | 4): number {
-    this.check();
-    const off = this.offsetOf(offset, width);
-    if (this.memory) {
-      return width === 1 ? this.memory.read8(off) : width === 2 ? this.memory.read16(off) : this.memory.read32(off);
-    }
-    const dv = this.pread(off, width);
-    return width === 1 ? dv.getUint8(0) : width === 2 ? dv.getUint16(0, true) : dv.getUint32(0, true);
-  }
-
-  private writeNumber(offset: number | bigint, width: 1 | 2 | 4, value: number): void {
+  /**
+   * The accessors' slow path: every access their fast path does not take (a
+   * bigint offset, one past the views, a bad argument, a closed, unmapped or
+   * read-only region), checked, then made through the mapping by the addon
+   * or with pread/pwrite; `write` with `value`, else a read, whose value it
+   * returns (a bigint for 8 bytes). One function for them all, larger in
+   * bytecode than V8's optimizer inlines (460 bytes): an accessor's own
+   * optimized code stays small whatever slow accesses it has seen, and so
+   * its callers keep inlining it, fast path and all, instead of calling it.
+   */
+  private slow(width: Width, offset: number | bigint, value?: unknown, write = false): number | bigint | undefined {
     this.check();
     const off = this.offsetOf(offset, width);
-    if (typeof value !== 'number') throw new TypeError(`value must be a number, not ${value === null ? 'null' : typeof value}`);
-    if (!Number.isInteger(value) || value < 0 || value >= 2 ** (8 * width)) {
-      throw new RangeError(`value ${value} does not fit in ${8 * width} bits`);
+    let v = 0n;
+    if (write && width === 8) {
+      v = toBigInt(value, 'value');
+    } else if (write) {
+      if (typeof value !== 'number') throw new TypeError(`value must be a number, not ${value === null ? 'null' : typeof value}`);
+      if (!Number.isInteger(value) || value < 0 || value >= 2 ** (8 * width)) throw new RangeError(`value ${value} does not fit in ${8 * width} bits`);
+      v = BigInt(value);
     }
-    if (this.memory && this.info.writable) {
-      if (width === 1) this.memory.write8(off, value);
-      else if (width === 2) this.memory.write16(off, value);
-      else this.memory.write32(off, value);
-      return;
+    const m = this.memory;
+    if (m && !write) {
+      return width === 1 ? m.read8(off) : width === 2 ? m.read16(off) : width === 4 ? m.read32(off) : m.read64(off);
     }
-    const dv = this.io(width);
-    if (width === 1) dv.setUint8(0, value);
-    else if (width === 2) dv.setUint16(0, value, true);
-    else dv.setUint32(0, value, true);
-    this.pwrite(off, dv);
-  }
-
-  private pread(off: bigint, width: Width): DataView {
-    const dv = this.io(width);
-    const n = this.device.pread(this.info.offset + off, new Uint8Array(dv.buffer));
+    if (m && this.info.writable) {
+      if (width === 1) m.write8(off, Number(v));
+      else if (width === 2) m.write16(off, Number(v));
+      else if (width === 4) m.write32(off, Number(v));
+      else m.write64(off, v);
+      return undefined;
+    }
+    // pread/pwrite of the device file, little-endian.
+    const bytes = new Uint8Array(width);
+    if (write) {
+      for (let k = 0; k < width; k++) bytes[k] = Number((v >> BigInt(8 * k)) & 0xffn);
+      const n = this.device.pwrite(this.info.offset + off, bytes);
+      if (n !== width) throw new VfioStateError(`short write of region ${this.index} at ${hex(off)}: ${n} of ${width} bytes`, 'ERR_VFIO_SHORT_IO');
+      return undefined;
+    }
+    const n = this.device.pread(this.info.offset + off, bytes);
     if (n !== width) throw new VfioStateError(`short read of region ${this.index} at ${hex(off)}: ${n} of ${width} bytes`, 'ERR_VFIO_SHORT_IO');
-    return dv;
-  }
-
-  private pwrite(off: bigint, dv: DataView): void {
-    const n = this.device.pwrite(this.info.offset + off, new Uint8Array(dv.buffer));
-    if (n !== dv.byteLength) throw new VfioStateError(`short write of region ${this.index} at ${hex(off)}: ${n} of ${dv.byteLength} bytes`, 'ERR_VFIO_SHORT_IO');
+    for (let k = width - 1; k >= 0; k--) v = (v << 8n) | BigInt(bytes[k]);
+    return width === 8 ? v : Number(v);
   }
 
   /**
