@@ -14,15 +14,12 @@
 
 #include "memory.h"
 #include "memory_table.h"
+#include "slot_list.h"
 
 namespace nvfio {
 
 class PinTable {
  public:
-  // Ids are (generation << kIndexBits) | index, below 2^31.
-  static constexpr int kIndexBits = 20;
-  static constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
-
   struct Pin {
     uint32_t space = 0;  // IOAS id, or 0 under type1
     uint64_t iova = 0;
@@ -34,7 +31,9 @@ class PinTable {
     std::vector<uint32_t> slots;   // and these, each pinned once
   };
 
-  // Records a mapping of [iova, iova + length) in `space`; returns its id.
+  ~PinTable() { Clear(); }
+
+  // Records a mapping of [iova, iova + length) in `space`; returns its id (below 2^31).
   uint32_t Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first,
                std::vector<MappingRef> more = {});
   // The same for the hot paths: the memory is pinned in `table`'s `slot` and `more` (already Pin()ned).
@@ -51,15 +50,16 @@ class PinTable {
   size_t Size() const { return live_; }
 
  private:
-  struct Slot {
-    Pin pin;
-    uint32_t generation = 0;
-    bool used = false;
-  };
+  // Unpins and frees slot `index`.
   void Drop(uint32_t index);
+  template <typename Pred>
+  void DropIf(Pred pred) {
+    for (uint32_t i = 0; i < pins_.Size(); i++) {
+      if (pins_.Used(i) && pred(pins_.At(i))) Drop(i);
+    }
+  }
 
-  std::vector<Slot> slots_;
-  std::vector<uint32_t> free_;
+  SlotList<Pin, 20, 11> pins_;
   size_t live_ = 0;
 };
 
