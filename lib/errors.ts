@@ -5,6 +5,7 @@
  * class is handed to the native side, which builds it with the facts; the
  * hints (policy) live here.
  */
+import * as fs from 'node:fs';
 
 /** The facts of a failed system call, from which a {@link VfioError} is built. */
 export interface VfioErrorInfo {
@@ -18,7 +19,26 @@ export interface VfioErrorInfo {
   detail?: string;
 }
 
-type Hint = [syscall: RegExp, code: RegExp, hint: string, detail?: RegExp];
+type Hint = [syscall: RegExp, code: RegExp, hint: string | (() => string), detail?: RegExp];
+
+/** type1's module parameter that caps the mappings of one container. */
+const DMA_ENTRY_LIMIT = '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit';
+
+/** ENOSPC from VFIO_IOMMU_MAP_DMA: the container's count of mappings reached type1's dma_entry_limit. */
+function dmaEntryLimitHint(): string {
+  let now = 'unreadable';
+  try {
+    now = fs.readFileSync(DMA_ENTRY_LIMIT, 'utf8').trim();
+  } catch {
+    // no type1 module here (or no sysfs): the hint still names the parameter
+  }
+  return (
+    `the container reached type1's dma_entry_limit, the most mappings it may hold (one per VFIO_IOMMU_MAP_DMA; ` +
+    `module parameter vfio_iommu_type1.dma_entry_limit, 65535 by default, now ${now} in ${DMA_ENTRY_LIMIT}, ` +
+    `read when the container gets its IOMMU): map fewer, larger ranges (pieces of one DmaPool linked in order map as one), ` +
+    `raise the limit before opening the address space, or use the iommufd backend`
+  );
+}
 
 /** What to check, by system call and error code; the first match is used. */
 const HINTS: Hint[] = [
@@ -26,25 +46,59 @@ const HINTS: Hint[] = [
   [/^open$/, /^ENOENT$/, 'the device is not bound to vfio-pci, or VFIO is not loaded (modprobe vfio-pci)', /^\/dev\/vfio\//],
   [/^open$/, /^(EACCES|EPERM)$/, 'permissions on /dev/vfio and /dev/iommu: run as root or give your user the device nodes (a udev rule)'],
   [/^open$/, /^EBUSY$/, 'another process (or another open of this group in this one) holds it'],
-  [/VFIO_GROUP_SET_CONTAINER/, /^EPERM$/, 'the group is not viable: every device in the IOMMU group must be bound to vfio-pci (or no driver)'],
-  [/VFIO_SET_IOMMU/, /^(EINVAL|ENODEV)$/, 'the IOMMU is off or this type is unsupported: boot with intel_iommu=on (or amd_iommu=on) and check /sys/kernel/iommu_groups'],
+  [
+    /VFIO_GROUP_SET_CONTAINER/,
+    /^EPERM$/,
+    'the group is not viable: every device in the IOMMU group must be bound to vfio-pci (or no driver)',
+  ],
+  [
+    /VFIO_SET_IOMMU/,
+    /^(EINVAL|ENODEV)$/,
+    'the IOMMU is off or this type is unsupported: boot with intel_iommu=on (or amd_iommu=on) and check /sys/kernel/iommu_groups',
+  ],
   [/VFIO_DEVICE_BIND_IOMMUFD/, /^(EINVAL|EBUSY)$/, 'a cdev binds once, and not while its group is open through the legacy container'],
-  [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/, /^ENOMEM$/, 'pinning was refused: raise RLIMIT_MEMLOCK (ulimit -l) or run with CAP_IPC_LOCK'],
+  [
+    /(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/,
+    /^ENOMEM$/,
+    'pinning was refused: raise RLIMIT_MEMLOCK (ulimit -l) or run with CAP_IPC_LOCK',
+  ],
+  [/VFIO_IOMMU_MAP_DMA/, /^ENOSPC$/, dmaEntryLimitHint],
   [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA)/, /^(EEXIST|EADDRINUSE)$/, 'that IOVA range is already mapped: unmap it first or map elsewhere'],
-  [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/, /^(EINVAL|ERANGE)$/, 'check that the IOVA, length and address are aligned to the IOMMU page size and that the IOVA lies inside the address space\'s IOVA ranges'],
-  [/^ioctl\(IOMMU_IOAS_MAP\)$/, /^EFAULT$/, 'iommufd pins process memory only: a BAR\'s mmap cannot be pinned, map peer memory through a P2PProvider (dma-buf)'],
+  [
+    /(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/,
+    /^(EINVAL|ERANGE)$/,
+    "check that the IOVA, length and address are aligned to the IOMMU page size and that the IOVA lies inside the address space's IOVA ranges",
+  ],
+  [
+    /^ioctl\(IOMMU_IOAS_MAP\)$/,
+    /^EFAULT$/,
+    "iommufd pins process memory only: a BAR's mmap cannot be pinned, map peer memory through a P2PProvider (dma-buf)",
+  ],
   [/VFIO_IOMMU_MAP_DMA/, /^EFAULT$/, 'the memory cannot be pinned for the access asked (a read-only mapping asked for device writes?)'],
   [/IOMMU_IOAS_MAP_FILE/, /^(ENODEV|EBADF|EOPNOTSUPP)$/, 'the file cannot be mapped: iommufd maps memfds and VFIO dma-bufs only'],
-  [/(IOMMU_IOAS_UNMAP|VFIO_IOMMU_UNMAP_DMA)/, /^(ENOENT|EINVAL)$/, 'nothing is mapped exactly there: an unmap must cover whole mappings, not cut one'],
-  [/VFIO_DEVICE_FEATURE/, /^(ENOTTY|EINVAL|EOPNOTSUPP)$/, 'this kernel or device does not offer the feature (dma-buf export needs VFIO_PCI_DMABUF and PCI_P2PDMA)'],
-  [/VFIO_DEVICE_SET_IRQS/, /^EINVAL$/, 'the device is in another interrupt mode (disable that one first), or the vectors lie outside what VFIO_DEVICE_GET_IRQ_INFO reports'],
+  [
+    /(IOMMU_IOAS_UNMAP|VFIO_IOMMU_UNMAP_DMA)/,
+    /^(ENOENT|EINVAL)$/,
+    'nothing is mapped exactly there: an unmap must cover whole mappings, not cut one',
+  ],
+  [
+    /VFIO_DEVICE_FEATURE/,
+    /^(ENOTTY|EINVAL|EOPNOTSUPP)$/,
+    'this kernel or device does not offer the feature (dma-buf export needs VFIO_PCI_DMABUF and PCI_P2PDMA)',
+  ],
+  [
+    /VFIO_DEVICE_SET_IRQS/,
+    /^EINVAL$/,
+    'the device is in another interrupt mode (disable that one first), or the vectors lie outside what VFIO_DEVICE_GET_IRQ_INFO reports',
+  ],
   [/^mmap$/, /^EINVAL$/, 'the region cannot be mmapped there (not mmap-capable, or the range lies outside its sparse mmap areas)'],
   [/^mmap$/, /^ENOMEM$/, 'no free huge pages: echo N > /proc/sys/vm/nr_hugepages', /MAP_HUGETLB/],
 ];
 
 /** What to check for a failed call: the hint VfioError appends to its message, or undefined when there is none. */
 export function hintFor(syscall: string, code: string, detail = ''): string | undefined {
-  return HINTS.find(([s, c, , d]) => s.test(syscall) && c.test(code) && (!d || d.test(detail)))?.[2];
+  const hint = HINTS.find(([s, c, , d]) => s.test(syscall) && c.test(code) && (!d || d.test(detail)))?.[2];
+  return typeof hint === 'function' ? hint() : hint;
 }
 
 /**

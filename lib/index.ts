@@ -17,6 +17,8 @@ export { DeviceInterrupts, IrqVector, IrqIndex } from './interrupts';
 export type { IrqInfo, IrqMode, IrqWaitOptions } from './interrupts';
 export { DmaBuffer, PAGE_SIZE, HUGE_PAGE_SIZE, freeHugePages } from './memory';
 export type { DmaMemoryKind, DmaBufferOptions } from './memory';
+export { DmaPool, DmaPiece } from './dma-pool';
+export type { DmaPoolOptions, DmaPoolMapOptions } from './dma-pool';
 export { PhysList } from './phys-list';
 export type { PhysKind, CpuFragmentInput, RangeInput, PhysFragment, CpuFragment, P2PFragment } from './phys-list';
 export { P2PProvider } from './p2p-provider';
