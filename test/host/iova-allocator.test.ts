@@ -1,11 +1,6 @@
 import assert from 'node:assert/strict';
-import {
-  IOVA_SPACE_END,
-  IovaAllocator,
-  IovaAllocatorError,
-  IovaNoSpaceError,
-  type IovaRange,
-} from '../../lib/iova-allocator';
+import { IOVA_SPACE_END, IovaAllocator, IovaAllocatorError, IovaNoSpaceError, type IovaRange } from '../../lib/iova-allocator';
+import { mulberry32, pageAddr, PageModel } from './iova-model';
 
 const KiB = 1n << 10n;
 const MiB = 1n << 20n;
@@ -102,15 +97,10 @@ describe('IovaAllocator', () => {
   describe('holes and reserved ranges (Intel vIOMMU layout)', () => {
     const MSI_HOLE = range(0xfee00000n, 0xfeefffffn);
     const IOAPIC = range(0xfec00000n, 0xfecfffffn);
-    const make = () =>
-      new IovaAllocator([range(0xfef00000n, 0x7fffffffffn), range(0n, 0xfedfffffn)], { reserved: [IOAPIC] });
+    const make = () => new IovaAllocator([range(0xfef00000n, 0x7fffffffffn), range(0n, 0xfedfffffn)], { reserved: [IOAPIC] });
 
     it('starts with the holes and reserved ranges removed', () => {
-      assert.deepEqual(make().freeRanges(), [
-        range(0n, 0xfebfffffn),
-        range(0xfed00000n, 0xfedfffffn),
-        range(0xfef00000n, 0x7fffffffffn),
-      ]);
+      assert.deepEqual(make().freeRanges(), [range(0n, 0xfebfffffn), range(0xfed00000n, 0xfedfffffn), range(0xfef00000n, 0x7fffffffffn)]);
     });
 
     it('never hands out a hole or a reserved range; big allocations skip blocks too small', () => {
@@ -139,11 +129,7 @@ describe('IovaAllocator', () => {
       assert.throws(() => a.allocate(PAGE, { at: 0x8000000000n }), { code: 'EADDRNOTAVAIL' });
       assert.equal(a.allocate(PAGE, { at: 0xfedff000n }), 0xfedff000n);
       assert.equal(a.allocate(PAGE, { at: 0xfef00000n }), 0xfef00000n);
-      assert.deepEqual(a.freeRanges(), [
-        range(0n, 0xfebfffffn),
-        range(0xfed00000n, 0xfedfefffn),
-        range(0xfef01000n, 0x7fffffffffn),
-      ]);
+      assert.deepEqual(a.freeRanges(), [range(0n, 0xfebfffffn), range(0xfed00000n, 0xfedfefffn), range(0xfef01000n, 0x7fffffffffn)]);
     });
   });
 
@@ -210,11 +196,7 @@ describe('IovaAllocator', () => {
       assert.equal(a.allocate(PAGE, { align: 8n * MiB }), 0x10800000n);
       assert.throws(() => a.allocate(PAGE, { align: 32n * MiB }), { code: 'ENOSPC' });
       assert.equal(a.allocate(PAGE), 0x1000n); // the small range is still first for unaligned requests
-      assert.deepEqual(a.freeRanges(), [
-        range(0x2000n, 0x3fffffn),
-        range(0x10001000n, 0x107fffffn),
-        range(0x10801000n, 0x10ffffffn),
-      ]);
+      assert.deepEqual(a.freeRanges(), [range(0x2000n, 0x3fffffn), range(0x10001000n, 0x107fffffn), range(0x10801000n, 0x10ffffffn)]);
     });
 
     it('rejects alignments that are not powers of two, below the page size, or not bigints', () => {
@@ -518,9 +500,7 @@ describe('IovaAllocator', () => {
   });
 
   describe('randomized, against a page bitmap model', () => {
-    // 256 pages with two holes and one reserved page; every page is one of:
-    const HOLE = -1; // hole or reserved
-    const FREE = 0; // free; > 0 means allocated (by allocation number)
+    // 256 pages with two holes and one reserved page.
     const PAGES = 256;
     const HOLES = [
       [40, 48],
@@ -528,78 +508,12 @@ describe('IovaAllocator', () => {
     ] as const;
     const RESERVED_PAGE = 200;
 
-    /** mulberry32: a tiny seeded PRNG, returns floats in [0, 1). */
-    function mulberry32(seed: number): () => number {
-      let a = seed >>> 0;
-      return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-    }
-
-    class Model {
-      readonly pages = new Int32Array(PAGES);
-      readonly allocs = new Map<number, number>(); // first page -> page count
-      #next = 1;
-      constructor() {
-        for (const [from, to] of HOLES) this.pages.fill(HOLE, from, to);
-        this.pages[RESERVED_PAGE] = HOLE;
-      }
-      isFree(first: number, count: number): boolean {
-        if (first + count > PAGES) return false;
-        for (let p = first; p < first + count; p++) if (this.pages[p] !== FREE) return false;
-        return true;
-      }
-      isAllocated(first: number, count: number): boolean {
-        for (let p = first; p < Math.min(first + count, PAGES); p++) if (this.pages[p]! > 0) return true;
-        return false;
-      }
-      /** First fit by address, page by page: independent of the allocator's block walk. */
-      firstFit(count: number, alignPages: number, limit: bigint): number | undefined {
-        for (let p = 0; BigInt(p + count) * PAGE <= limit && p + count <= PAGES; p += alignPages) {
-          if (this.isFree(p, count)) return p;
-        }
-        return undefined;
-      }
-      take(first: number, count: number): void {
-        this.pages.fill(this.#next++, first, first + count);
-        this.allocs.set(first, count);
-      }
-      release(first: number): void {
-        this.pages.fill(FREE, first, first + this.allocs.get(first)!);
-        this.allocs.delete(first);
-      }
-      freeRanges(): IovaRange[] {
-        const out: IovaRange[] = [];
-        for (let p = 0; p < PAGES; p++) {
-          if (this.pages[p] !== FREE) continue;
-          let q = p;
-          while (q + 1 < PAGES && this.pages[q + 1] === FREE) q++;
-          out.push(range(BigInt(p) * PAGE, BigInt(q + 1) * PAGE - 1n));
-          p = q;
-        }
-        return out;
-      }
-      largestFree(limit: bigint): bigint {
-        let best = 0n;
-        for (const r of this.freeRanges()) {
-          const top = r.last + 1n < limit ? r.last + 1n : limit - (limit % PAGE);
-          if (top - r.start > best) best = top - r.start;
-        }
-        return best;
-      }
-    }
-
     function run(seed: number, steps: number) {
       const rnd = mulberry32(seed);
       const int = (n: number) => Math.floor(rnd() * n);
-      const pageAddr = (p: number) => BigInt(p) * PAGE;
       /** A byte length that rounds up to exactly `pages` pages. */
       const lengthOf = (pages: number) => pageAddr(pages - 1) + 1n + BigInt(int(Number(PAGE)));
-      const model = new Model();
+      const model = new PageModel(PAGES, [...HOLES, [RESERVED_PAGE, RESERVED_PAGE + 1]]);
       const ranges = [range(0n, pageAddr(40) - 1n), range(pageAddr(48), pageAddr(130) - 1n), range(pageAddr(132), pageAddr(PAGES) - 1n)];
       // Shuffled, with a sub-page reserved range that must cost the whole page.
       const a = new IovaAllocator(rnd() < 0.5 ? ranges : [...ranges].reverse(), {
@@ -659,35 +573,18 @@ describe('IovaAllocator', () => {
           // A random free: right only if it names exactly one allocation.
           const first = int(PAGES);
           const count = 1 + int(4);
-          const call = () => a.free(pageAddr(first), lengthOf(count));
-          if (model.allocs.get(first) === count) {
-            call();
-            model.release(first);
-            stats.free++;
-          } else {
-            assert.throws(call, { code: 'EINVAL' }, what);
-            stats.einval++;
-          }
+          if (model.checkFree(first, count, () => a.free(pageAddr(first), lengthOf(count)), what)) stats.free++;
+          else stats.einval++;
         } else {
           const first = int(PAGES);
           const count = 1 + int(2);
           const call = () => a.reserve(pageAddr(first) + BigInt(int(2048)), pageAddr(first + count - 1) + 2048n + BigInt(int(2048)));
-          if (model.isAllocated(first, count)) {
-            assert.throws(call, { code: 'EBUSY' }, what);
-            stats.ebusy++;
-          } else {
-            call();
-            model.pages.fill(HOLE, first, Math.min(first + count, PAGES));
-            stats.reserve++;
-          }
+          if (model.checkReserve(first, count, call, what)) stats.reserve++;
+          else stats.ebusy++;
         }
 
         assert.deepEqual(a.freeRanges(), model.freeRanges(), what);
-        assert.deepEqual(
-          a.allocations(),
-          [...model.allocs].sort(([x], [y]) => x - y).map(([first, count]) => ({ iova: pageAddr(first), length: pageAddr(count) })),
-          what,
-        );
+        assert.deepEqual(a.allocations(), model.allocations(), what);
         if (step % 16 === 0) {
           assertConsistent(a);
           const limit = pageAddr(int(PAGES + 8)) + BigInt(int(Number(PAGE)));
