@@ -1,8 +1,10 @@
 /**
  * The guest suites alone, for working on them:
  *   node dist/test/run-guest.js [--kernel custom|debian] [--qemu bundled|system] [--witness DIR] [mocha args, e.g. files or --grep X]
- * Fresh witness files (the ivshmem file, the nvme image) go to DIR (default .vm/witness-dev).
+ * Fresh witness files (the ivshmem file, the nvme image) go to DIR (default .vm/witness-dev-PID, removed
+ * afterwards, so runs side by side never share a disk image).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runInGuest } from '../vm/guest';
 import { PROJECT_ROOT } from '../vm/paths';
@@ -12,13 +14,16 @@ import { prepareWitnessFiles } from './support/witness';
 async function main(argv: string[]): Promise<number> {
   let kernel: 'custom' | 'debian' = 'custom';
   let qemu: QemuChoice = qemuChoice();
-  let witness = path.join(PROJECT_ROOT, '.vm', 'witness-dev');
+  let witness = path.join(PROJECT_ROOT, '.vm', `witness-dev-${process.pid}`);
+  let ownWitness = true;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--kernel') kernel = argv[++i] === 'debian' ? 'debian' : 'custom';
     else if (argv[i] === '--qemu') qemu = qemuChoice(argv[++i]);
-    else if (argv[i] === '--witness') witness = path.resolve(argv[++i]);
-    else rest.push(argv[i]);
+    else if (argv[i] === '--witness') {
+      witness = path.resolve(argv[++i]);
+      ownWitness = false;
+    } else rest.push(argv[i]);
   }
   const mocha = path.join(PROJECT_ROOT, 'node_modules/mocha/bin/mocha.js');
   const specs = rest.length > 0 ? rest : ['dist/test/guest/**/*.test.js'];
@@ -30,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
     onOutput: (t) => process.stdout.write(t),
   });
   if (r.failure) process.stderr.write(`${r.failure}\n`);
+  if (ownWitness) fs.rmSync(witness, { recursive: true, force: true });
   return r.status ?? 1;
 }
 
