@@ -286,7 +286,7 @@ export class IovaAllocator {
    * @param align - Alignment of the IOVA in bytes: a power of two, at least the
    *   page size (the default).
    * @param limit - The range ends at or below this address (exclusive bound,
-   *   e.g. 2 ** 32 for a 32-bit DMA mask); clipped at {@link IOVA_FAST_END}, the default.
+   *   e.g. 2 ** 32 for a 32-bit DMA mask); clipped at 2^53 (`IOVA_FAST_END`), the default.
    * @returns The first IOVA, or -1 when no free range fits (after returning
    *   the cached ranges to free space and searching again).
    * @throws TypeError or RangeError for a malformed argument.
@@ -346,7 +346,7 @@ export class IovaAllocator {
    * @param iova - The IOVA wanted: a multiple of the page size.
    * @param size - Bytes: a positive multiple of the page size.
    * @param limit - The range must end at or below this address; clipped at
-   *   {@link IOVA_FAST_END}, the default.
+   *   2^53 (`IOVA_FAST_END`), the default.
    * @returns `iova`.
    * @throws TypeError or RangeError for a malformed argument.
    * @throws {@link IovaAllocatorError} EEXIST when it overlaps an allocation,
@@ -495,7 +495,7 @@ export class IovaAllocator {
       this.#flush();
       if (this.#tryTakeAt(page, pages, limitPages)) return;
     }
-    const what = `allocate(${hex(size)}, { at: ${hex(at)} })`;
+    const what = typeof at === 'bigint' ? `allocate(${hex(size)}, { at: ${hex(at)} })` : `allocAt(${hex(at)}, ${hex(size)})`;
     const hit = this.#live.findOverlap(page, page + pages);
     if (hit !== undefined) throw new IovaAllocatorError('EEXIST', `${what}: overlaps the allocation ${this.#rangeText(hit)}`);
     if (pages > limitPages - page) throw new IovaAllocatorError('EADDRNOTAVAIL', `${what}: ends above the limit ${hex(limit)}`);

@@ -43,6 +43,8 @@ export class IovaFreeTree {
   #seed = 0x2545f491;
   /** The start page the last {@link IovaFreeTree.allocate} search settled on. */
   #fitPage = 0;
+  /** The other result of #around. */
+  #below = 0;
   /** Nodes on the way down, for the walks that need to come back up. */
   #path: Int32Array = new Int32Array(64);
 
@@ -105,8 +107,8 @@ export class IovaFreeTree {
    *   broken, and nothing is changed.
    */
   insert(start: number, end: number): void {
-    const before = this.#floor(start);
-    const after = this.#higher(start);
+    const after = this.#around(start);
+    const before = this.#below;
     if ((before !== 0 && this.#end[before] > start) || (after !== 0 && this.#start[after] < end)) {
       throw new Error(`IovaFreeTree: pages ${start}-${end - 1} are already partly free`);
     }
@@ -134,10 +136,9 @@ export class IovaFreeTree {
 
   /** Whether any free page lies in `[from, to)`. */
   overlaps(from: number, to: number): boolean {
-    const node = this.#floor(from);
-    if (node !== 0 && this.#end[node] > from) return true;
-    const next = this.#higher(from);
-    return next !== 0 && this.#start[next] < to;
+    const next = this.#around(from);
+    const node = this.#below;
+    return (node !== 0 && this.#end[node] > from) || (next !== 0 && this.#start[next] < to);
   }
 
   /**
@@ -156,34 +157,36 @@ export class IovaFreeTree {
 
   /** Node of the block with the largest start <= page, or 0. */
   #floor(page: number): number {
-    const start = this.#start;
-    let t = this.#root;
-    let best = 0;
-    while (t !== 0) {
-      if (start[t] <= page) {
-        best = t;
-        t = this.#right[t];
-      } else {
-        t = this.#left[t];
-      }
-    }
-    return best;
+    this.#around(page);
+    return this.#below;
   }
 
   /** Node of the block with the smallest start > page, or 0. */
   #higher(page: number): number {
+    return this.#around(page);
+  }
+
+  /**
+   * Both neighbours of `page` in one walk down: returns the node of the block
+   * with the smallest start > page (or 0) and leaves the one with the largest
+   * start <= page (or 0) in #below.
+   */
+  #around(page: number): number {
     const start = this.#start;
     let t = this.#root;
-    let best = 0;
+    let below = 0;
+    let above = 0;
     while (t !== 0) {
-      if (start[t] > page) {
-        best = t;
-        t = this.#left[t];
-      } else {
+      if (start[t] <= page) {
+        below = t;
         t = this.#right[t];
+      } else {
+        above = t;
+        t = this.#left[t];
       }
     }
-    return best;
+    this.#below = below;
+    return above;
   }
 
   /**

@@ -69,7 +69,10 @@ describe('IovaAllocator number API (allocFast, freeFast, allocAt)', () => {
       assert.equal(a.allocFast(P), 2 ** 53 - 0x1000);
       assert.ok(Number.isSafeInteger(2 ** 53 - 0x1000 + P - 1)); // its last byte is exact
       assert.equal(a.allocFast(P, P, 2 ** 60), -1); // a higher limit is clipped
-      assert.throws(() => a.allocAt(2 ** 53, P), { code: 'EADDRNOTAVAIL', message: /ends above the limit 0x20000000000000\b/ });
+      assert.throws(() => a.allocAt(2 ** 53, P), {
+        code: 'EADDRNOTAVAIL',
+        message: /^allocAt\(0x20000000000000, 0x1000\): ends above the limit 0x20000000000000$/,
+      });
       assert.equal(a.allocate(0x2000n), top); // the bigint API reaches past it
       assert.equal(IOVA_FAST_END, 2 ** 53);
     });
@@ -238,6 +241,44 @@ describe('IovaAllocator number API (allocFast, freeFast, allocAt)', () => {
       a.freeFast(0, 0x10000);
       assert.equal(a.allocFast(0x10000), 0);
     });
+  });
+
+  it('holds 100,000 allocations freed and reallocated in random order, then coalesces back', function () {
+    this.timeout(20_000);
+    const ranges = [range(0n, 0xfedfffffn), range(0xfef00000n, (1n << 40n) - 1n)];
+    const a = new IovaAllocator(ranges, { reserved: [range(0n, 0xfffn)] });
+    const rnd = mulberry32(99);
+    const sizeOf = () => P * (rnd() < 0.9 ? 1 + Math.floor(rnd() * 4) : 30 + Math.floor(rnd() * 40)); // some not cached
+    const live = Array.from({ length: 100_000 }, () => {
+      const size = sizeOf();
+      return { iova: a.allocFast(size), size };
+    });
+    const shuffle = () => {
+      for (let i = live.length - 1; i > 0; i--) {
+        const j = Math.floor(rnd() * (i + 1));
+        [live[i], live[j]] = [live[j]!, live[i]!];
+      }
+    };
+    const assertDisjoint = () => {
+      const sorted = a.allocations();
+      assert.equal(sorted.length, live.length);
+      assert.ok(sorted[0]!.iova >= 0x1000n);
+      for (let i = 1; i < sorted.length; i++) assert.ok(sorted[i - 1]!.iova + sorted[i - 1]!.length <= sorted[i]!.iova, `allocation ${i}`);
+    };
+    assertDisjoint();
+    for (let round = 0; round < 3; round++) {
+      shuffle();
+      for (const x of live.slice(0, 50_000)) a.freeFast(x.iova, x.size);
+      for (const x of live.slice(0, 50_000)) {
+        x.size = sizeOf();
+        x.iova = a.allocFast(x.size);
+      }
+      assertDisjoint();
+    }
+    shuffle();
+    for (const x of live) a.freeFast(x.iova, x.size);
+    assert.deepEqual(a.allocations(), []);
+    assert.deepEqual(a.freeRanges(), [range(0x1000n, 0xfedfffffn), ranges[1]]);
   });
 
   it('allocates no objects per allocate + free once warm (no garbage collection in a million)', async () => {

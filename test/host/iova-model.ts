@@ -31,6 +31,7 @@ export function mulberry32(seed: number): () => number {
 
 /** The state of `size` pages, each HOLE, FREE or an allocation number. */
 export class PageModel {
+  /** Each page's state: HOLE, FREE or an allocation number. */
   readonly pages: Int32Array;
   /** First page -> page count, of every live allocation. */
   readonly allocs = new Map<number, number>();
@@ -48,12 +49,14 @@ export class PageModel {
     for (const [from, to] of holes) this.pages.fill(HOLE, from, to);
   }
 
+  /** Whether `count` pages from `first` are all free (and inside the model). */
   isFree(first: number, count: number): boolean {
     if (first < 0 || first + count > this.size) return false;
     for (let p = first; p < first + count; p++) if (this.pages[p] !== FREE) return false;
     return true;
   }
 
+  /** Whether any of `count` pages from `first` is allocated. */
   isAllocated(first: number, count: number): boolean {
     for (let p = Math.max(first, 0); p < Math.min(first + count, this.size); p++) if (this.pages[p]! > 0) return true;
     return false;
@@ -67,11 +70,13 @@ export class PageModel {
     return undefined;
   }
 
+  /** Marks `count` pages from `first` as one new allocation. */
   take(first: number, count: number): void {
     this.pages.fill(this.#next++, first, first + count);
     this.allocs.set(first, count);
   }
 
+  /** Frees the allocation that starts at `first`. */
   release(first: number): void {
     this.pages.fill(FREE, first, first + this.allocs.get(first)!);
     this.allocs.delete(first);
@@ -115,6 +120,7 @@ export class PageModel {
     return pageAddr(this.pages.filter((p) => p === FREE).length);
   }
 
+  /** The free pages as the allocator lists its free blocks. */
   freeRanges(): IovaRange[] {
     const out: IovaRange[] = [];
     for (let p = 0; p < this.size; p++) {
@@ -127,6 +133,7 @@ export class PageModel {
     return out;
   }
 
+  /** Largest free block, counting only whole pages below `limit`, in bytes. */
   largestFree(limit: bigint): bigint {
     let best = 0n;
     for (const r of this.freeRanges()) {
