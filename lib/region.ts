@@ -345,14 +345,15 @@ export class Region implements Disposable {
   /**
    * The accessors' slow path: every access their fast path does not take (a
    * bigint offset, one past the views, a bad argument, a closed, unmapped or
-   * read-only region), checked, then made through the mapping by the addon
-   * or with pread/pwrite; `write` with `value`, else a read, whose value it
-   * returns (a bigint for 8 bytes). One function for them all, larger in
+   * read-only region), checked, then made through the views (a bigint
+   * offset they cover), the mapping by the addon or pread/pwrite; `write`
+   * with `value`, else a read, whose value it returns (a bigint for 8
+   * bytes). One function for them all, larger in
    * bytecode than V8's optimizer inlines (460 bytes): an accessor's own
    * optimized code stays small whatever slow accesses it has seen, and so
    * its callers keep inlining it, fast path and all, instead of calling it.
    */
-  private slow(width: Width, offset: number | bigint, value?: unknown, write = false): number | bigint | undefined {
+  private slow(width: Width, offset: number | bigint, value?: unknown, write = false): number | bigint | void {
     this.check();
     const off = this.offsetOf(offset, width);
     let v = 0n;
@@ -360,9 +361,17 @@ export class Region implements Disposable {
       v = toBigInt(value, 'value');
     } else if (write) {
       if (typeof value !== 'number') throw new TypeError(`value must be a number, not ${value === null ? 'null' : typeof value}`);
-      if (!Number.isInteger(value) || value < 0 || value >= 2 ** (8 * width)) throw new RangeError(`value ${value} does not fit in ${8 * width} bits`);
-      v = BigInt(value);
+      if (!fits(value, width === 1 ? 0xff : width === 2 ? 0xffff : 0xffffffff)) throw new RangeError(`value ${value} does not fit in ${8 * width} bits`);
     }
+    const at = Number(off); // exact wherever the views reach (below 2^32)
+    if (at < (write ? this.w8 : this.r8)) {
+      // A bigint offset the views cover: the fast path with it as a number.
+      if (width === 1) return write ? this.write8(at, value as number) : this.read8(at);
+      if (width === 2) return write ? this.write16(at, value as number) : this.read16(at);
+      if (width === 4) return write ? this.write32(at, value as number) : this.read32(at);
+      return write ? this.write64(at, v) : this.read64(at);
+    }
+    if (write && width < 8) v = BigInt(value as number);
     const m = this.memory;
     if (m && !write) {
       return width === 1 ? m.read8(off) : width === 2 ? m.read16(off) : width === 4 ? m.read32(off) : m.read64(off);
