@@ -39,6 +39,37 @@ export interface DmaBufferOptions {
 }
 
 /** Free 2 MiB huge pages on this system (0 when there are none). */
+/** Fields of /proc/meminfo in bytes (its "kB" figures times 1024; counts as they are), by name. */
+export function readMeminfo(text = fs.readFileSync('/proc/meminfo', 'utf8')): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^(\w+(?:\(\w+\))?):\s+(\d+)(\s+kB)?$/gm)) out.set(m[1], Number(m[2]) * (m[3] ? 1024 : 1));
+  return out;
+}
+
+/**
+ * Refuses, before any system call, a buffer the system cannot hold: its
+ * pages are populated at once (MAP_POPULATE), so one past what is free would
+ * bring the OOM killer, or panic a small machine, instead of an error.
+ * Anonymous and memfd memory must fit in MemAvailable; hugetlb memory in the
+ * free huge pages.
+ */
+function checkRoom(length: bigint, kind: DmaMemoryKind): void {
+  let info: Map<string, number>;
+  try {
+    info = readMeminfo();
+  } catch {
+    return; // no /proc: nothing to check against
+  }
+  const free = kind === 'hugetlb' ? BigInt(freeHugePages()) * HUGE_PAGE_SIZE : BigInt(info.get('MemAvailable') ?? Number.MAX_SAFE_INTEGER);
+  if (length > free) {
+    const what =
+      kind === 'hugetlb'
+        ? `${freeHugePages()} free 2 MiB huge pages (raise /proc/sys/vm/nr_hugepages)`
+        : `${free} bytes of MemAvailable in /proc/meminfo`;
+    throw new VfioStateError(`a ${length}-byte ${kind} DMA buffer does not fit: the system has ${what}`, 'ERR_VFIO_NO_MEMORY');
+  }
+}
+
 export function freeHugePages(): number {
   try {
     return Number(fs.readFileSync('/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages', 'utf8'));
@@ -99,6 +130,7 @@ export class DmaBuffer implements Disposable {
     const kind = options.kind ?? 'anonymous';
     if (!(kind in KIND_CODE)) throw new TypeError(`kind must be one of ${Object.keys(KIND_CODE).join(', ')}, not ${String(kind)}`);
     const len = toLength(length, 'length', kind === 'hugetlb' ? HUGE_PAGE_SIZE : PAGE_SIZE);
+    checkRoom(len, kind);
     return new DmaBuffer(native.NativeMemory.allocate(len, KIND_CODE[kind], HUGE_PAGE_SIZE), kind);
   }
 

@@ -88,20 +88,39 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * await edu.dmaToDevice(m.iova, 0, 64);
  * ```
  */
+/** Options of {@link EduDevice}. */
+export interface EduOptions {
+  /**
+   * Allow DMA transfers that reach the last byte of edu's buffer. QEMU 7.2's
+   * edu has an off-by-one in its range check: such a transfer (4096 bytes at
+   * offset 0, or 1 byte at offset 4095) aborts the whole virtual machine
+   * ("hw_error: EDU: DMA range ... out of bounds"); newer QEMU (10 and up)
+   * takes it. Default false: such transfers are refused with a RangeError.
+   */
+  wholeBuffer?: boolean;
+}
+
 export class EduDevice implements Disposable {
   /** BAR0: edu's registers (`EduReg`). */
   readonly bar0: Region;
+  /** How many bytes of the buffer transfers may reach: 4095 unless `wholeBuffer`. */
+  private readonly reach: number;
 
   /**
    * Drives an opened edu device, and turns its bus mastering on.
    *
    * @param device - The device, open in an address space.
+   * @param options - `wholeBuffer`: allow transfers to the buffer's last byte (QEMU 10 and up).
+   * @throws TypeError when `device` is not a VfioPciDevice or `options` not an object.
    * @throws {@link VfioStateError} `ERR_VFIO_WRONG_DEVICE` when it is not edu (1234:11e8).
    */
   constructor(
     /** The PCI device. */
     readonly device: VfioPciDevice,
+    options: EduOptions = {},
   ) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    this.reach = options.wholeBuffer === true ? EDU_BUFFER_SIZE : EDU_BUFFER_SIZE - 1;
     if (device.pci.vendor !== EDU_VENDOR || device.pci.device !== EDU_DEVICE) {
       throw new VfioStateError(
         `${device.bdf} is ${device.pci.vendor.toString(16)}:${device.pci.device.toString(16)}, not an edu device (1234:11e8)`,
@@ -116,12 +135,13 @@ export class EduDevice implements Disposable {
    * Opens the edu device at `bdf` in `space` (closing it again if it is not edu).
    *
    * @param bdf - Its PCI address (default '0000:00:03.0', where the test guest has it).
+   * @param options - See {@link EduOptions}.
    * @throws What {@link AddressSpace.openDevice} throws, and `ERR_VFIO_WRONG_DEVICE`.
    */
-  static open(space: AddressSpace, bdf = '0000:00:03.0'): EduDevice {
+  static open(space: AddressSpace, bdf = '0000:00:03.0', options: EduOptions = {}): EduDevice {
     const device = space.openDevice(bdf);
     try {
-      return new EduDevice(device);
+      return new EduDevice(device, options);
     } catch (err) {
       device.close();
       throw err;
@@ -202,6 +222,11 @@ export class EduDevice implements Disposable {
       throw new RangeError(`length must be 1..${EDU_BUFFER_SIZE}, not ${length}`);
     if (!Number.isInteger(bufferOffset) || bufferOffset < 0 || bufferOffset + length > EDU_BUFFER_SIZE) {
       throw new RangeError(`[${bufferOffset}, +${length}) is outside edu's ${EDU_BUFFER_SIZE}-byte buffer`);
+    }
+    if (bufferOffset + length > this.reach) {
+      throw new RangeError(
+        `[${bufferOffset}, +${length}) reaches the last byte of edu's buffer, which aborts QEMU 7.2's edu: open it with { wholeBuffer: true } on QEMU 10 and up`,
+      );
     }
     if (addr + BigInt(length) > EDU_DMA_LIMIT) throw new RangeError(`IOVA ${hex(addr)} + ${length} is beyond edu's 28-bit DMA reach`);
     if (this.dmaBusy) throw new VfioStateError('an edu DMA is already running', 'ERR_VFIO_BUSY');
