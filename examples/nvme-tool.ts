@@ -11,7 +11,8 @@
  *
  * LBAs and counts are in the namespace's logical blocks. Options: --bdf
  * (default 0000:00:05.0), --backend auto|iommufd|type1, --mode
- * polled|interrupt, --nsid N, --queues N.
+ * polled|interrupt, --nsid N, --queues N; bench's --api callback (default:
+ * readInto, no promise per read) or promise (read).
  */
 import * as fs from 'node:fs';
 import { AddressSpace, BackendChoice, DmaBuffer, NvmeCompletionMode, NvmeController, NvmeNamespace } from '../lib';
@@ -25,7 +26,7 @@ interface Args {
   flags: Map<string, string>;
 }
 
-const USAGE = `usage: nvme-tool identify | read LBA COUNT [--out FILE] | write LBA FILE | flush | bench [--qd N] [--count N] [--blocks N] [--rounds N] [--mode polled|interrupt|both]
+const USAGE = `usage: nvme-tool identify | read LBA COUNT [--out FILE] | write LBA FILE | flush | bench [--qd N] [--count N] [--blocks N] [--rounds N] [--mode polled|interrupt|both] [--api callback|promise]
 options: --bdf BDF (0000:00:05.0) --backend auto|iommufd|type1 --mode polled|interrupt --nsid N --queues N`;
 
 function parse(argv: string[]): Args {
@@ -42,7 +43,8 @@ function parse(argv: string[]): Args {
 
 function intArg(value: string | undefined, name: string): number {
   const n = Number(value);
-  if (value === undefined || !Number.isSafeInteger(n) || n < 0) throw new UsageError(`${name} must be a non-negative integer, not ${value ?? 'missing'}\n${USAGE}`);
+  if (value === undefined || !Number.isSafeInteger(n) || n < 0)
+    throw new UsageError(`${name} must be a non-negative integer, not ${value ?? 'missing'}\n${USAGE}`);
   return n;
 }
 
@@ -59,12 +61,18 @@ function identify(nvme: NvmeController): void {
   const vs = nvme.registers.version;
   console.log(`controller ${nvme.device.bdf}: ${id.model} (serial ${id.serial}, firmware ${id.firmware})`);
   console.log(`  PCI vendor 0x${id.vendorId.toString(16)}, NVMe ${vs.major}.${vs.minor}.${vs.tertiary}, controller ID ${id.controllerId}`);
-  console.log(`  CAP: queues up to ${cap.maxQueueEntries} entries, timeout ${cap.readyTimeoutMs} ms, doorbell stride ${cap.doorbellStride} B, pages ${cap.minPageSize}..${cap.maxPageSize} B`);
-  console.log(`  max transfer ${nvme.maxTransferBytes} B (MDTS ${id.mdts}), volatile write cache ${id.volatileWriteCache ? 'yes' : 'no'}, ${id.namespaceCount} namespace IDs`);
+  console.log(
+    `  CAP: queues up to ${cap.maxQueueEntries} entries, timeout ${cap.readyTimeoutMs} ms, doorbell stride ${cap.doorbellStride} B, pages ${cap.minPageSize}..${cap.maxPageSize} B`,
+  );
+  console.log(
+    `  max transfer ${nvme.maxTransferBytes} B (MDTS ${id.mdts}), volatile write cache ${id.volatileWriteCache ? 'yes' : 'no'}, ${id.namespaceCount} namespace IDs`,
+  );
   console.log(`  I/O queues: ${nvme.queues.map((q) => `${q.id} (${q.entries} entries, ${q.mode.kind})`).join(', ')}`);
   for (const ns of nvme.namespaces.values()) {
     const mib = Number(ns.bytes) / 2 ** 20;
-    console.log(`namespace ${ns.nsid}: ${ns.blocks} blocks of ${ns.blockSize} B (${mib} MiB), LBA format ${ns.identity.formatIndex} of ${ns.identity.lbaFormats.length}`);
+    console.log(
+      `namespace ${ns.nsid}: ${ns.blocks} blocks of ${ns.blockSize} B (${mib} MiB), LBA format ${ns.identity.formatIndex} of ${ns.identity.lbaFormats.length}`,
+    );
   }
 }
 
@@ -119,22 +127,50 @@ async function write(space: AddressSpace, ns: NvmeNamespace, lba: bigint, file: 
   console.log(`wrote ${data.length} bytes (${blocks} blocks) at LBA ${lba}, flushed`);
 }
 
+/** How the bench submits: readInto with a callback (no promise per read), or read's promises. */
+type Api = 'callback' | 'promise';
+
 /** Random reads at a fixed queue depth; returns I/O per second. */
-async function bench(space: AddressSpace, ns: NvmeNamespace, qd: number, count: number, blocks: number): Promise<number> {
+async function bench(space: AddressSpace, ns: NvmeNamespace, qd: number, count: number, blocks: number, api: Api): Promise<number> {
   const bytes = blocks * ns.blockSize;
   const slot = Math.ceil(bytes / 4096) * 4096;
   using buf = DmaBuffer.allocate(qd * slot);
   const m = space.map(buf);
   const span = Number(ns.blocks) - blocks;
+  const randomLba = (): number => Math.floor((Math.random() * span) / blocks) * blocks;
   let issued = 0;
   const started = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: qd }, async (_, i) => {
-    while (issued < count) {
-      issued++;
-      const lba = Math.floor((Math.random() * span) / blocks) * blocks;
-      await ns.read(lba, blocks, { mapping: m, offset: i * slot });
-    }
-  }));
+  if (api === 'promise') {
+    await Promise.all(
+      Array.from({ length: qd }, async (_, i) => {
+        while (issued < count) {
+          issued++;
+          await ns.read(randomLba(), blocks, { mapping: m, offset: i * slot });
+        }
+      }),
+    );
+  } else {
+    await new Promise<void>((resolve, reject) => {
+      let completed = 0;
+      // one callback for every read; the lane number is its tag
+      const done = (err: Error | undefined, lane: number): void => {
+        if (err) {
+          issued = count;
+          reject(err);
+          return;
+        }
+        if (issued < count) {
+          issued++;
+          ns.readInto(randomLba(), blocks, m, lane * slot, done, lane);
+        }
+        if (++completed === count) resolve();
+      };
+      for (let lane = 0; lane < qd && issued < count; lane++) {
+        issued++;
+        ns.readInto(randomLba(), blocks, m, lane * slot, done, lane);
+      }
+    });
+  }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   m.unmap();
   return count / seconds;
@@ -150,6 +186,8 @@ async function main(): Promise<void> {
     const blocks = a.flags.has('blocks') ? intArg(a.flags.get('blocks'), '--blocks') : undefined;
     const rounds = a.flags.has('rounds') ? intArg(a.flags.get('rounds'), '--rounds') : 1;
     const wanted = a.flags.get('mode') ?? 'polled';
+    const api = (a.flags.get('api') ?? 'callback') as Api;
+    if (api !== 'callback' && api !== 'promise') throw new UsageError(`--api must be callback or promise, not ${api}`);
     const modes: NvmeCompletionMode[] = wanted === 'both' ? ['polled', 'interrupt'] : [wanted as NvmeCompletionMode];
     const results = new Map<string, number[]>(modes.map((m) => [m, []]));
     for (let r = 0; r < rounds; r++) {
@@ -158,10 +196,12 @@ async function main(): Promise<void> {
         try {
           const ns = nvme.namespace(nsid);
           const n = blocks ?? Math.max(1, 4096 / ns.blockSize);
-          await bench(space, ns, qd, Math.min(1000, count), n); // warm-up: the JIT's fresh code is new code for an emulating guest too
-          const iops = await bench(space, ns, qd, count, n);
+          await bench(space, ns, qd, Math.min(1000, count), n, api); // warm-up: the JIT's fresh code is new code for an emulating guest too
+          const iops = await bench(space, ns, qd, count, n, api);
           results.get(mode)!.push(iops);
-          console.log(`round ${r + 1} ${mode}: ${count} random reads of ${n * ns.blockSize} B at QD${qd} (${space.kind}): ${Math.round(iops)} IOPS`);
+          console.log(
+            `round ${r + 1} ${mode}: ${count} random reads of ${n * ns.blockSize} B at QD${qd} (${space.kind}, ${api}s): ${Math.round(iops)} IOPS`,
+          );
         } finally {
           await nvme.close();
         }

@@ -71,7 +71,7 @@ export const FeatureId = {
 export const IDENTIFY_SIZE = 4096;
 
 /** Read/Write CDW12: Force Unit Access. */
-const RW_FUA = 1 << 30;
+export const RW_FUA = 1 << 30;
 /** Create I/O CQ/SQ CDW11: physically contiguous; interrupts enabled (CQ only). */
 const QUEUE_CONTIGUOUS = 1 << 0;
 const CQ_INTERRUPTS_ENABLED = 1 << 1;
@@ -106,20 +106,64 @@ export interface NvmeCommand {
   cdw15?: number;
 }
 
-/** Writes `cmd` as the 64-byte entry at `offset` of `view`, with identifier `cid` and data pointer `prp`. */
-export function encodeCommand(view: DataView, offset: number, cmd: NvmeCommand, cid: number, prp1: bigint, prp2: bigint): void {
-  view.setUint32(offset, ((cmd.opcode & 0xff) | (cid << 16)) >>> 0, true); // flags 0: no fusing, PRPs
-  view.setUint32(offset + 4, (cmd.nsid ?? 0) >>> 0, true);
-  view.setBigUint64(offset + 8, 0n, true);
-  view.setBigUint64(offset + 16, 0n, true);
-  view.setBigUint64(offset + 24, prp1, true);
-  view.setBigUint64(offset + 32, prp2, true);
-  view.setUint32(offset + 40, (cmd.cdw10 ?? 0) >>> 0, true);
-  view.setUint32(offset + 44, (cmd.cdw11 ?? 0) >>> 0, true);
-  view.setUint32(offset + 48, (cmd.cdw12 ?? 0) >>> 0, true);
-  view.setUint32(offset + 52, (cmd.cdw13 ?? 0) >>> 0, true);
-  view.setUint32(offset + 56, (cmd.cdw14 ?? 0) >>> 0, true);
-  view.setUint32(offset + 60, (cmd.cdw15 ?? 0) >>> 0, true);
+/**
+ * Writes one 64-byte submission entry at word `w` of `sq` (the queue's
+ * memory as 32-bit words): CDW0 from `opcode` and `cid` (no fusing, PRPs),
+ * then NSID, zeroed CDW2-3 and MPTR, PRP1 and PRP2 (integers below 2^53, as
+ * two 32-bit halves) and CDW10-15. Sixteen typed-array stores, nothing else.
+ */
+export function writeSubmission(
+  sq: Uint32Array,
+  w: number,
+  opcode: number,
+  cid: number,
+  nsid: number,
+  prp1: number,
+  prp2: number,
+  cdw10: number,
+  cdw11: number,
+  cdw12: number,
+  cdw13: number,
+  cdw14: number,
+  cdw15: number,
+): void {
+  sq[w] = (opcode & 0xff) | (cid << 16);
+  sq[w + 1] = nsid;
+  sq[w + 2] = 0;
+  sq[w + 3] = 0;
+  sq[w + 4] = 0;
+  sq[w + 5] = 0;
+  const lo1 = prp1 >>> 0;
+  sq[w + 6] = lo1;
+  sq[w + 7] = (prp1 - lo1) / 4294967296;
+  const lo2 = prp2 >>> 0;
+  sq[w + 8] = lo2;
+  sq[w + 9] = (prp2 - lo2) / 4294967296;
+  sq[w + 10] = cdw10;
+  sq[w + 11] = cdw11;
+  sq[w + 12] = cdw12;
+  sq[w + 13] = cdw13;
+  sq[w + 14] = cdw14;
+  sq[w + 15] = cdw15;
+}
+
+/** Writes `cmd` as the 64-byte entry at word `w` of `sq`, with identifier `cid` and data pointer `prp1`, `prp2`. */
+export function encodeCommand(sq: Uint32Array, w: number, cmd: NvmeCommand, cid: number, prp1: number, prp2: number): void {
+  writeSubmission(
+    sq,
+    w,
+    cmd.opcode,
+    cid,
+    cmd.nsid ?? 0,
+    prp1,
+    prp2,
+    cmd.cdw10 ?? 0,
+    cmd.cdw11 ?? 0,
+    cmd.cdw12 ?? 0,
+    cmd.cdw13 ?? 0,
+    cmd.cdw14 ?? 0,
+    cmd.cdw15 ?? 0,
+  );
 }
 
 /** Identify: the 4 KiB data structure `cns` ({@link IdentifyCns}) of namespace `nsid`, into `data` (4096 bytes). */
@@ -130,18 +174,35 @@ export function identify(cns: number, data: readonly IoSegment[], nsid = 0): Nvm
 /** Set Features, Number of Queues: asks for `count` I/O submission and completion queues. */
 export function setNumberOfQueues(count: number): NvmeCommand {
   const n = count - 1; // 0's based
-  return { name: 'Set Features (Number of Queues)', opcode: AdminOpcode.SET_FEATURES, cdw10: FeatureId.NUMBER_OF_QUEUES, cdw11: (n << 16) | n };
+  return {
+    name: 'Set Features (Number of Queues)',
+    opcode: AdminOpcode.SET_FEATURES,
+    cdw10: FeatureId.NUMBER_OF_QUEUES,
+    cdw11: (n << 16) | n,
+  };
 }
 
 /** Create I/O Completion Queue at `iova` (contiguous); `vector` enables its interrupts on that MSI-X vector. */
 export function createIoCq(qid: number, entries: number, iova: bigint, vector?: number): NvmeCommand {
   const irq = vector === undefined ? 0 : (vector << 16) | CQ_INTERRUPTS_ENABLED;
-  return { name: 'Create I/O Completion Queue', opcode: AdminOpcode.CREATE_IO_CQ, prp1: iova, cdw10: ((entries - 1) << 16) | qid, cdw11: irq | QUEUE_CONTIGUOUS };
+  return {
+    name: 'Create I/O Completion Queue',
+    opcode: AdminOpcode.CREATE_IO_CQ,
+    prp1: iova,
+    cdw10: ((entries - 1) << 16) | qid,
+    cdw11: irq | QUEUE_CONTIGUOUS,
+  };
 }
 
 /** Create I/O Submission Queue at `iova` (contiguous), completing into `cqid`, priority 0. */
 export function createIoSq(qid: number, entries: number, iova: bigint, cqid: number): NvmeCommand {
-  return { name: 'Create I/O Submission Queue', opcode: AdminOpcode.CREATE_IO_SQ, prp1: iova, cdw10: ((entries - 1) << 16) | qid, cdw11: (cqid << 16) | QUEUE_CONTIGUOUS };
+  return {
+    name: 'Create I/O Submission Queue',
+    opcode: AdminOpcode.CREATE_IO_SQ,
+    prp1: iova,
+    cdw10: ((entries - 1) << 16) | qid,
+    cdw11: (cqid << 16) | QUEUE_CONTIGUOUS,
+  };
 }
 
 /** Delete I/O Submission Queue `qid` (delete it before its completion queue). */
@@ -165,7 +226,14 @@ function blockRange(lba: bigint, blocks: number): Pick<NvmeCommand, 'cdw10' | 'c
 }
 
 /** Read or Write of `blocks` logical blocks from `lba`. */
-export function readWrite(opcode: typeof IoOpcode.READ | typeof IoOpcode.WRITE, nsid: number, lba: bigint, blocks: number, data: readonly IoSegment[], fua = false): NvmeCommand {
+export function readWrite(
+  opcode: typeof IoOpcode.READ | typeof IoOpcode.WRITE,
+  nsid: number,
+  lba: bigint,
+  blocks: number,
+  data: readonly IoSegment[],
+  fua = false,
+): NvmeCommand {
   const range = blockRange(lba, blocks);
   return { name: opcode === IoOpcode.READ ? 'Read' : 'Write', opcode, nsid, data, ...range, cdw12: range.cdw12! | (fua ? RW_FUA : 0) };
 }

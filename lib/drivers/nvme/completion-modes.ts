@@ -74,9 +74,13 @@ export class PolledCompletions implements CompletionMode {
       this.scheduled = false;
       return;
     }
-    q.reap();
-    if (q.awaited > 0 && this.queue) this.schedule();
-    else this.scheduled = false;
+    try {
+      q.reap();
+    } finally {
+      // a callback that threw is an uncaught exception; the polling goes on
+      if (q.awaited > 0 && this.queue) this.schedule();
+      else this.scheduled = false;
+    }
   };
 
   /** Nothing to do: the polling stops by itself once nothing is awaited. */
@@ -111,8 +115,11 @@ export class InterruptCompletions implements CompletionMode {
   private readonly onInterrupt = (): void => {
     const q = this.queue;
     if (!q) return;
-    q.reap();
-    if (q.awaited === 0) this.stopListening();
+    try {
+      q.reap(); // every completion that arrived, one CQ head doorbell write
+    } finally {
+      if (q.awaited === 0) this.stopListening();
+    }
   };
 
   /**

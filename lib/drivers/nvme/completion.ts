@@ -42,18 +42,18 @@ export interface Status {
   doNotRetry: boolean;
 }
 
-/** The phase tag of the entry at `offset`: the controller flips it on each pass through the queue. */
-export function phaseOf(view: DataView, offset: number): number {
-  return (view.getUint16(offset + 14, true)) & 1;
+/** The phase tag in DW3 of a completion entry: the controller flips it on each pass through the queue. */
+export function phaseOf(dw3: number): number {
+  return (dw3 >>> 16) & 1;
 }
 
-/** Decodes the 16-byte completion entry at `offset` of `view`. */
-export function decodeCompletion(view: DataView, offset: number): Completion {
-  const dw2 = view.getUint32(offset + 8, true);
-  const dw3 = view.getUint32(offset + 12, true);
+/** Decodes the 16-byte completion entry at word `w` of `cq` (the queue's memory as 32-bit words). */
+export function decodeCompletion(cq: Uint32Array, w: number): Completion {
+  const dw2 = cq[w + 2];
+  const dw3 = cq[w + 3];
   return {
-    result: view.getUint32(offset, true),
-    dw1: view.getUint32(offset + 4, true),
+    result: cq[w],
+    dw1: cq[w + 1],
     sqHead: dw2 & 0xffff,
     sqId: dw2 >>> 16,
     cid: dw3 & 0xffff,

@@ -109,19 +109,27 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     options: NvmeControllerOptions = {},
   ) {
     if (device.pci.classCode !== NVME_CLASS_CODE) {
-      throw new VfioStateError(`${device.bdf} has class code ${device.pci.classCode.toString(16).padStart(6, '0')}, not an NVMe controller (010802)`, 'ERR_VFIO_WRONG_DEVICE');
+      throw new VfioStateError(
+        `${device.bdf} has class code ${device.pci.classCode.toString(16).padStart(6, '0')}, not an NVMe controller (010802)`,
+        'ERR_VFIO_WRONG_DEVICE',
+      );
     }
     this.options = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
     this.mode = options.mode ?? 'polled';
-    if (this.mode !== 'polled' && this.mode !== 'interrupt') throw new TypeError(`mode must be 'polled' or 'interrupt', not ${String(this.mode)}`);
+    if (this.mode !== 'polled' && this.mode !== 'interrupt')
+      throw new TypeError(`mode must be 'polled' or 'interrupt', not ${String(this.mode)}`);
     for (const k of ['ioQueues', 'queueEntries', 'adminQueueEntries', 'timeoutMs', 'maxTransferBytes'] as const) {
-      if (!Number.isInteger(this.options[k]) || this.options[k] < 1) throw new RangeError(`${k} must be a positive integer, not ${this.options[k]}`);
+      if (!Number.isInteger(this.options[k]) || this.options[k] < 1)
+        throw new RangeError(`${k} must be a positive integer, not ${this.options[k]}`);
     }
     this.registers = new NvmeRegisters(device.bar(0));
     const cap = this.registers.cap;
     this.pageSize = Number(PAGE_SIZE);
     if (this.pageSize < cap.minPageSize || this.pageSize > cap.maxPageSize) {
-      throw new VfioStateError(`the controller's memory page sizes are ${cap.minPageSize}..${cap.maxPageSize} bytes; this host's page is ${this.pageSize}`, 'ERR_NVME_PAGE_SIZE');
+      throw new VfioStateError(
+        `the controller's memory page sizes are ${cap.minPageSize}..${cap.maxPageSize} bytes; this host's page is ${this.pageSize}`,
+        'ERR_NVME_PAGE_SIZE',
+      );
     }
   }
 
@@ -181,7 +189,10 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
    */
   namespace(nsid = 1): NvmeNamespace {
     const ns = this.namespaces_.get(nsid);
-    if (!ns) throw new RangeError(`namespace ${nsid} is not active on this controller (active: ${[...this.namespaces_.keys()].join(', ') || 'none'})`);
+    if (!ns)
+      throw new RangeError(
+        `namespace ${nsid} is not active on this controller (active: ${[...this.namespaces_.keys()].join(', ') || 'none'})`,
+      );
     return ns;
   }
 
@@ -224,15 +235,52 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
    */
   io(cmd: cmds.NvmeCommand, options: IoOptions = {}): Promise<Completion> {
     if (this.fatal) return Promise.reject(this.fatal);
-    let q: QueuePair | undefined;
-    if (options.queue !== undefined) {
-      q = this.ioQueues[options.queue - 1];
-      if (!q) return Promise.reject(new RangeError(`I/O queue ${options.queue} does not exist (1..${this.ioQueues.length})`));
-    } else {
-      q = this.ioQueues[this.nextQueue++ % this.ioQueues.length];
-      if (!q) return Promise.reject(new VfioStateError('the controller has no I/O queues (not started, or closed)', 'ERR_NVME_NOT_READY'));
+    let q: QueuePair;
+    try {
+      q = this.ioQueue(options.queue);
+    } catch (err) {
+      return Promise.reject(err);
     }
     return q.submit(cmd, options);
+  }
+
+  /**
+   * The I/O queue for one command: queue `queue` (a 1-based ID), or the next
+   * in turn (round robin) when it is undefined.
+   *
+   * @throws RangeError for a queue that does not exist; {@link VfioStateError}
+   *   `ERR_NVME_NOT_READY` when there are no I/O queues (not started, or closed).
+   */
+  ioQueue(queue?: number): QueuePair {
+    if (queue !== undefined) {
+      const q = this.ioQueues[queue - 1];
+      if (!q) throw new RangeError(`I/O queue ${queue} does not exist (1..${this.ioQueues.length})`);
+      return q;
+    }
+    const q = this.ioQueues[this.nextQueue++ % this.ioQueues.length];
+    if (!q) throw new VfioStateError('the controller has no I/O queues (not started, or closed)', 'ERR_NVME_NOT_READY');
+    return q;
+  }
+
+  /**
+   * The fatal error the controller was last found in, without reading CSTS
+   * (the watchdogs read it while commands are pending); see {@link NvmeController.fatalError}.
+   */
+  get fatalSeen(): NvmeError | undefined {
+    return this.fatal;
+  }
+
+  /**
+   * Reaps every I/O queue now: completions that arrived are handed to their
+   * callbacks and promises at once, without waiting for the next poll or
+   * interrupt. For callers that drive completion from a loop of their own.
+   *
+   * @returns How many completions it consumed.
+   */
+  poll(): number {
+    let n = 0;
+    for (const q of this.ioQueues) n += q.reap();
+    return n;
   }
 
   /**
@@ -272,7 +320,10 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     this.identity_ = parseControllerIdentity(await this.identify(cmds.IdentifyCns.CONTROLLER));
     const id = this.identity_;
     if (id.sqEntrySize.required > SQ_ENTRY_SHIFT || id.cqEntrySize.required > CQ_ENTRY_SHIFT) {
-      throw new VfioStateError(`the controller needs ${1 << id.sqEntrySize.required}-byte SQ and ${1 << id.cqEntrySize.required}-byte CQ entries; this driver writes 64 and 16`, 'ERR_NVME_UNSUPPORTED');
+      throw new VfioStateError(
+        `the controller needs ${1 << id.sqEntrySize.required}-byte SQ and ${1 << id.cqEntrySize.required}-byte CQ entries; this driver writes 64 and 16`,
+        'ERR_NVME_UNSUPPORTED',
+      );
     }
     const mdtsBytes = id.mdts === 0 ? Infinity : 2 ** id.mdts * this.registers.cap.minPageSize;
     this.maxTransfer = Math.min(mdtsBytes, o.maxTransferBytes);
@@ -298,8 +349,12 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
 
   private queuePair(id: number, entries: number, prpPagesPerCommand: number): QueuePair {
     return new QueuePair({
-      id, entries, prpPagesPerCommand,
-      registers: this.registers, space: this.space, pageSize: this.pageSize,
+      id,
+      entries,
+      prpPagesPerCommand,
+      registers: this.registers,
+      space: this.space,
+      pageSize: this.pageSize,
       mode: this.completionMode(id),
       defaultTimeoutMs: this.options.timeoutMs,
       health: () => this.health(),
@@ -326,7 +381,10 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     if (this.fatal || this.closed) return this.fatal;
     const csts = this.registers.csts;
     if (!csts.fatal && csts.raw !== 0xffffffff) return undefined;
-    const why = csts.raw === 0xffffffff ? 'CSTS reads all ones: the controller is gone from the bus' : `the controller reports Controller Fatal Status (CSTS 0x${csts.raw.toString(16)}, CFS set)`;
+    const why =
+      csts.raw === 0xffffffff
+        ? 'CSTS reads all ones: the controller is gone from the bus'
+        : `the controller reports Controller Fatal Status (CSTS 0x${csts.raw.toString(16)}, CFS set)`;
     this.fatal = new NvmeError(`${why}; pending commands are failed, and the controller needs reset()`, 'ERR_NVME_FATAL');
     for (const q of this.queuesAll()) q.fail(this.fatal);
     return this.fatal;
@@ -348,8 +406,10 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     for (;;) {
       const csts = this.registers.csts;
       if (done(csts)) return;
-      if (failOnFatal && csts.fatal) throw new NvmeError(`${what}: the controller reports Controller Fatal Status (CSTS 0x${csts.raw.toString(16)})`, 'ERR_NVME_FATAL');
-      if (Date.now() > deadline) throw new NvmeError(`${what}: not done within ${limit} ms (CAP.TO); CSTS is 0x${csts.raw.toString(16)}`, 'ETIMEDOUT');
+      if (failOnFatal && csts.fatal)
+        throw new NvmeError(`${what}: the controller reports Controller Fatal Status (CSTS 0x${csts.raw.toString(16)})`, 'ERR_NVME_FATAL');
+      if (Date.now() > deadline)
+        throw new NvmeError(`${what}: not done within ${limit} ms (CAP.TO); CSTS is 0x${csts.raw.toString(16)}`, 'ETIMEDOUT');
       await sleep(1);
     }
   }
@@ -367,12 +427,13 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
 
   private async enable(): Promise<void> {
     const mps = Math.log2(this.pageSize) - 12;
-    this.registers.cc = CC.EN
-      | (CC.CSS_NVM << CC.CSS_SHIFT)
-      | (mps << CC.MPS_SHIFT)
-      | (CC.AMS_ROUND_ROBIN << CC.AMS_SHIFT)
-      | (SQ_ENTRY_SHIFT << CC.IOSQES_SHIFT)
-      | (CQ_ENTRY_SHIFT << CC.IOCQES_SHIFT);
+    this.registers.cc =
+      CC.EN |
+      (CC.CSS_NVM << CC.CSS_SHIFT) |
+      (mps << CC.MPS_SHIFT) |
+      (CC.AMS_ROUND_ROBIN << CC.AMS_SHIFT) |
+      (SQ_ENTRY_SHIFT << CC.IOSQES_SHIFT) |
+      (CQ_ENTRY_SHIFT << CC.IOCQES_SHIFT);
     await this.waitStatus((s) => s.ready, 'enabling the controller (CSTS.RDY -> 1)', true);
     this.fatal = undefined;
   }

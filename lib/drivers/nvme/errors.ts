@@ -123,7 +123,9 @@ const STATUS_NAMES: Record<number, string> = {
 
 /** The specification's name of a status (type, code). */
 export function statusName(type: number, code: number): string {
-  return STATUS_NAMES[(type << 8) | code] ?? `${TYPE_NAMES[type] ?? `status code type ${type}`}, code 0x${code.toString(16).padStart(2, '0')}`;
+  return (
+    STATUS_NAMES[(type << 8) | code] ?? `${TYPE_NAMES[type] ?? `status code type ${type}`}, code 0x${code.toString(16).padStart(2, '0')}`
+  );
 }
 
 /** Which command, on which queue: carried by every command error. */
@@ -209,7 +211,11 @@ export class NvmeStatusError extends NvmeError {
     const s: Status = decodeStatus(status);
     const name = statusName(s.type, s.code);
     const flags = [s.doNotRetry ? 'do not retry' : '', s.more ? 'more in the error log' : ''].filter(Boolean).join(', ');
-    super(`${describeCommand(context)} failed: ${name} (SCT ${s.type} ${TYPE_NAMES[s.type] ?? 'reserved'}, SC ${hex2(s.code)})${flags ? `; ${flags}` : ''}`, 'ERR_NVME_STATUS', context);
+    super(
+      `${describeCommand(context)} failed: ${name} (SCT ${s.type} ${TYPE_NAMES[s.type] ?? 'reserved'}, SC ${hex2(s.code)})${flags ? `; ${flags}` : ''}`,
+      'ERR_NVME_STATUS',
+      context,
+    );
     this.name = 'NvmeStatusError';
     this.statusCodeType = s.type;
     this.statusCode = s.code;

@@ -99,7 +99,9 @@ export interface NamespaceIdentity {
 }
 
 function ascii(bytes: Uint8Array, offset: number, length: number): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset + offset, length).toString('latin1').replace(/[\0 ]+$/, '');
+  return Buffer.from(bytes.buffer, bytes.byteOffset + offset, length)
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '');
 }
 
 function view(bytes: Uint8Array): DataView {
@@ -144,7 +146,11 @@ export function parseNamespaceIdentity(bytes: Uint8Array): NamespaceIdentity {
   const lbaFormats: LbaFormat[] = [];
   for (let i = 0; i < Math.min(nlbaf, 64); i++) {
     const at = 128 + 4 * i;
-    lbaFormats.push({ metadataSize: v.getUint16(at, true), blockSize: 2 ** v.getUint8(at + 2), relativePerformance: v.getUint8(at + 3) & 3 });
+    lbaFormats.push({
+      metadataSize: v.getUint16(at, true),
+      blockSize: 2 ** v.getUint8(at + 2),
+      relativePerformance: v.getUint8(at + 3) & 3,
+    });
   }
   // FLBAS: format index bits 3:0, and bits 5:4 of it in FLBAS bits 6:5 (when more than 16 formats).
   const formatIndex = (flbas & 0xf) | ((flbas & 0x60) >> 1);

@@ -7,17 +7,18 @@
  *   await using nvme = await NvmeController.open(space, '0000:00:05.0');
  *   const ns = nvme.namespace(1);
  *   await ns.read(0n, 8, space.map(buffer));
+ *   ns.readInto(0, 8, mapping, 0, (err, tag) => { ... }, tag); // no promise
  *
  * Files: registers.ts (BAR0), commands.ts (submission entries),
  * completion.ts (completion entries), errors.ts (statuses, NvmeError),
- * prp.ts (data pointers), queue-pair.ts (rings, CIDs, promises),
+ * prp.ts (data pointers), queue-pair.ts (rings, CIDs, callbacks, promises),
  * completion-modes.ts (polling, interrupts), identify.ts (Identify data),
  * controller.ts, namespace.ts.
  */
 export { NvmeController, NVME_CLASS_CODE } from './controller';
 export type { NvmeControllerOptions, NvmeCompletionMode } from './controller';
 export { NvmeNamespace } from './namespace';
-export type { IoOptions, NamespaceHost } from './namespace';
+export type { IoOptions, NamespaceHost, BlockTransfer } from './namespace';
 export { NvmeError, NvmeStatusError, StatusType, statusName } from './errors';
 export type { NvmeErrorCode, CommandContext } from './errors';
 export { AdminOpcode, IoOpcode, IdentifyCns } from './commands';
@@ -32,7 +33,7 @@ export type { Completion } from './completion';
 export type { ControllerIdentity, NamespaceIdentity, LbaFormat } from './identify';
 export type { DataPointer, IoSegment } from './prp';
 export { QueuePair } from './queue-pair';
-export type { QueueStats, SubmitOptions, QueuePairOptions } from './queue-pair';
+export type { QueueStats, SubmitOptions, QueuePairOptions, IoCallback, Transfer } from './queue-pair';
 export { PolledCompletions, InterruptCompletions } from './completion-modes';
 export type { CompletionMode, InterruptSource, Reaper } from './completion-modes';
 export { NvmeRegisters, decodeCapabilities } from './registers';

@@ -2,18 +2,24 @@
  * A namespace of an NVMe controller: logical blocks read, written and
  * flushed through the controller's I/O queues. Data goes to and from the
  * library's DMA mappings (see prp.ts): a DmaMapping of a DmaBuffer or of a
- * PhysList, a slice of one, or IOVA segments. Every call is one command and
- * a Promise of its completion; many can be in flight at once.
+ * PhysList, a slice of one, or IOVA segments. Every call is one command;
+ * many can be in flight at once. Two ways to submit:
+ *
+ *   - read, write, flush, writeZeroes: a Promise of the completion.
+ *   - readInto, writeFrom: a callback, called once with (error, tag); no
+ *     promise, closure or object per command -- the polled hot path.
  *
  * LBAs are not checked against the namespace size here: the controller is
  * the authority, and answers 'LBA Out of Range' (an NvmeStatusError).
  */
+import { DmaMapping } from '../../address-space';
 import { toBigInt } from '../../validate';
 import * as cmds from './commands';
 import { Completion } from './completion';
+import { NvmeError } from './errors';
 import { NamespaceIdentity } from './identify';
-import { DataPointer, segmentsOf } from './prp';
-import { SubmitOptions } from './queue-pair';
+import { DataPointer, mappedAddress, rangesOf } from './prp';
+import { IoCallback, QueuePair, SubmitOptions } from './queue-pair';
 
 /** Options of one I/O command ({@link NvmeNamespace} calls, {@link NvmeController.io}). */
 export interface IoOptions extends SubmitOptions {
@@ -27,22 +33,69 @@ export interface IoOptions extends SubmitOptions {
 export interface NamespaceHost {
   /** Submits an I/O command on one of its queues. */
   io(cmd: cmds.NvmeCommand, options?: IoOptions): Promise<Completion>;
+  /**
+   * The I/O queue for one command: `queue` (a 1-based ID), or the next in turn.
+   *
+   * @throws RangeError for a queue that does not exist; VfioStateError `ERR_NVME_NOT_READY` without I/O queues.
+   */
+  ioQueue(queue?: number): QueuePair;
+  /** The fatal error the controller is known to be in (no register read), or undefined. */
+  readonly fatalSeen: NvmeError | undefined;
   /** Largest transfer of one command (from MDTS). */
   readonly maxTransferBytes: number;
 }
 
+/**
+ * {@link NvmeNamespace.readInto} and {@link NvmeNamespace.writeFrom}: `blocks`
+ * logical blocks from `lba`, into or out of `mapping` at byte `offset`, and
+ * `callback(error, tag)` once when done. No promise and no object per
+ * command: pass a `tag` to tell commands apart without a closure each, and
+ * reuse one `options` object. The callback comes from the queue's reap,
+ * never from inside the submitting call, and may submit the next command at
+ * once (it goes out with the reap's one doorbell write).
+ *
+ * @param lba - The first logical block (a number below 2^53, or a bigint).
+ * @param blocks - How many: 1..maxTransferBlocks.
+ * @param mapping - The mapping the bytes go to or come from.
+ * @param offset - Byte offset in `mapping`, dword aligned (with the mapping's IOVA).
+ * @param callback - Called once: `error` undefined on success, else an
+ *   {@link NvmeError} (status, ETIMEDOUT, ERR_NVME_FATAL, ERR_NVME_ABORTED).
+ * @param tag - Handed to `callback`.
+ * @param options - Queue, FUA, time-out.
+ * @throws TypeError or RangeError for bad arguments (nothing is submitted then).
+ */
+export type BlockTransfer = <T>(
+  lba: number | bigint,
+  blocks: number,
+  mapping: DmaMapping,
+  offset: number,
+  callback: IoCallback<T>,
+  tag?: T,
+  options?: IoOptions,
+) => void;
+
 /** The NVM command set's largest block count per command (NLB is 16 bits, 0's based). */
 const MAX_BLOCKS = 0x10000;
+
+const TWO_32 = 2 ** 32;
 
 /**
  * A namespace of an NVMe controller: logical blocks read, written, flushed
  * and zeroed through the controller's I/O queues, to and from DMA mappings
- * ({@link DataPointer}). Every call is one command and a promise of its
- * completion; argument errors reject the promise too. LBAs are not checked
+ * ({@link DataPointer}). Every call is one command; `read`, `write`, `flush`
+ * and `writeZeroes` return a promise of its completion (argument errors
+ * reject it too), `readInto` and `writeFrom` end through a callback and
+ * allocate nothing per command (argument errors throw). LBAs are not checked
  * against the namespace's size: the controller answers 'LBA Out of Range'
  * (an {@link NvmeStatusError}). Get one from {@link NvmeController.namespace}.
  */
 export class NvmeNamespace {
+  /** Most blocks one read or write can move. */
+  readonly maxTransferBlocks: number;
+  // CDW10 and CDW11 of the last LBA split (no object per command).
+  private lbaLow = 0;
+  private lbaHigh = 0;
+
   /**
    * Made by the controller for each active namespace; see {@link NvmeController.namespace}.
    *
@@ -56,7 +109,9 @@ export class NvmeNamespace {
     readonly nsid: number,
     /** Identify Namespace data: size, LBA formats, IDs. */
     readonly identity: NamespaceIdentity,
-  ) {}
+  ) {
+    this.maxTransferBlocks = Math.min(MAX_BLOCKS, Math.floor(host.maxTransferBytes / identity.blockSize));
+  }
 
   /** Bytes per logical block. */
   get blockSize(): number {
@@ -73,11 +128,6 @@ export class NvmeNamespace {
     return this.identity.size * BigInt(this.identity.blockSize);
   }
 
-  /** Most blocks one read or write can move. */
-  get maxTransferBlocks(): number {
-    return Math.min(MAX_BLOCKS, Math.floor(this.host.maxTransferBytes / this.blockSize));
-  }
-
   /**
    * Reads `blocks` logical blocks from `lba` into `data`.
    *
@@ -89,7 +139,7 @@ export class NvmeNamespace {
    *   (a data pointer too small, unaligned, or unmapped) and {@link NvmeError} for a failed command.
    */
   read(lba: number | bigint, blocks: number, data: DataPointer, options: IoOptions = {}): Promise<Completion> {
-    return this.transfer(cmds.IoOpcode.READ, lba, blocks, data, options);
+    return this.transferAsync(cmds.IoOpcode.READ, lba, blocks, data, options);
   }
 
   /**
@@ -98,8 +148,27 @@ export class NvmeNamespace {
    * @returns The completion; rejects as {@link NvmeNamespace.read} does.
    */
   write(lba: number | bigint, blocks: number, data: DataPointer, options: IoOptions = {}): Promise<Completion> {
-    return this.transfer(cmds.IoOpcode.WRITE, lba, blocks, data, options);
+    return this.transferAsync(cmds.IoOpcode.WRITE, lba, blocks, data, options);
   }
+
+  /**
+   * Reads `blocks` logical blocks from `lba` into `mapping` at byte `offset`,
+   * and calls `callback(error, tag)` once when done: the lean path (see
+   * {@link BlockTransfer}), with no promise and no object per command.
+   *
+   * @throws TypeError or RangeError for bad arguments (nothing is submitted then).
+   */
+  readonly readInto: BlockTransfer = (lba, blocks, mapping, offset, callback, tag, options) =>
+    this.transfer(cmds.IoOpcode.READ, 'Read', lba, blocks, mapping, offset, callback as IoCallback, tag, options);
+
+  /**
+   * Writes `blocks` logical blocks at `lba` from `mapping` at byte `offset`,
+   * and calls `callback(error, tag)` once when done: as {@link NvmeNamespace.readInto}.
+   *
+   * @throws TypeError or RangeError for bad arguments (nothing is submitted then).
+   */
+  readonly writeFrom: BlockTransfer = (lba, blocks, mapping, offset, callback, tag, options) =>
+    this.transfer(cmds.IoOpcode.WRITE, 'Write', lba, blocks, mapping, offset, callback as IoCallback, tag, options);
 
   /** Makes what was written durable (commits the volatile write cache). */
   flush(options: IoOptions = {}): Promise<Completion> {
@@ -113,31 +182,95 @@ export class NvmeNamespace {
    * @returns The completion; rejects with RangeError for a bad count, {@link NvmeError} for a failed command.
    */
   writeZeroes(lba: number | bigint, blocks: number, options: IoOptions = {}): Promise<Completion> {
-    return this.guard(() => cmds.writeZeroes(this.nsid, toBigInt(lba, 'lba'), this.checkBlocks(blocks, MAX_BLOCKS, 'a command')), options);
-  }
-
-  private transfer(opcode: typeof cmds.IoOpcode.READ | typeof cmds.IoOpcode.WRITE, lba: number | bigint, blocks: number, data: DataPointer, options: IoOptions): Promise<Completion> {
-    return this.guard(() => {
-      const n = this.checkBlocks(blocks, this.maxTransferBlocks, `a transfer (${this.host.maxTransferBytes} bytes, from the controller's MDTS)`);
-      return cmds.readWrite(opcode, this.nsid, toBigInt(lba, 'lba'), n, segmentsOf(data, n * this.blockSize), options.fua);
-    }, options);
-  }
-
-  /** Argument errors become rejections, like every other failure of an I/O call. */
-  private guard(build: () => cmds.NvmeCommand, options: IoOptions): Promise<Completion> {
-    let cmd: cmds.NvmeCommand;
     try {
-      cmd = build();
+      return this.host.io(cmds.writeZeroes(this.nsid, toBigInt(lba, 'lba'), this.checkBlocks(blocks, MAX_BLOCKS, 'a command')), options);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.host.io(cmd, options);
+  }
+
+  private transfer(
+    opcode: number,
+    name: string,
+    lba: number | bigint,
+    blocks: number,
+    mapping: DmaMapping,
+    offset: number,
+    callback: IoCallback,
+    tag: unknown,
+    options: IoOptions | undefined,
+  ): void {
+    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    const bytes = this.transferBlocks(blocks) * this.identity.blockSize;
+    const address = mappedAddress(mapping, offset, bytes);
+    this.splitLba(lba);
+    const cdw12 = (blocks - 1) | (options?.fua === true ? cmds.RW_FUA : 0);
+    const fatal = this.host.fatalSeen;
+    if (fatal) {
+      process.nextTick(callback, fatal, tag, 0);
+      return;
+    }
+    this.host
+      .ioQueue(options?.queue)
+      .transfer(opcode, name, this.nsid, this.lbaLow, this.lbaHigh, cdw12, address, bytes, callback, tag, options);
+  }
+
+  private transferAsync(
+    opcode: typeof cmds.IoOpcode.READ | typeof cmds.IoOpcode.WRITE,
+    lba: number | bigint,
+    blocks: number,
+    data: DataPointer,
+    options: IoOptions,
+  ): Promise<Completion> {
+    try {
+      const bytes = this.transferBlocks(blocks) * this.identity.blockSize;
+      if (Array.isArray(data)) {
+        // IOVA segments: the general path
+        const segments = rangesOf(data, bytes).map((r) => ({ iova: BigInt(r.address), length: r.length }));
+        return this.host.io(cmds.readWrite(opcode, this.nsid, toBigInt(lba, 'lba'), blocks, segments, options.fua), options);
+      }
+      const slice = data instanceof DmaMapping ? undefined : (data as { mapping: DmaMapping; offset?: number | bigint });
+      const mapping = slice ? slice.mapping : (data as DmaMapping);
+      const offset =
+        slice?.offset === undefined ? 0 : typeof slice.offset === 'number' ? slice.offset : Number(toBigInt(slice.offset, 'offset'));
+      const address = mappedAddress(mapping, offset, bytes);
+      this.splitLba(lba);
+      const cdw12 = (blocks - 1) | (options.fua === true ? cmds.RW_FUA : 0);
+      const fatal = this.host.fatalSeen;
+      if (fatal) return Promise.reject(fatal);
+      const name = opcode === cmds.IoOpcode.READ ? 'Read' : 'Write';
+      return this.host
+        .ioQueue(options.queue)
+        .transferAsync({ opcode, name, nsid: this.nsid, cdw10: this.lbaLow, cdw11: this.lbaHigh, cdw12, address, length: bytes, options });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** `lba` into lbaLow and lbaHigh (CDW10, CDW11). */
+  private splitLba(lba: number | bigint): void {
+    if (typeof lba === 'number' && lba >= 0 && lba <= Number.MAX_SAFE_INTEGER && Math.floor(lba) === lba) {
+      const low = lba >>> 0;
+      this.lbaLow = low;
+      this.lbaHigh = (lba - low) / TWO_32;
+      return;
+    }
+    const big = toBigInt(lba, 'lba'); // throws for what is no LBA
+    this.lbaLow = Number(big & 0xffffffffn);
+    this.lbaHigh = Number(big >> 32n);
+  }
+
+  private transferBlocks(blocks: number): number {
+    if (blocks >= 1 && blocks <= this.maxTransferBlocks && Math.floor(blocks) === blocks) return blocks;
+    throw badBlocks(blocks, this.maxTransferBlocks, `a transfer (${this.host.maxTransferBytes} bytes, from the controller's MDTS)`);
   }
 
   private checkBlocks(blocks: number, max: number, limit: string): number {
-    if (!Number.isInteger(blocks) || blocks < 1 || blocks > max) {
-      throw new RangeError(`blocks must be an integer in 1..${max}, the most ${limit} can cover, not ${blocks}`);
-    }
-    return blocks;
+    if (blocks >= 1 && blocks <= max && Math.floor(blocks) === blocks) return blocks;
+    throw badBlocks(blocks, max, limit);
   }
+}
+
+function badBlocks(blocks: number, max: number, limit: string): RangeError {
+  return new RangeError(`blocks must be an integer in 1..${max}, the most ${limit} can cover, not ${blocks}`);
 }

@@ -13,6 +13,11 @@
  * touches two pages, else the IOVA of a PRP list: the remaining entries, a
  * page of them at a time, the last entry of a full list page pointing to
  * the next list page.
+ *
+ * IOVAs are numbers here (the library's allocator hands out IOVAs below
+ * 2^53, where every integer is exact), and list entries are written as two
+ * 32-bit halves into the queue's memory: no bigint arithmetic, and for a
+ * transfer of one or two pages no allocation at all.
  */
 import { DmaMapping } from '../../address-space';
 import { hex, toBigInt } from '../../validate';
@@ -33,47 +38,85 @@ export interface IoSegment {
 export type DataPointer =
   | DmaMapping
   | {
-    /** The mapping the data is in. */
-    mapping: DmaMapping;
-    /** Byte offset in the mapping (default 0); dword aligned. */
-    offset?: number | bigint;
-  }
+      /** The mapping the data is in. */
+      mapping: DmaMapping;
+      /** Byte offset in the mapping (default 0); dword aligned. */
+      offset?: number | bigint;
+    }
   | readonly IoSegment[];
 
-/** The first `byteLength` bytes of `data` as segments; RangeError when it holds fewer. */
-export function segmentsOf(data: DataPointer, byteLength: number): IoSegment[] {
-  if (Array.isArray(data)) return take(data as readonly IoSegment[], byteLength);
-  const slice = data instanceof DmaMapping ? { mapping: data } : data as { mapping: DmaMapping; offset?: number | bigint };
-  const { mapping } = slice;
-  if (!(mapping instanceof DmaMapping)) throw new TypeError('data must be a DmaMapping, { mapping, offset } or an array of { iova, length } segments');
-  const offset = toBigInt(slice.offset ?? 0, 'offset');
-  if (!mapping.active) throw new RangeError('the DmaMapping is unmapped');
-  if (offset + BigInt(byteLength) > mapping.length) {
-    throw new RangeError(`the transfer needs ${byteLength} bytes at offset ${offset} of a ${mapping.length}-byte mapping`);
-  }
-  return [{ iova: mapping.iova + offset, length: byteLength }];
+/** An IOVA segment with its address as a number: what the PRP builder walks. */
+export interface DmaRange {
+  /** The first IOVA (below 2^53). */
+  address: number;
+  /** Bytes. */
+  length: number;
 }
 
-function take(segments: readonly IoSegment[], byteLength: number): IoSegment[] {
-  const out: IoSegment[] = [];
+const TWO_32 = 2 ** 32;
+
+/**
+ * The IOVA of `byteLength` bytes at `offset` of `mapping`, checked: the
+ * mapping is active and holds them. Alignment is the PRP builder's check.
+ *
+ * @throws TypeError when `mapping` is not a DmaMapping; RangeError when it is
+ *   unmapped, or `offset` is not a non-negative integer, or the bytes run past its end.
+ */
+export function mappedAddress(mapping: DmaMapping, offset: number, byteLength: number): number {
+  if (!(mapping instanceof DmaMapping)) throw new TypeError('mapping must be a DmaMapping');
+  if (!mapping.active) throw new RangeError('the DmaMapping is unmapped');
+  if (!(offset >= 0 && Math.floor(offset) === offset)) throw new RangeError(`offset must be a non-negative integer, not ${offset}`);
+  if (offset + byteLength > mapping.byteLength) {
+    throw new RangeError(`the transfer needs ${byteLength} bytes at offset ${offset} of a ${mapping.byteLength}-byte mapping`);
+  }
+  return mapping.dmaAddress + offset;
+}
+
+/**
+ * The first `byteLength` bytes of `data` as IOVA ranges.
+ *
+ * @throws TypeError for something that is no data pointer; RangeError when it
+ *   holds fewer bytes, is unmapped, or a segment's IOVA is past 2^53.
+ */
+export function rangesOf(data: DataPointer, byteLength: number): DmaRange[] {
+  if (Array.isArray(data)) return take(data as readonly IoSegment[], byteLength);
+  const slice = data instanceof DmaMapping ? { mapping: data } : (data as { mapping: DmaMapping; offset?: number | bigint });
+  const offset =
+    slice.offset === undefined ? 0 : typeof slice.offset === 'number' ? slice.offset : Number(toBigInt(slice.offset, 'offset'));
+  if (!(slice.mapping instanceof DmaMapping))
+    throw new TypeError('data must be a DmaMapping, { mapping, offset } or an array of { iova, length } segments');
+  return [{ address: mappedAddress(slice.mapping, offset, byteLength), length: byteLength }];
+}
+
+function take(segments: readonly IoSegment[], byteLength: number): DmaRange[] {
+  const out: DmaRange[] = [];
   let left = byteLength;
   for (const s of segments) {
     if (left === 0) break;
-    if (typeof s?.iova !== 'bigint' || !Number.isSafeInteger(s.length) || s.length <= 0) throw new TypeError('a segment is { iova: bigint, length: positive integer }');
+    if (typeof s?.iova !== 'bigint' || !Number.isSafeInteger(s.length) || s.length <= 0)
+      throw new TypeError('a segment is { iova: bigint, length: positive integer }');
+    if (s.iova < 0n || s.iova + BigInt(s.length) > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new RangeError(`segment IOVA ${hex(s.iova)} is outside 0..2^53`);
     const n = Math.min(left, s.length);
-    out.push({ iova: s.iova, length: n });
+    out.push({ address: Number(s.iova), length: n });
     left -= n;
   }
   if (left > 0) throw new RangeError(`the segments hold ${byteLength - left} bytes, the transfer needs ${byteLength}`);
   return out;
 }
 
-/** Memory for the PRP lists of one command: whole pages, mapped at `iova`. */
+/**
+ * Memory for the PRP lists of one command: whole pages of the queue's
+ * memory, which the controller reads at `dmaAddress`.
+ */
 export interface PrpListArea {
-  iova: bigint;
-  view: DataView;
-  /** Byte offset of the area in `view`. */
-  offset: number;
+  /** The IOVA of the area's first byte. */
+  dmaAddress: number;
+  /** The queue's memory as 32-bit words. */
+  words: Uint32Array;
+  /** Index in `words` of the area's first word. */
+  word: number;
+  /** List pages in the area. */
   pages: number;
 }
 
@@ -84,42 +127,80 @@ export function listPagesFor(entries: number, pageSize: number): number {
   return Math.ceil((entries - 2) / (perPage - 1)); // every list page but the last gives one slot to the chain pointer
 }
 
-/** The PRP entries of `segments`: the first may be unaligned, the others page addresses. */
-export function prpEntries(segments: readonly IoSegment[], pageSize: number): bigint[] {
-  const page = BigInt(pageSize);
-  const entries: bigint[] = [];
-  segments.forEach((s, i) => {
-    const end = s.iova + BigInt(s.length);
-    if (i === 0 && s.iova % 4n !== 0n) throw new RangeError(`the data starts at IOVA ${hex(s.iova)}: NVMe needs it dword aligned`);
-    if (i > 0 && s.iova % page !== 0n) throw new RangeError(`segment ${i} starts at IOVA ${hex(s.iova)}, inside a page: only the first segment may`);
-    if (i < segments.length - 1 && end % page !== 0n) throw new RangeError(`segment ${i} ends at IOVA ${hex(end)}, inside a page: only the last segment may`);
-    entries.push(s.iova);
-    for (let p = s.iova - (s.iova % page) + page; p < end; p += page) entries.push(p);
+/** Writes `value` (an integer below 2^53) as the 64-bit little-endian entry at word `i` of `words`. */
+export function put64(words: Uint32Array, i: number, value: number): void {
+  const lo = value >>> 0;
+  words[i] = lo;
+  words[i + 1] = (value - lo) / TWO_32;
+}
+
+/**
+ * The PRP entries of `ranges`: the first may be unaligned, the others page addresses.
+ *
+ * @throws RangeError for ranges PRPs cannot express (see the module comment).
+ */
+export function prpEntries(ranges: readonly DmaRange[], pageSize: number): number[] {
+  const entries: number[] = [];
+  ranges.forEach((s, i) => {
+    const end = s.address + s.length;
+    if (i === 0 && s.address % 4 !== 0) throw new RangeError(`the data starts at IOVA ${hex(s.address)}: NVMe needs it dword aligned`);
+    if (i > 0 && s.address % pageSize !== 0)
+      throw new RangeError(`segment ${i} starts at IOVA ${hex(s.address)}, inside a page: only the first segment may`);
+    if (i < ranges.length - 1 && end % pageSize !== 0)
+      throw new RangeError(`segment ${i} ends at IOVA ${hex(end)}, inside a page: only the last segment may`);
+    entries.push(s.address);
+    for (let p = s.address - (s.address % pageSize) + pageSize; p < end; p += pageSize) entries.push(p);
   });
   return entries;
 }
 
-/** PRP1 and PRP2 of a transfer, writing its PRP list (if it needs one) into `area`. */
-export function buildPrps(segments: readonly IoSegment[], pageSize: number, area: PrpListArea): { prp1: bigint; prp2: bigint } {
-  if (segments.length === 0) return { prp1: 0n, prp2: 0n };
-  const entries = prpEntries(segments, pageSize);
-  if (entries.length === 1) return { prp1: entries[0], prp2: 0n };
-  if (entries.length === 2) return { prp1: entries[0], prp2: entries[1] };
+/**
+ * PRP2 of a transfer of `length` bytes (at least 1) at IOVA `address`, whose
+ * PRP1 is `address` itself: 0 for one page, the second page for two, else
+ * the list it writes into `area`. Allocates nothing up to two pages.
+ *
+ * @throws RangeError when `address` is not dword aligned, or the list needs
+ *   more pages than `area` has.
+ */
+export function contiguousPrp2(address: number, length: number, pageSize: number, area: PrpListArea): number {
+  if (address % 4 !== 0) throw new RangeError(`the data starts at IOVA ${hex(address)}: NVMe needs it dword aligned`);
+  const second = address - (address % pageSize) + pageSize;
+  const end = address + length;
+  if (end <= second) return 0;
+  if (end <= second + pageSize) return second;
+  return writePrpList(prpEntries([{ address, length }], pageSize), pageSize, area);
+}
+
+/**
+ * PRP1 and PRP2 of a transfer over `ranges`, into `out` (PRP1, PRP2),
+ * writing its PRP list (if it needs one) into `area`.
+ *
+ * @throws RangeError for ranges PRPs cannot express, or a list longer than `area`.
+ */
+export function buildPrps(ranges: readonly DmaRange[], pageSize: number, area: PrpListArea, out: Float64Array): void {
+  const entries = ranges.length === 0 ? [0] : prpEntries(ranges, pageSize);
+  out[0] = entries[0];
+  out[1] = entries.length === 1 ? 0 : entries.length === 2 ? entries[1] : writePrpList(entries, pageSize, area);
+}
+
+/** Writes entries 1.. of `entries` as a PRP list into `area` (chaining full list pages); returns the list's IOVA. */
+function writePrpList(entries: readonly number[], pageSize: number, area: PrpListArea): number {
   const pages = listPagesFor(entries.length, pageSize);
   if (pages > area.pages) {
-    throw new RangeError(`the transfer needs ${entries.length} PRP entries (${pages} list pages); this queue has ${area.pages} per command`);
+    throw new RangeError(
+      `the transfer needs ${entries.length} PRP entries (${pages} list pages); this queue has ${area.pages} per command`,
+    );
   }
   const perPage = pageSize / 8;
   let slot = 0; // entry index within the whole area
   for (let e = 1; e < entries.length; e++) {
-    const last = e === entries.length - 1;
-    if (slot % perPage === perPage - 1 && !last) {
+    if (slot % perPage === perPage - 1 && e < entries.length - 1) {
       // the page's last slot chains to the next list page
-      area.view.setBigUint64(area.offset + slot * 8, area.iova + BigInt((slot + 1) * 8), true);
+      put64(area.words, area.word + 2 * slot, area.dmaAddress + (slot + 1) * 8);
       slot++;
     }
-    area.view.setBigUint64(area.offset + slot * 8, entries[e], true);
+    put64(area.words, area.word + 2 * slot, entries[e]);
     slot++;
   }
-  return { prp1: entries[0], prp2: area.iova };
+  return area.dmaAddress;
 }

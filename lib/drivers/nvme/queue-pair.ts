@@ -5,26 +5,37 @@
  *   [ SQ: entries x 64 B ][ CQ: entries x 16 B ][ PRP list pages, per command ]
  *
  * (each part starting on a page). Every command gets an identifier (CID)
- * from a pool of `entries - 1`: the most a queue of `entries` slots can
- * hold, so neither ring can overflow and no flow control on the SQ head is
- * needed. A command is a Promise, settled from its completion entry. The
- * CQ is consumed by phase tag: an entry is new when its phase bit equals
- * the phase expected on this pass through the ring, which flips at each
- * wrap. Submissions made in one synchronous run share one SQ doorbell
- * write; a reap ends with one CQ head doorbell write.
+ * from a preallocated free list of `entries - 1`: the most a queue of
+ * `entries` slots can hold, so neither ring can overflow and no flow control
+ * on the SQ head is needed. The CQ is consumed by phase tag: an entry is new
+ * when its phase bit equals the phase expected on this pass through the
+ * ring, which flips at each wrap.
  *
- * Commands past their deadline are rejected with ETIMEDOUT; their CID
- * stays taken until their completion arrives or the queue is reset, since
- * the controller may still carry them out. A watchdog (one timer while
- * commands are pending) checks deadlines and the controller's health.
+ * The per-command path is lean: entries are written and read through one
+ * Uint32Array over the rings, PRP entries are numbers written as 32-bit
+ * halves, what the queue keeps of a command lives in typed arrays and plain
+ * arrays indexed by CID, and a command submitted with a callback
+ * ({@link QueuePair.transfer}, {@link QueuePair.send}) costs no object, no
+ * closure and no promise. Submissions made in one synchronous run (or from
+ * the callbacks of one reap) share one SQ tail doorbell write; a reap ends
+ * with one CQ head doorbell write. {@link QueuePair.submit} is the same
+ * path with a Promise around it.
+ *
+ * Commands past their deadline fail with ETIMEDOUT; their CID stays taken
+ * until their completion arrives or the queue is reset, since the
+ * controller may still carry them out. A watchdog (one interval timer while
+ * commands are pending) checks deadlines and the controller's health; a
+ * command's deadline is set when the watchdog first sees it (so no clock is
+ * read per command): it fails between `timeoutMs` and `timeoutMs` plus two
+ * watchdog periods after it was submitted, never before.
  */
 import { AddressSpace, DmaMapping } from '../../address-space';
 import { DmaBuffer } from '../../memory';
-import { encodeCommand, NvmeCommand } from './commands';
-import { Completion, decodeCompletion, phaseOf } from './completion';
+import { encodeCommand, NvmeCommand, writeSubmission } from './commands';
+import { Completion, decodeCompletion } from './completion';
 import { CompletionMode, Reaper } from './completion-modes';
 import { CommandContext, describeCommand, NvmeError, NvmeStatusError } from './errors';
-import { buildPrps, PrpListArea } from './prp';
+import { buildPrps, contiguousPrp2, DmaRange, PrpListArea, rangesOf } from './prp';
 import { CQ_ENTRY_SIZE, NvmeRegisters, SQ_ENTRY_SIZE } from './registers';
 
 /** What a {@link QueuePair} is made of; {@link NvmeController} fills it in. */
@@ -49,28 +60,76 @@ export interface QueuePairOptions {
   health: () => NvmeError | undefined;
 }
 
-/** Options of {@link QueuePair.submit}. */
+/** Options of {@link QueuePair.submit} and the other submissions. */
 export interface SubmitOptions {
-  /** Reject with ETIMEDOUT after this many milliseconds (from submission, waiting for a free slot included). */
+  /** Fail with ETIMEDOUT after this many milliseconds (from submission, waiting for a free slot included). */
   timeoutMs?: number;
 }
 
+/**
+ * How a command submitted with a callback ends, called once: `error` is
+ * undefined on success, else an {@link NvmeError} (an
+ * {@link NvmeStatusError} for an error status; `ETIMEDOUT`,
+ * `ERR_NVME_FATAL`, `ERR_NVME_ABORTED`) or a RangeError for a data pointer
+ * PRPs cannot express. `tag` is what the submitter passed along (for
+ * telling commands apart without a closure each), `result` the completion's
+ * DW0 (0 when there was no completion).
+ *
+ * It is called from the queue's reap (on an event-loop turn in polled mode,
+ * from the interrupt's callback in interrupt mode), never from inside the
+ * call that submitted the command. It may submit again: those commands go
+ * out with the reap's one doorbell write. What it throws is an uncaught
+ * exception, as from an event listener.
+ */
+export type IoCallback<T = unknown> = (error: Error | undefined, tag: T, result: number) => void;
+
+/** A settled-by-promise command: what its CID's tag holds. */
 interface Waiter {
-  cmd: NvmeCommand;
   resolve: (c: Completion) => void;
   reject: (e: Error) => void;
+}
+
+/** A Read or Write for {@link QueuePair.transferAsync}: the arguments of {@link QueuePair.transfer} but the callback. */
+export interface Transfer {
+  /** The opcode ({@link IoOpcode}). */
+  opcode: number;
+  /** Its name, for messages. */
+  name: string;
+  /** The namespace. */
+  nsid: number;
+  /** Command dword 10 (the starting LBA's low half). */
+  cdw10: number;
+  /** Command dword 11 (its high half). */
+  cdw11: number;
+  /** Command dword 12 (block count, 0's based; FUA). */
+  cdw12: number;
+  /** The data's IOVA: dword aligned, below 2^53. */
+  address: number;
+  /** The data's bytes (at least 1). */
+  length: number;
+  /** Its time-out (default: the controller's). */
+  options?: SubmitOptions;
+}
+
+/** A command that waits for a free CID (the slow path: it has an object). */
+interface Request {
+  cmd: NvmeCommand;
+  /** Its data, checked; undefined for none (`cmd.prp1` may then be a raw PRP1). */
+  ranges: DmaRange[] | undefined;
+  /** Undefined: a promise's command, whose {@link Waiter} is the tag. */
+  callback: IoCallback | undefined;
+  tag: unknown;
   timeoutMs: number;
   deadline: number;
 }
 
-interface Slot {
-  cid: number;
-  prp: PrpListArea;
-  /** The command the controller holds in this slot. */
-  command?: Waiter;
-  /** Its promise was settled (time-out, failure): only the completion is still to come. */
-  abandoned: boolean;
-}
+/** The callback transferAsync hands to transfer: never called, it marks a promise's command. */
+const AWAITED: IoCallback<Waiter> = () => undefined;
+
+/** What a CID is doing. */
+const FREE = 0;
+const CALLBACK = 1;
+const PROMISE = 2;
 
 const WATCHDOG_MS = 50;
 
@@ -84,7 +143,7 @@ export interface QueueStats {
   completed: number;
   /** Most commands held by the controller at once. */
   peakInFlight: number;
-  /** Commands rejected with ETIMEDOUT. */
+  /** Commands failed with ETIMEDOUT. */
   timedOut: number;
   /** Completions whose CID matched no command. */
   stray: number;
@@ -93,12 +152,13 @@ export interface QueueStats {
 /**
  * A submission queue and its completion queue, in one DmaBuffer mapped once
  * in the controller's address space, with the PRP list pages of every
- * command. Commands are promises settled from their completion entries; at
- * most `entries - 1` are held by the controller at once, the others wait in
- * order for a slot. Submissions made in one synchronous run share one
- * doorbell write. A watchdog (one timer while commands are pending) rejects
- * commands past their time-out and fails them all when the controller
- * reports a fatal status.
+ * command. A command completes through a callback ({@link QueuePair.transfer},
+ * {@link QueuePair.send}: nothing allocated per command) or a promise
+ * ({@link QueuePair.submit}); at most `entries - 1` are held by the
+ * controller at once, the others wait in order for a slot. Submissions made
+ * in one synchronous run share one doorbell write. A watchdog (one timer
+ * while commands are pending) fails commands past their time-out, and all of
+ * them when the controller reports a fatal status.
  */
 export class QueuePair implements Reaper {
   /** The queue ID: 0 for the admin queue pair, 1.. for I/O queues. */
@@ -115,20 +175,46 @@ export class QueuePair implements Reaper {
   readonly stats: QueueStats = { submitted: 0, completed: 0, peakInFlight: 0, timedOut: 0, stray: 0 };
   private readonly memory: DmaBuffer;
   private readonly mapping: DmaMapping;
-  private readonly view: DataView;
-  private readonly cqOffset: number;
-  private readonly slots: Slot[] = [];
-  private free: Slot[] = [];
-  private backlog: Waiter[] = [];
+  /** The rings and PRP lists as 32-bit words. */
+  private readonly u32: Uint32Array;
+  /** Word index of the CQ's first entry. */
+  private readonly cqWord: number;
+  private readonly pageSize: number;
+  private readonly registers: NvmeRegisters;
+  private readonly sqDoorbell: number;
+  private readonly cqDoorbell: number;
+  /** CIDs: entries - 1. */
+  private readonly slots: number;
+  /** Free CIDs, a stack: the top `freeTop` entries. */
+  private readonly freeCids: Uint16Array;
+  private freeTop = 0;
+  // What each CID holds, by CID: FREE / CALLBACK / PROMISE; abandoned (its
+  // caller was told it failed, only its completion is still to come); the
+  // callback and tag (a PROMISE's tag is its Waiter); name and opcode for
+  // messages; time-out and deadline (0: not yet seen by the watchdog).
+  private readonly state: Uint8Array;
+  private readonly abandoned: Uint8Array;
+  private readonly callbacks: (IoCallback | undefined)[];
+  private readonly tags: unknown[];
+  private readonly names: string[];
+  private readonly opcodes: Uint8Array;
+  private readonly timeouts: Float64Array;
+  private readonly deadlines: Float64Array;
+  private readonly areas: PrpListArea[] = [];
+  /** PRP1 and PRP2 of the general path. */
+  private readonly prp = new Float64Array(2);
+  private backlog: Request[] = [];
   private sqTail = 0;
   private cqHead = 0;
   private phase = 1;
   private pending = 0;
-  private doorbellDue = false;
+  /** The SQ tail moved since the doorbell was last written. */
+  private sqDue = false;
+  private reaping = false;
   private watchdog?: NodeJS.Timeout;
+  /** close() has begun: no new commands. */
+  private closing = false;
   private closed = false;
-  private readonly sqDoorbell: number;
-  private readonly cqDoorbell: number;
 
   /**
    * Allocates and maps the rings and PRP list pages; the controller is told
@@ -140,38 +226,56 @@ export class QueuePair implements Reaper {
     this.id = o.id;
     this.entries = o.entries;
     this.mode = o.mode;
+    this.pageSize = o.pageSize;
+    this.registers = o.registers;
     const sqBytes = roundUp(o.entries * SQ_ENTRY_SIZE, o.pageSize);
     const cqBytes = roundUp(o.entries * CQ_ENTRY_SIZE, o.pageSize);
     const prpBytes = o.prpPagesPerCommand * o.pageSize;
-    this.memory = DmaBuffer.allocate(roundUp(sqBytes + cqBytes + (o.entries - 1) * prpBytes, o.pageSize));
+    this.slots = o.entries - 1;
+    this.memory = DmaBuffer.allocate(roundUp(sqBytes + cqBytes + this.slots * prpBytes, o.pageSize));
     try {
       this.mapping = o.space.map(this.memory, { align: BigInt(o.pageSize) });
     } catch (err) {
       this.memory.close();
       throw err;
     }
-    this.view = new DataView(this.memory.buffer);
+    this.u32 = new Uint32Array(this.memory.buffer);
     this.sqIova = this.mapping.iova;
     this.cqIova = this.mapping.iova + BigInt(sqBytes);
-    this.cqOffset = sqBytes;
-    for (let cid = 0; cid < o.entries - 1; cid++) {
+    this.cqWord = sqBytes / 4;
+    this.freeCids = new Uint16Array(this.slots);
+    this.state = new Uint8Array(this.slots);
+    this.abandoned = new Uint8Array(this.slots);
+    this.opcodes = new Uint8Array(this.slots);
+    this.timeouts = new Float64Array(this.slots);
+    this.deadlines = new Float64Array(this.slots);
+    this.callbacks = new Array<IoCallback | undefined>(this.slots).fill(undefined);
+    this.tags = new Array<unknown>(this.slots).fill(undefined);
+    this.names = new Array<string>(this.slots).fill('');
+    for (let cid = 0; cid < this.slots; cid++) {
       const offset = sqBytes + cqBytes + cid * prpBytes;
-      this.slots.push({ cid, prp: { iova: this.mapping.iova + BigInt(offset), view: this.view, offset, pages: o.prpPagesPerCommand }, abandoned: false });
+      this.areas.push({ dmaAddress: this.mapping.dmaAddress + offset, words: this.u32, word: offset / 4, pages: o.prpPagesPerCommand });
     }
-    this.free = [...this.slots].reverse();
+    this.freeAll();
     this.sqDoorbell = o.registers.sqTailDoorbell(o.id);
     this.cqDoorbell = o.registers.cqHeadDoorbell(o.id);
     this.mode.attach(this);
   }
 
-  /** Commands whose promise is pending (held by the controller or waiting for a slot). */
+  /** Every CID free, the lowest on top. */
+  private freeAll(): void {
+    for (let i = 0; i < this.slots; i++) this.freeCids[i] = this.slots - 1 - i;
+    this.freeTop = this.slots;
+  }
+
+  /** Commands whose caller still waits (held by the controller or waiting for a slot). */
   get awaited(): number {
     return this.pending + this.backlog.length;
   }
 
   /** Commands the controller holds now (abandoned ones included). */
   get inFlight(): number {
-    return this.slots.length - this.free.length;
+    return this.slots - this.freeTop;
   }
 
   /**
@@ -184,98 +288,287 @@ export class QueuePair implements Reaper {
    */
   submit(cmd: NvmeCommand, options: SubmitOptions = {}): Promise<Completion> {
     return new Promise<Completion>((resolve, reject) => {
-      if (this.closed) {
-        reject(new NvmeError(`${describeCommand(this.context(cmd))}: the queue is closed`, 'ERR_NVME_ABORTED', this.context(cmd)));
-        return;
+      try {
+        this.enqueue(cmd, undefined, { resolve, reject }, options);
+      } catch (err) {
+        reject(err as Error);
       }
-      const timeoutMs = options.timeoutMs ?? this.o.defaultTimeoutMs;
-      if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
-        reject(new RangeError(`timeoutMs must be a non-negative number of milliseconds, not ${timeoutMs}`));
-        return;
-      }
-      const waiter: Waiter = { cmd, resolve, reject, timeoutMs, deadline: Date.now() + timeoutMs };
-      this.stats.submitted++;
-      const slot = this.free.pop();
-      if (slot) this.issue(slot, waiter);
-      else this.backlog.push(waiter);
-      this.armWatchdog();
     });
   }
 
-  private context(cmd: NvmeCommand, cid?: number): CommandContext {
-    return { command: cmd.name, opcode: cmd.opcode, queue: this.id, cid };
+  /**
+   * Submits `cmd`, which ends through `callback` (see {@link IoCallback}):
+   * the same as {@link QueuePair.submit} without a promise.
+   *
+   * @throws TypeError when `callback` is not a function; RangeError for a bad
+   *   `timeoutMs` or data segments (before anything is submitted).
+   */
+  send<T>(cmd: NvmeCommand, callback: IoCallback<T>, tag: T, options: SubmitOptions = {}): void {
+    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    this.enqueue(cmd, callback as IoCallback, tag, options);
   }
 
-  /** Writes the command into the SQ at the tail; the doorbell follows at the end of this synchronous run. */
-  private issue(slot: Slot, w: Waiter): void {
-    let prp: { prp1: bigint; prp2: bigint };
-    try {
-      prp = w.cmd.data ? buildPrps(w.cmd.data, this.o.pageSize, slot.prp) : { prp1: w.cmd.prp1 ?? 0n, prp2: 0n };
-    } catch (err) {
-      w.reject(err as Error); // a data pointer PRPs cannot express: the slot goes on to the next command
-      this.release(slot);
+  private enqueue(cmd: NvmeCommand, callback: IoCallback | undefined, tag: unknown, options: SubmitOptions): void {
+    const timeoutMs = this.timeoutOf(options);
+    let bytes = 0;
+    for (const s of cmd.data ?? []) bytes += s.length;
+    const ranges = cmd.data ? rangesOf(cmd.data, bytes) : undefined;
+    const r: Request = { cmd, ranges, callback, tag, timeoutMs, deadline: Date.now() + timeoutMs };
+    if (this.closing) {
+      this.refuse(r);
       return;
     }
-    encodeCommand(this.view, this.sqTail * SQ_ENTRY_SIZE, w.cmd, slot.cid, prp.prp1, prp.prp2);
-    this.sqTail = (this.sqTail + 1) % this.entries;
-    slot.command = w;
-    slot.abandoned = false;
+    this.stats.submitted++;
+    if (this.freeTop > 0) this.issue(this.freeCids[--this.freeTop], r);
+    else this.wait(r);
+  }
+
+  /**
+   * The lean path of Read and Write (what {@link NvmeNamespace.readInto}
+   * uses): `length` bytes at IOVA `address`, contiguous, CDW10-12 as given;
+   * completes through `callback`. Allocates nothing when a CID is free.
+   *
+   * @param opcode - The opcode ({@link IoOpcode}).
+   * @param name - Its name, for messages.
+   * @param nsid - The namespace.
+   * @param cdw10 - Command dword 10 (the starting LBA's low half).
+   * @param cdw11 - Command dword 11 (its high half).
+   * @param cdw12 - Command dword 12 (block count, 0's based; FUA).
+   * @param address - The data's IOVA: dword aligned, below 2^53.
+   * @param length - The data's bytes (at least 1).
+   * @param callback - Called once when it ends ({@link IoCallback}).
+   * @param tag - Passed to `callback`.
+   * @param options - Its time-out (default: the controller's).
+   * @throws TypeError when `callback` is not a function; RangeError for an
+   *   unaligned `address`, a transfer longer than the PRP list pages cover,
+   *   or a bad `timeoutMs` (nothing is submitted then).
+   */
+  transfer<T>(
+    opcode: number,
+    name: string,
+    nsid: number,
+    cdw10: number,
+    cdw11: number,
+    cdw12: number,
+    address: number,
+    length: number,
+    callback: IoCallback<T>,
+    tag: T,
+    options?: SubmitOptions,
+  ): void {
+    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    // transferAsync's commands are settled as a promise: their tag is their Waiter
+    const kind = callback === AWAITED ? PROMISE : CALLBACK;
+    const cb = kind === PROMISE ? undefined : (callback as IoCallback);
+    const timeoutMs = options === undefined ? this.o.defaultTimeoutMs : this.timeoutOf(options);
+    if (this.freeTop === 0 || this.closing) {
+      // no free CID (or closing): the general path, with a request object
+      const cmd: NvmeCommand = { name, opcode, nsid, cdw10, cdw11, cdw12 };
+      const r: Request = { cmd, ranges: [{ address, length }], callback: cb, tag, timeoutMs, deadline: Date.now() + timeoutMs };
+      if (this.closing) return this.refuse(r);
+      this.stats.submitted++;
+      return this.wait(r);
+    }
+    const cid = this.freeCids[this.freeTop - 1];
+    const prp2 = contiguousPrp2(address, length, this.pageSize, this.areas[cid]); // may throw: nothing taken yet
+    this.freeTop--;
+    this.stats.submitted++;
+    this.occupy(cid, kind, cb, tag, name, opcode, timeoutMs, 0);
+    writeSubmission(this.u32, this.sqTail << 4, opcode, cid, nsid, address, prp2, cdw10, cdw11, cdw12, 0, 0, 0);
+    this.advance();
+  }
+
+  /**
+   * {@link QueuePair.transfer} settled as a promise: what
+   * {@link NvmeNamespace.read} and {@link NvmeNamespace.write} use.
+   *
+   * @returns The completion; rejects as {@link QueuePair.submit} does.
+   */
+  transferAsync(t: Transfer): Promise<Completion> {
+    return new Promise<Completion>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject };
+      this.transfer(t.opcode, t.name, t.nsid, t.cdw10, t.cdw11, t.cdw12, t.address, t.length, AWAITED, waiter, t.options);
+    });
+  }
+
+  private timeoutOf(options: SubmitOptions): number {
+    const t = options.timeoutMs;
+    if (t === undefined) return this.o.defaultTimeoutMs;
+    if (typeof t !== 'number' || !(t >= 0) || t === Infinity)
+      throw new RangeError(`timeoutMs must be a non-negative number of milliseconds, not ${t}`);
+    return t;
+  }
+
+  /** A command submitted while the queue closes: ERR_NVME_ABORTED, asynchronously. */
+  private refuse(r: Request): void {
+    const context: CommandContext = { command: r.cmd.name, opcode: r.cmd.opcode, queue: this.id };
+    const error = new NvmeError(`${describeCommand(context)}: the queue is closed`, 'ERR_NVME_ABORTED', context);
+    if (r.callback) process.nextTick(r.callback, error, r.tag, 0);
+    else (r.tag as Waiter).reject(error);
+  }
+
+  /** Queues `r` for a free CID. */
+  private wait(r: Request): void {
+    this.backlog.push(r);
+    this.mode.kick();
+    if (this.watchdog === undefined) this.armWatchdog();
+  }
+
+  /** Writes `r` into the SQ at the tail under `cid`; a data pointer PRPs cannot express fails it and hands the CID on. */
+  private issue(cid: number, r: Request): void {
+    try {
+      buildPrps(r.ranges ?? [], this.pageSize, this.areas[cid], this.prp);
+    } catch (err) {
+      this.release(cid);
+      this.deliver(r.callback ? CALLBACK : PROMISE, r.callback, r.tag, err as Error);
+      return;
+    }
+    if (!r.ranges && r.cmd.prp1 !== undefined) this.prp[0] = Number(r.cmd.prp1);
+    this.occupy(cid, r.callback ? CALLBACK : PROMISE, r.callback, r.tag, r.cmd.name, r.cmd.opcode, r.timeoutMs, r.deadline);
+    encodeCommand(this.u32, this.sqTail << 4, r.cmd, cid, this.prp[0], this.prp[1]);
+    this.advance();
+  }
+
+  private occupy(
+    cid: number,
+    kind: number,
+    callback: IoCallback | undefined,
+    tag: unknown,
+    name: string,
+    opcode: number,
+    timeoutMs: number,
+    deadline: number,
+  ): void {
+    this.state[cid] = kind;
+    this.callbacks[cid] = callback;
+    this.tags[cid] = tag;
+    this.names[cid] = name;
+    this.opcodes[cid] = opcode;
+    this.timeouts[cid] = timeoutMs;
+    this.deadlines[cid] = deadline;
+  }
+
+  /** After an entry was written at the tail: the tail moves, the doorbell is due, the mode and the watchdog are told. */
+  private advance(): void {
+    if (++this.sqTail === this.entries) this.sqTail = 0;
     this.pending++;
-    this.stats.peakInFlight = Math.max(this.stats.peakInFlight, this.inFlight);
-    if (!this.doorbellDue) {
-      this.doorbellDue = true;
-      queueMicrotask(this.ringSq);
+    const inFlight = this.slots - this.freeTop;
+    if (inFlight > this.stats.peakInFlight) this.stats.peakInFlight = inFlight;
+    if (!this.sqDue) {
+      this.sqDue = true;
+      if (!this.reaping) queueMicrotask(this.ringSq); // a reap rings once at its end
     }
     this.mode.kick();
+    if (this.watchdog === undefined) this.armWatchdog();
   }
 
   private readonly ringSq = (): void => {
-    this.doorbellDue = false;
-    if (!this.closed) this.o.registers.ring(this.sqDoorbell, this.sqTail);
+    if (!this.sqDue) return;
+    this.sqDue = false;
+    if (!this.closed) this.registers.ring(this.sqDoorbell, this.sqTail);
   };
 
-  /** Consumes every new completion entry, settles their commands, then writes the CQ head doorbell once. */
+  /**
+   * Consumes every new completion entry, ends their commands (callbacks
+   * called, promises settled), then writes the CQ head doorbell once and the
+   * SQ tail doorbell once if the callbacks submitted more.
+   *
+   * @returns How many entries it consumed (0 while a reap of this queue is under way).
+   */
   reap(): number {
-    if (this.closed) return 0;
+    if (this.closed || this.reaping) return 0;
+    const cq = this.u32;
     let n = 0;
-    for (;;) {
-      const at = this.cqOffset + this.cqHead * CQ_ENTRY_SIZE;
-      if (phaseOf(this.view, at) !== this.phase) break;
-      const c = decodeCompletion(this.view, at);
-      if (++this.cqHead === this.entries) {
-        this.cqHead = 0;
-        this.phase ^= 1;
+    this.reaping = true;
+    try {
+      for (;;) {
+        const w = this.cqWord + (this.cqHead << 2);
+        const dw3 = cq[w + 3];
+        if (((dw3 >>> 16) & 1) !== this.phase) break;
+        if (++this.cqHead === this.entries) {
+          this.cqHead = 0;
+          this.phase ^= 1;
+        }
+        n++;
+        this.complete(dw3 & 0xffff, dw3 >>> 17, w);
       }
-      n++;
-      this.complete(c);
+    } finally {
+      this.reaping = false;
+      if (n > 0 && !this.closed) this.registers.ring(this.cqDoorbell, this.cqHead);
+      this.ringSq();
     }
-    if (n > 0) this.o.registers.ring(this.cqDoorbell, this.cqHead);
     return n;
   }
 
-  private complete(c: Completion): void {
-    const slot = this.slots[c.cid];
-    const w = slot?.command;
-    if (!slot || !w) {
+  /** The completion entry at word `w`: CID `cid` with status `status`. */
+  private complete(cid: number, status: number, w: number): void {
+    const kind = cid < this.slots ? this.state[cid] : FREE;
+    if (kind === FREE) {
       this.stats.stray++;
       return;
     }
-    slot.command = undefined;
-    const abandoned = slot.abandoned;
-    slot.abandoned = false;
-    this.release(slot);
-    if (abandoned) return;
+    if (this.abandoned[cid] === 1) {
+      this.abandoned[cid] = 0;
+      this.state[cid] = FREE;
+      this.release(cid);
+      return;
+    }
+    const callback = this.callbacks[cid];
+    const tag = this.tags[cid];
+    const result = this.u32[w];
+    const error = status === 0 ? undefined : new NvmeStatusError(status, result, this.context(cid));
+    const completion = kind === PROMISE && status === 0 ? decodeCompletion(this.u32, w) : undefined;
+    this.state[cid] = FREE;
+    this.callbacks[cid] = undefined;
+    this.tags[cid] = undefined;
     this.pending--;
     this.stats.completed++;
-    if (c.status === 0) w.resolve(c);
-    else w.reject(new NvmeStatusError(c.status, c.result, this.context(w.cmd, c.cid)));
+    this.release(cid);
+    if (kind === CALLBACK) callback!(error, tag, result);
+    else if (error) (tag as Waiter).reject(error);
+    else (tag as Waiter).resolve(completion!);
   }
 
-  /** A free slot goes to the oldest waiting command, if any. */
-  private release(slot: Slot): void {
+  /** Tells the submitter of a command that it failed. */
+  private deliver(kind: number, callback: IoCallback | undefined, tag: unknown, error: Error): void {
+    if (kind === CALLBACK) callback!(error, tag, 0);
+    else (tag as Waiter).reject(error);
+  }
+
+  private context(cid: number): CommandContext {
+    return { command: this.names[cid], opcode: this.opcodes[cid], queue: this.id, cid };
+  }
+
+  /** A free CID goes to the oldest waiting command, if any. */
+  private release(cid: number): void {
     const next = this.backlog.shift();
-    if (next) this.issue(slot, next);
-    else this.free.push(slot);
+    if (next) this.issue(cid, next);
+    else this.freeCids[this.freeTop++] = cid;
+  }
+
+  /**
+   * Marks the command under `cid` as given up (its CID stays taken until its
+   * completion comes) and returns how to tell its submitter; nothing is called yet.
+   */
+  private abandon(cid: number): [number, IoCallback | undefined, unknown, CommandContext] {
+    const told: [number, IoCallback | undefined, unknown, CommandContext] = [
+      this.state[cid],
+      this.callbacks[cid],
+      this.tags[cid],
+      this.context(cid),
+    ];
+    this.abandoned[cid] = 1;
+    this.callbacks[cid] = undefined;
+    this.tags[cid] = undefined;
+    this.pending--;
+    return told;
+  }
+
+  /** The CIDs of commands whose submitter still waits, held by the controller. */
+  private awaitedCids(): number[] {
+    const out: number[] = [];
+    for (let cid = 0; cid < this.slots; cid++) if (this.state[cid] !== FREE && this.abandoned[cid] === 0) out.push(cid);
+    return out;
   }
 
   private armWatchdog(): void {
@@ -291,75 +584,81 @@ export class QueuePair implements Reaper {
       return;
     }
     const now = Date.now();
-    for (const slot of this.slots) {
-      const w = slot.command;
-      if (!w || slot.abandoned || w.deadline > now) continue;
-      slot.abandoned = true;
-      this.pending--;
-      this.stats.timedOut++;
-      w.reject(this.timeout(w, slot.cid));
+    const late: ReturnType<QueuePair['abandon']>[] = [];
+    for (const cid of this.awaitedCids()) {
+      if (this.deadlines[cid] === 0)
+        this.deadlines[cid] = now + this.timeouts[cid]; // first seen: submitted since the last check
+      else if (this.deadlines[cid] <= now) late.push(this.abandon(cid));
     }
-    const late = this.backlog.filter((w) => w.deadline <= now);
-    if (late.length > 0) {
-      this.backlog = this.backlog.filter((w) => w.deadline > now);
-      for (const w of late) {
-        this.stats.timedOut++;
-        w.reject(this.timeout(w));
-      }
+    const waitedTooLong = this.backlog.filter((r) => r.deadline <= now);
+    if (waitedTooLong.length > 0) this.backlog = this.backlog.filter((r) => r.deadline > now);
+    this.stats.timedOut += late.length + waitedTooLong.length;
+    for (const [kind, callback, tag, context] of late) {
+      const where = 'the controller still holds it (its identifier stays taken until it completes or the controller is reset)';
+      this.deliver(kind, callback, tag, this.timeout(context, this.timeouts[context.cid!], where));
     }
-    if (this.awaited === 0) {
-      this.disarmWatchdog();
-      this.mode.idle();
+    for (const r of waitedTooLong) {
+      const context: CommandContext = { command: r.cmd.name, opcode: r.cmd.opcode, queue: this.id };
+      this.deliver(r.callback ? CALLBACK : PROMISE, r.callback, r.tag, this.timeout(context, r.timeoutMs, 'it never got a free slot'));
     }
+    this.idleIfDone();
   };
 
-  private timeout(w: Waiter, cid?: number): NvmeError {
-    const where = cid === undefined ? 'it never got a free slot' : 'the controller still holds it (its identifier stays taken until it completes or the controller is reset)';
-    return new NvmeError(`${describeCommand(this.context(w.cmd, cid))}: no completion within ${w.timeoutMs} ms; ${where}`, 'ETIMEDOUT', this.context(w.cmd, cid));
+  private timeout(context: CommandContext, timeoutMs: number, where: string): NvmeError {
+    return new NvmeError(`${describeCommand(context)}: no completion within ${timeoutMs} ms; ${where}`, 'ETIMEDOUT', context);
   }
 
-  private disarmWatchdog(): void {
+  private idleIfDone(): void {
+    if (this.awaited > 0) return;
     if (this.watchdog) clearInterval(this.watchdog);
     this.watchdog = undefined;
-  }
-
-  /** Rejects every pending command with `error`; their slots stay taken until `resetRings()`. */
-  fail(error: NvmeError): void {
-    for (const slot of this.slots) {
-      const w = slot.command;
-      if (!w || slot.abandoned) continue;
-      slot.abandoned = true;
-      this.pending--;
-      w.reject(withContext(error, this.context(w.cmd, slot.cid)));
-    }
-    const waiting = this.backlog;
-    this.backlog = [];
-    for (const w of waiting) w.reject(withContext(error, this.context(w.cmd)));
-    this.disarmWatchdog();
     this.mode.idle();
   }
 
   /**
+   * Fails every pending command with `error` (callbacks called, promises
+   * rejected, each with a copy naming its command); the CIDs of those the
+   * controller holds stay taken until their completions come or `resetRings()`.
+   */
+  fail(error: NvmeError): void {
+    const held = this.awaitedCids().map((cid) => this.abandon(cid));
+    const waiting = this.backlog;
+    this.backlog = [];
+    for (const [kind, callback, tag, context] of held) this.deliver(kind, callback, tag, withContext(error, context));
+    for (const r of waiting) {
+      this.deliver(
+        r.callback ? CALLBACK : PROMISE,
+        r.callback,
+        r.tag,
+        withContext(error, { command: r.cmd.name, opcode: r.cmd.opcode, queue: this.id }),
+      );
+    }
+    this.idleIfDone();
+  }
+
+  /**
    * After the controller forgot this queue (a reset, or the queue deleted):
-   * abandoned commands will not complete, so their slots are free again,
+   * abandoned commands will not complete, so their CIDs are free again,
    * and the rings start over (zeroed CQ, phase 1).
+   *
+   * @throws Error while commands are pending: fail() them first.
    */
   resetRings(): void {
-    if (this.pending > 0 || this.backlog.length > 0) throw new Error('resetRings() with commands pending: fail() them first');
-    for (const slot of this.slots) {
-      slot.command = undefined;
-      slot.abandoned = false;
-    }
-    this.free = [...this.slots].reverse();
-    new Uint8Array(this.memory.buffer).fill(0);
+    if (this.awaited > 0) throw new Error('resetRings() with commands pending: fail() them first');
+    this.state.fill(FREE);
+    this.abandoned.fill(0);
+    this.freeAll();
+    this.u32.fill(0);
     this.sqTail = 0;
     this.cqHead = 0;
     this.phase = 1;
+    this.sqDue = false;
   }
 
   /** Fails what is pending (ERR_NVME_ABORTED), detaches the mode, unmaps and frees the rings. Idempotent. */
   close(): void {
     if (this.closed) return;
+    this.closing = true;
     this.fail(new NvmeError(`queue ${this.id} was closed`, 'ERR_NVME_ABORTED'));
     this.closed = true;
     this.mode.detach();
