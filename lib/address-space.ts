@@ -11,8 +11,8 @@ import { DmaMapping, MappingOwner } from './dma-mapping';
 import { VfioStateError } from './errors';
 import { Access, BackendKind, FlatFragments, IommuBackend } from './iommu/backend';
 import { IommufdBackend, IommufdContext } from './iommu/iommufd';
-import { Type1Backend } from './iommu/type1';
-import { IovaAllocator, IovaRange, IOVA_FAST_END, IOVA_SPACE_END } from './iova-allocator';
+import { Type1Backend, Type1Choice } from './iommu/type1';
+import { IovaAllocator, IovaAllocatorError, IovaRange, IOVA_FAST_END, IOVA_SPACE_END } from './iova-allocator';
 import { DmaBuffer, PAGE_SIZE } from './memory';
 import { PhysList, CpuFragment } from './phys-list';
 import { readPciDevice } from './sysfs';
@@ -29,17 +29,58 @@ export type { DmaMappingEvent } from './dma-mapping';
  */
 export type BackendChoice = 'auto' | BackendKind;
 
-/** Options of {@link AddressSpace.open}. */
+/**
+ * Options of {@link AddressSpace.open}. The five IOMMU modes of the kernel's
+ * own VFIO selftests, as options:
+ *
+ * | selftests' mode          | options                                                   |
+ * | ------------------------ | --------------------------------------------------------- |
+ * | `iommufd`                | `{ backend: 'iommufd' }`                                  |
+ * | `vfio_type1v2_iommu`     | `{ backend: 'type1', type1: 'v2' }`                       |
+ * | `vfio_type1_iommu`       | `{ backend: 'type1', type1: 'v1' }`                       |
+ * | `iommufd_compat_type1v2` | `{ backend: 'type1', container: '/dev/iommu', type1: 'v2' }` |
+ * | `iommufd_compat_type1`   | `{ backend: 'type1', container: '/dev/iommu', type1: 'v1' }` |
+ */
 export interface AddressSpaceOptions {
-  /** The backend: 'auto' (default) takes iommufd when /dev/iommu and /dev/vfio/devices exist, else type1. */
+  /**
+   * The backend: 'auto' (default) takes iommufd when /dev/iommu and
+   * /dev/vfio/devices exist, else type1; `iommufd` implies iommufd, and
+   * `container` or `type1` imply type1.
+   */
   backend?: BackendChoice;
   /**
    * An open /dev/iommu to allocate the IOAS in, shared with other address
    * spaces (needed for {@link AddressSpace.copyFrom}); implies the iommufd
-   * backend under 'auto'. The context stays open while any address space
-   * made in it is open. Default: a fresh /dev/iommu of this address space's own.
+   * backend under 'auto'. The address space borrows it: closing the address
+   * space destroys its IOAS only, and the context's owner closes the context
+   * (which it refuses while address spaces use it). Default: a fresh
+   * /dev/iommu of this address space's own, closed with it.
    */
   iommufd?: IommufdContext;
+  /**
+   * type1 only: the device node opened as the container.
+   * `'/dev/vfio/vfio'` (default) is VFIO's own container with the
+   * vfio_iommu_type1 driver (on a kernel built with
+   * CONFIG_IOMMUFD_VFIO_CONTAINER, iommufd serves that node too).
+   * `'/dev/iommu'` is iommufd's compatibility container: iommufd emulating
+   * the type1 ioctls over an IOAS of its own (Linux 6.2 and later with
+   * CONFIG_IOMMUFD); devices still join through their IOMMU groups. Another
+   * path names such a node elsewhere (a container's /dev).
+   */
+  container?: string;
+  /**
+   * type1 only: which type1 interface. `'auto'` (default): v2 when the
+   * container offers it, else v1. `'v2'` (VFIO_TYPE1v2_IOMMU): an unmap
+   * must cover whole mappings, or the kernel refuses it. `'v1'`
+   * (VFIO_TYPE1_IOMMU, the original): the kernel does not refuse an unmap
+   * that cuts a mapping: VFIO's driver unmaps whole every mapping that starts
+   * in the range (and nothing when the range starts inside one), iommufd's
+   * compatibility container cuts mappings at the range's ends and therefore
+   * maps everything with 4 KiB IOMMU pages, never large ones; use v1 only for
+   * what needs it. An explicit 'v1' or 'v2' the container does not offer fails
+   * at open with `ERR_VFIO_IOMMU_TYPE`.
+   */
+  type1?: Type1Choice;
   /** Where sysfs is mounted (default '/sys'); another root lets tests use a fake tree. */
   sysfs?: string;
 }
@@ -253,36 +294,58 @@ export class AddressSpace implements Disposable, MappingOwner {
   ) {}
 
   /**
-   * Opens an address space: an IOAS in /dev/iommu (iommufd) or a
-   * /dev/vfio/vfio container (type1). Nothing is mapped yet; under type1 the
-   * IOMMU type is set when the first device is opened.
+   * Opens an address space: an IOAS in /dev/iommu (iommufd) or a type1
+   * container (/dev/vfio/vfio, or iommufd's compatibility container
+   * /dev/iommu). Nothing is mapped yet; under type1 the IOMMU type is set
+   * when the first device is opened.
    *
-   * @throws TypeError when `backend` is not 'auto', 'iommufd' or 'type1'.
+   * @example
+   * ```ts
+   * AddressSpace.open(); // iommufd where the kernel has it, else type1
+   * AddressSpace.open({ backend: 'type1', type1: 'v2' }); // VFIO's container, VFIO_TYPE1v2_IOMMU or fail
+   * AddressSpace.open({ container: '/dev/iommu' }); // type1 ioctls served by iommufd
+   * ```
+   *
+   * @throws TypeError (before any system call) when `options` is not an
+   *   object, `backend` is not 'auto', 'iommufd' or 'type1', `container` is
+   *   not a non-empty string, `type1` is not 'auto', 'v1' or 'v2', or the
+   *   options contradict each other (`iommufd` with backend 'type1';
+   *   `container` or `type1` with backend 'iommufd' or with `iommufd`).
    * @throws {@link VfioError} when the backend cannot be opened: code ENOENT
-   *   (syscall `open`) without /dev/iommu or /dev/vfio/vfio, EACCES without
-   *   permission on them, or an ioctl's error (`IOMMU_IOAS_ALLOC`).
+   *   (syscall `open`) without /dev/iommu or /dev/vfio/vfio (or the
+   *   `container` given), EACCES without permission on them, or an ioctl's
+   *   error (`IOMMU_IOAS_ALLOC`, `VFIO_CHECK_EXTENSION`).
    * @throws {@link VfioStateError} `ERR_VFIO_API_VERSION` when the container
-   *   speaks another VFIO API version.
+   *   speaks another VFIO API version, `ERR_VFIO_IOMMU_TYPE` when it does not
+   *   offer the `type1` interface asked for.
    */
   static open(options: AddressSpaceOptions = {}): AddressSpace {
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const choice = options.backend ?? 'auto';
     if (!['auto', 'iommufd', 'type1'].includes(choice))
       throw new TypeError(`backend must be 'auto', 'iommufd' or 'type1', not ${String(choice)}`);
+    const wantsType1 = options.container !== undefined || options.type1 !== undefined;
+    if (options.iommufd !== undefined && !(options.iommufd instanceof IommufdContext))
+      throw new TypeError('iommufd must be an IommufdContext');
+    if (options.iommufd !== undefined && (choice === 'type1' || wantsType1))
+      throw new TypeError("iommufd (an IommufdContext for an IOAS) belongs to the iommufd backend, not type1's container");
+    if (wantsType1 && choice === 'iommufd')
+      throw new TypeError(`${options.container !== undefined ? 'container' : 'type1'} applies to the type1 backend, not 'iommufd'`);
     // auto: iommufd where the kernel has it and exposes VFIO device cdevs, else the legacy container.
-    const iommufdUsable = fs.existsSync('/dev/iommu') && fs.existsSync('/dev/vfio/devices');
+    const iommufdUsable = !wantsType1 && fs.existsSync('/dev/iommu') && fs.existsSync('/dev/vfio/devices');
     const kind: BackendKind = choice === 'auto' ? (options.iommufd || iommufdUsable ? 'iommufd' : 'type1') : choice;
     let backend: IommuBackend;
     if (kind === 'iommufd') {
       const shared = options.iommufd;
       const ctx = shared ?? new IommufdContext();
       try {
-        backend = new IommufdBackend(ctx);
+        backend = new IommufdBackend(ctx, !shared); // a context of its own closes with it; a shared one is its owner's
       } catch (err) {
         if (!shared) ctx.close();
         throw err;
       }
     } else {
-      backend = new Type1Backend();
+      backend = new Type1Backend({ container: options.container, type1: options.type1 });
     }
     return new AddressSpace(backend, options.sysfs ?? '/sys');
   }
@@ -315,6 +378,13 @@ export class AddressSpace implements Disposable, MappingOwner {
    * @throws {@link VfioError} from opening and attaching: EBUSY when another
    *   process holds the group or device, EPERM (`VFIO_GROUP_SET_CONTAINER`) when
    *   the IOMMU group is not viable, `VFIO_DEVICE_BIND_IOMMUFD`/`VFIO_DEVICE_ATTACH_IOMMUFD_PT` errors.
+   * @throws {@link IovaAllocatorError} EBUSY when the device reserves IOVAs
+   *   (iommufd: the MSI window) that this address space already handed out
+   *   (mapped or reserved before any device was opened).
+   *
+   * Opening is all or nothing: when a step fails after the kernel attached
+   * the device, the device is detached and closed before the error is
+   * thrown, so it can be opened again at once, here or by another process.
    */
   openDevice(bdf: string): VfioPciDevice {
     const info = readPciDevice(bdf, this.sysfs);
@@ -331,7 +401,21 @@ export class AddressSpace implements Disposable, MappingOwner {
     const nativeDevice = this.live().attachDevice(info);
     const device = new VfioPciDevice(nativeDevice, info, this);
     this.devices.add(device);
-    this.refreshRanges();
+    try {
+      this.refreshRanges();
+    } catch (err) {
+      // All or nothing: detached and closed, the device is free again, here and for other processes.
+      try {
+        device.close();
+      } catch {
+        // the error that stopped the open is the one to report
+      }
+      if (!(err instanceof IovaAllocatorError && err.code === 'EBUSY')) throw err;
+      throw new IovaAllocatorError(
+        'EBUSY',
+        `${info.bdf} reserves IOVAs (such as the MSI window) that this address space has already handed out, so it was not opened: ${err.message}; open devices before mapping or reserving IOVAs there`,
+      );
+    }
     return device;
   }
 
@@ -517,13 +601,19 @@ export class AddressSpace implements Disposable, MappingOwner {
     const packed = list.kind === 'cpu' ? list.packedCpu() : null;
     if (packed !== null) {
       // The hot path: the list's (handle, offset, length) triples, packed once per list, in one native call.
-      list.checkOpen();
       const fast = backend.fastPath();
       const args = fast.args;
       args[0] = iova;
       args[1] = accessBits(acc);
       args[2] = list.fragments.length;
-      const pin = fast.link(packed);
+      let pin: number;
+      try {
+        pin = fast.link(packed);
+      } catch (err) {
+        // The native side found a closed buffer's handle stale: say which fragment, as a VfioStateError.
+        if ((err as { code?: unknown }).code === 'ERR_VFIO_CLOSED') list.checkOpen();
+        throw err;
+      }
       mapping = new DmaMapping(this, pin, iova, list.spanBytes, list.headBytes, list.lengthBytes, false, list);
     } else {
       mapping = this.linkSlow(backend, iova, list, access(acc));

@@ -20,6 +20,10 @@ constexpr uint32_t kAccessRead = 1;
 constexpr uint32_t kAccessWrite = 2;
 
 class DmaCore {
+ private:
+  // First, so that it outlives `pins` (which unpins into it when destroyed).
+  MemoryTableRef table_;
+
  public:
   enum class Kind { kIommufd, kType1 };
   DmaCore(Kind kind, UniqueFd fd) : kind_(kind), fd_(std::move(fd)) {}
@@ -46,6 +50,17 @@ class DmaCore {
   }
   const char* UnmapCall() const {
     return kind_ == Kind::kIommufd ? "ioctl(IOMMU_IOAS_UNMAP)" : "ioctl(VFIO_IOMMU_UNMAP_DMA)";
+  }
+
+  // The memory table of the environment this address space lives in (the
+  // hot paths' pins count in it: PinTable::AddPinned), set by the first
+  // fast path; null when `table` is another environment's.
+  MemoryTable* Table(const MemoryTableRef& table) {
+    if (!table_) {
+      table_ = table;
+      pins.SetTable(table_.get());
+    }
+    return table_ == table ? table_.get() : nullptr;
   }
 
   PinTable pins;

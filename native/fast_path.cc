@@ -81,7 +81,7 @@ napi_value MapUser(napi_env raw, napi_callback_info, FastPath& fp) {
     ThrowErrno(env, errno, fp.core->MapCall());
   }
   fp.memories->Pin(slot);
-  return Uint(raw, fp.core->pins.AddPinned(fp.ioas, iova, length, fp.memories, slot));
+  return Uint(raw, fp.core->pins.AddPinned(fp.ioas, iova, length, slot));
 }
 
 napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
@@ -139,7 +139,7 @@ napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
   for (uint32_t slot : slots) fp.memories->Pin(slot);
   const uint32_t first = slots.front();
   slots.erase(slots.begin());
-  return Uint(raw, fp.core->pins.AddPinned(fp.ioas, iova, total, fp.memories, first, std::move(slots)));
+  return Uint(raw, fp.core->pins.AddPinned(fp.ioas, iova, total, first, std::move(slots)));
 }
 
 napi_value Unmap(napi_env raw, napi_callback_info, FastPath& fp) {
@@ -173,6 +173,8 @@ Napi::Object NewFastPath(Napi::Env env, DmaCoreRef core, uint32_t ioas) {
   auto fp = std::make_shared<FastPath>();
   fp->core = std::move(core);
   fp->memories = Data(env).memories;
+  if (fp->core->Table(fp->memories) == nullptr)
+    ThrowType(env, "an address space is used from the environment that opened it");
   fp->ioas = ioas;
   Napi::Object out = Napi::Object::New(env);
   // The argument block: an ArrayBuffer over fp->args that holds fp while JavaScript can reach it.

@@ -15,11 +15,11 @@ uint32_t PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRe
   return id;
 }
 
-uint32_t PinTable::AddPinned(uint32_t space, uint64_t iova, uint64_t length, MemoryTableRef table,
-                             uint32_t slot, std::vector<uint32_t> more) {
+uint32_t PinTable::AddPinned(uint32_t space, uint64_t iova, uint64_t length, uint32_t slot,
+                             std::vector<uint32_t> more) {
   uint32_t id = Add(space, iova, length, nullptr);
   Pin& pin = pins_.At(static_cast<uint32_t>(pins_.Find(id)));
-  pin.table = std::move(table);
+  pin.in_table = true;
   pin.slot = slot;
   pin.slots = std::move(more);
   return id;
@@ -27,9 +27,9 @@ uint32_t PinTable::AddPinned(uint32_t space, uint64_t iova, uint64_t length, Mem
 
 void PinTable::Drop(uint32_t index) {
   Pin& pin = pins_.At(index);
-  if (pin.table) {
-    pin.table->Unpin(pin.slot);
-    for (uint32_t slot : pin.slots) pin.table->Unpin(slot);
+  if (pin.in_table) {
+    table_->Unpin(pin.slot);
+    for (uint32_t slot : pin.slots) table_->Unpin(slot);
   }
   pins_.Free(index);  // resets the record: its memory references go
   live_--;
@@ -64,8 +64,8 @@ std::vector<MappingRef> PinTable::Overlapping(uint32_t space, uint64_t iova, uin
     if (p.space != space || p.iova > last || p.iova + (p.length - 1) < iova) continue;
     if (p.first) out.push_back(p.first);
     out.insert(out.end(), p.more.begin(), p.more.end());
-    if (p.table) out.push_back(p.table->At(p.slot));
-    for (uint32_t slot : p.slots) out.push_back(p.table->At(slot));
+    if (p.in_table) out.push_back(table_->At(p.slot));
+    for (uint32_t slot : p.slots) out.push_back(table_->At(slot));
   }
   return out;
 }

@@ -26,18 +26,22 @@ class PinTable {
     uint64_t length = 0;
     MappingRef first;              // null for mappings whose backing the kernel holds (a dma-buf)
     std::vector<MappingRef> more;  // the rest of a list's memory
-    MemoryTableRef table;          // the hot paths pin in their environment's table instead:
-    uint32_t slot = 0;             // this slot of it (when `table` is set),
+    bool in_table = false;         // the hot paths pin in the environment's memory table instead:
+    uint32_t slot = 0;             // this slot of it (when `in_table`),
     std::vector<uint32_t> slots;   // and these, each pinned once
   };
 
   ~PinTable() { Clear(); }
 
+  // The memory table AddPinned() records pin in (it must outlive this table).
+  void SetTable(MemoryTable* table) { table_ = table; }
+
   // Records a mapping of [iova, iova + length) in `space`; returns its id (below 2^31).
   uint32_t Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first,
                std::vector<MappingRef> more = {});
-  // The same for the hot paths: the memory is pinned in `table`'s `slot` and `more` (already Pin()ned).
-  uint32_t AddPinned(uint32_t space, uint64_t iova, uint64_t length, MemoryTableRef table, uint32_t slot,
+  // The same for the hot paths: the memory is pinned in the memory table's `slot` and `more` (already
+  // Pin()ned).
+  uint32_t AddPinned(uint32_t space, uint64_t iova, uint64_t length, uint32_t slot,
                      std::vector<uint32_t> more = {});
   // Drops the record `id`; false when there is none (already dropped, or never made).
   bool Remove(uint32_t id);
@@ -60,6 +64,7 @@ class PinTable {
   }
 
   SlotList<Pin, 20, 11> pins_;
+  MemoryTable* table_ = nullptr;
   size_t live_ = 0;
 };
 
