@@ -42,7 +42,12 @@ function dmaEntryLimitHint(): string {
 
 /** What to check, by system call and error code; the first match is used. */
 const HINTS: Hint[] = [
-  [/^open$/, /^ENOENT$/, 'no /dev/iommu: this kernel has no iommufd (CONFIG_IOMMUFD); use the type1 backend', /^\/dev\/iommu$/],
+  [
+    /^open$/,
+    /^ENOENT$/,
+    "no /dev/iommu: this kernel has no iommufd (CONFIG_IOMMUFD); use the type1 backend with VFIO's own container, /dev/vfio/vfio",
+    /^\/dev\/iommu$/,
+  ],
   [/^open$/, /^ENOENT$/, 'the device is not bound to vfio-pci, or VFIO is not loaded (modprobe vfio-pci)', /^\/dev\/vfio\//],
   [/^open$/, /^(EACCES|EPERM)$/, 'permissions on /dev/vfio and /dev/iommu: run as root or give your user the device nodes (a udev rule)'],
   [/^open$/, /^EBUSY$/, 'another process (or another open of this group in this one) holds it'],

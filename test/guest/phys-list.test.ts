@@ -11,7 +11,7 @@ import { IommufdContext } from '../../lib/iommu/iommufd';
 import { FlatFragments } from '../../lib/iommu/backend';
 import { DmaBuffer, HUGE_PAGE_SIZE } from '../../lib/memory';
 import { CpuFragmentInput, PhysList } from '../../lib/phys-list';
-import { BDF, eduFixture, forEachBackend, KERNEL, pattern, procStatus } from '../support/guest';
+import { BDF, eduFixture, forEachBackend, forEachIommuMode, KERNEL, pattern, procStatus } from '../support/guest';
 
 const PAGE = 4096;
 
@@ -85,8 +85,9 @@ describe('PhysList validation', () => {
   });
 });
 
-forEachBackend('phys_list of CPU memory', (backend) => {
-  const fx = eduFixture(backend);
+forEachIommuMode('phys_list of CPU memory', (mode) => {
+  const { backend } = mode;
+  const fx = eduFixture(mode);
   let space: AddressSpace;
   let edu: EduDevice;
   beforeEach(() => ({ space, edu } = fx));
@@ -215,7 +216,7 @@ forEachBackend('phys_list of CPU memory', (backend) => {
       const ignoreWait = '/sys/kernel/debug/failslab/ignore-gfp-wait';
       const ignoreWaitBefore = fs.readFileSync(ignoreWait, 'utf8').trim();
       fs.writeFileSync(ignoreWait, 'N');
-      const pinnedBefore = procStatus(backend === 'iommufd' ? 'VmPin' : 'VmLck');
+      const pinnedBefore = procStatus(mode.byIommufd ? 'VmPin' : 'VmLck');
       // As the kernel's iommufd_fail_nth selftest does: fail the n-th injection
       // point of one link, for n = 1, 2, ... until the link makes fewer than n.
       const nth = fs.openSync(failNth, 'r+');
@@ -239,7 +240,7 @@ forEachBackend('phys_list of CPU memory', (backend) => {
         if (failed) {
           failures++;
           assert.equal(space.pinCount(), pinsBefore, `fail-nth ${n}: native pins rolled back`);
-          assert.equal(procStatus(backend === 'iommufd' ? 'VmPin' : 'VmLck'), pinnedBefore, `fail-nth ${n}: kernel pins rolled back`);
+          assert.equal(procStatus(mode.byIommufd ? 'VmPin' : 'VmLck'), pinnedBefore, `fail-nth ${n}: kernel pins rolled back`);
         } else {
           linked?.unmap();
         }

@@ -1,14 +1,16 @@
 /**
  * What guest tests share: the devices' addresses, the IOMMU backend matrix
- * of the kernel they run on, and small helpers. Every test runs over every
- * backend; where a kernel cannot offer a backend, that cell is a test that
- * asserts the failure.
+ * and the finer matrix of IOMMU modes (the kernel's VFIO selftests' five) of
+ * the kernel they run on, and small helpers. Every test runs over every
+ * backend (the core DMA and phys_list tests over every mode); where a kernel
+ * cannot offer one, that cell is a test that asserts the failure.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { AddressSpace } from '../../lib/address-space';
+import { AddressSpace, AddressSpaceOptions } from '../../lib/address-space';
 import { EduDevice } from '../../lib/drivers/edu';
 import { BackendKind } from '../../lib/iommu/backend';
+import { IOMMUFD_CONTAINER_PATH, Type1Flavour } from '../../lib/iommu/type1';
 
 if (process.env.NODE_VFIO_GUEST !== '1') {
   throw new Error('the guest tests need VFIO: they run inside the test VM (npm test, or npx node-vfio vm run -- ...)');
@@ -25,28 +27,87 @@ export interface Cell {
   absent?: string;
 }
 
-export const MATRIX: Cell[] = [
-  { backend: 'iommufd', absent: KERNEL === 'debian' ? "Debian's stock kernel is built without CONFIG_IOMMUFD" : undefined },
-  { backend: 'type1' },
-];
+const NO_IOMMUFD = KERNEL === 'debian' ? "Debian's stock kernel is built without CONFIG_IOMMUFD" : undefined;
+
+export const MATRIX: Cell[] = [{ backend: 'iommufd', absent: NO_IOMMUFD }, { backend: 'type1' }];
+
+/** How opening an address space fails on a kernel without iommufd (no /dev/iommu, for its IOAS or as a container). */
+function assertNoIommufd(options: AddressSpaceOptions): void {
+  assert.throws(() => AddressSpace.open(options), {
+    name: 'VfioError',
+    code: 'ENOENT',
+    errno: -2,
+    syscall: 'open',
+    detail: '/dev/iommu',
+    message: /\/dev\/iommu.*no iommufd/,
+  });
+}
 
 /** describe() per backend; for a backend the kernel lacks, one test asserting how opening fails. */
 export function forEachBackend(title: string, body: (backend: BackendKind) => void): void {
   for (const cell of MATRIX) {
     describe(`${title} [${cell.backend}]`, () => {
       if (cell.absent) {
-        it(`fails clearly: ${cell.absent}`, () => {
-          assert.throws(() => AddressSpace.open({ backend: cell.backend }), {
-            name: 'VfioError',
-            code: 'ENOENT',
-            errno: -2,
-            syscall: 'open',
-            message: /\/dev\/iommu.*no iommufd/,
-          });
-        });
+        it(`fails clearly: ${cell.absent}`, () => assertNoIommufd({ backend: cell.backend }));
         return;
       }
       body(cell.backend);
+    });
+  }
+}
+
+/**
+ * One IOMMU mode of the kernel's VFIO selftests
+ * (tools/testing/selftests/vfio/lib/iommu.c): which backend, container and
+ * type1 interface serve the address space.
+ */
+export interface IommuMode {
+  /** The selftests' name of the mode. */
+  name: 'iommufd' | 'vfio_type1v2_iommu' | 'vfio_type1_iommu' | 'iommufd_compat_type1v2' | 'iommufd_compat_type1';
+  /** The library's backend. */
+  backend: BackendKind;
+  /** The type1 interface, for the type1 modes. */
+  type1?: Type1Flavour;
+  /** iommufd serves it: the iommufd backend, or iommufd's compatibility container. */
+  byIommufd: boolean;
+  /** What {@link AddressSpace.open} takes for it. */
+  options: AddressSpaceOptions;
+  /** Why this kernel cannot offer the mode; undefined when it can. */
+  absent?: string;
+}
+
+/** The five modes, as the selftests list them, on the kernel the tests run on. */
+export const IOMMU_MODES: IommuMode[] = [
+  { name: 'iommufd', backend: 'iommufd', byIommufd: true, options: { backend: 'iommufd' }, absent: NO_IOMMUFD },
+  { name: 'vfio_type1v2_iommu', backend: 'type1', type1: 'v2', byIommufd: false, options: { backend: 'type1', type1: 'v2' } },
+  { name: 'vfio_type1_iommu', backend: 'type1', type1: 'v1', byIommufd: false, options: { backend: 'type1', type1: 'v1' } },
+  {
+    name: 'iommufd_compat_type1v2',
+    backend: 'type1',
+    type1: 'v2',
+    byIommufd: true,
+    options: { backend: 'type1', container: IOMMUFD_CONTAINER_PATH, type1: 'v2' },
+    absent: NO_IOMMUFD,
+  },
+  {
+    name: 'iommufd_compat_type1',
+    backend: 'type1',
+    type1: 'v1',
+    byIommufd: true,
+    options: { backend: 'type1', container: IOMMUFD_CONTAINER_PATH, type1: 'v1' },
+    absent: NO_IOMMUFD,
+  },
+];
+
+/** describe() per IOMMU mode; for a mode the kernel lacks, one test asserting how opening fails. */
+export function forEachIommuMode(title: string, body: (mode: IommuMode) => void): void {
+  for (const mode of IOMMU_MODES) {
+    describe(`${title} [${mode.name}]`, () => {
+      if (mode.absent) {
+        it(`fails clearly: ${mode.absent}`, () => assertNoIommufd(mode.options));
+        return;
+      }
+      body(mode);
     });
   }
 }
@@ -162,11 +223,11 @@ export function writeIvshmemHost(offset: number, data: Uint8Array): void {
   }
 }
 
-/** An address space with edu open in it, for the tests of one describe(); closed after them. */
-export function eduFixture(backend: BackendKind): { readonly space: AddressSpace; readonly edu: EduDevice } {
+/** An address space (of a backend, or an IOMMU mode) with edu open in it, for the tests of one describe(); closed after them. */
+export function eduFixture(backend: BackendKind | IommuMode): { readonly space: AddressSpace; readonly edu: EduDevice } {
   const fixture = {} as { space: AddressSpace; edu: EduDevice };
   before(() => {
-    fixture.space = AddressSpace.open({ backend });
+    fixture.space = AddressSpace.open(typeof backend === 'string' ? { backend } : backend.options);
     fixture.edu = EduDevice.open(fixture.space, BDF.edu);
   });
   after(() => fixture.space.close());
