@@ -188,7 +188,8 @@ export const IOVA_FAST_END = 2 ** 53;
 const FAST_END = 2 ** 53;
 
 const DEFAULT_PAGE_SIZE = 4096n;
-const SAFE_PAGES = 1n << 53n;
+/** 2^53 as a bigint: below it, bigints convert to numbers exactly. */
+const SAFE_BIGINT = 1n << 53n;
 
 /** Half-open block `[start, end)` in bytes, while the constructor merges ranges. */
 interface Span {
@@ -247,7 +248,7 @@ export class IovaAllocator {
     this.#page = Number(this.pageSize);
     this.#perByte = 1 / this.#page;
     const spacePages = IOVA_SPACE_END / this.pageSize;
-    this.#endPages = Number(spacePages < SAFE_PAGES ? spacePages : SAFE_PAGES);
+    this.#endPages = Number(spacePages < SAFE_BIGINT ? spacePages : SAFE_BIGINT);
     this.#fastEndPages = Math.floor(FAST_END * this.#perByte);
 
     // Sort and merge overlapping or touching ranges, then keep only whole pages.
@@ -536,17 +537,20 @@ export class IovaAllocator {
   }
 
   #bytes(pages: number): bigint {
-    return BigInt(pages) * this.pageSize;
+    const bytes = pages * this.#page;
+    return bytes < FAST_END ? BigInt(bytes) : BigInt(pages) * this.pageSize;
   }
 
   /** Whole pages in `bytes` (a page multiple); Infinity past the page space, so that it never fits. */
   #pageCount(bytes: bigint): number {
+    if (bytes < SAFE_BIGINT) return Number(bytes) * this.#perByte; // exact, and cheaper than a bigint division
     const pages = bytes / this.pageSize;
     return pages <= this.#endPages ? Number(pages) : Infinity;
   }
 
   /** Pages below `bytes`, rounded down, at most the end of the page space. */
   #pagesDown(bytes: bigint): number {
+    if (bytes < SAFE_BIGINT) return Math.floor(Number(bytes) * this.#perByte);
     const pages = bytes / this.pageSize;
     return pages < this.#endPages ? Number(pages) : this.#endPages;
   }

@@ -195,13 +195,13 @@ function main(argv: string[]): void {
   console.log(`IOVA allocator: CPU ns per allocate + free, median of ${rounds} rounds (fastest round)`);
   console.log(
     ['api', 'live', 'packed', 'fragmented', '64 pages', 'churn']
-      .map((h, i) => (i === 0 ? h.padEnd(34) : h.padStart(i === 1 ? 7 : 17)))
+      .map((h, i) => (i === 0 ? h.padEnd(34) : h.padStart(i === 1 ? 7 : 22)))
       .join(''),
   );
   for (const api of apis) {
     for (const live of LIVE_COUNTS) {
       const w = workloads(api, live, rounds);
-      const cell = (k: string) => (w[k] === undefined ? '-' : `${w[k].median.toFixed(1)} (${w[k].min.toFixed(1)})`).padStart(17);
+      const cell = (k: string) => (w[k] === undefined ? '-' : `${w[k].median.toFixed(1)} (${w[k].min.toFixed(1)})`).padStart(22);
       console.log(api.name.padEnd(34) + String(live).padStart(7) + ['packed', 'fragmented', '64 pages', 'churn'].map(cell).join(''));
     }
   }
