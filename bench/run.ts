@@ -17,7 +17,7 @@ import { runInGuest } from '../vm/guest';
 import { PROJECT_ROOT } from '../vm/paths';
 import { runGuestBench } from './guest';
 import { buildNativeBench } from './native-side';
-import { Report, Row, table, toJson, toRows } from './report';
+import { notes, Report, Row, table, toJson, toRows } from './report';
 
 interface Options {
   rounds: number;
@@ -33,8 +33,10 @@ function parse(argv: string[]): Options {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--rounds') o.rounds = Math.max(1, Number(argv[++i]) || 1);
-    else if (a === '--quick') { o.rounds = 2; o.scale = 0.25; }
-    else if (a === '--kernel') o.kernel = argv[++i] === 'debian' ? 'debian' : 'custom';
+    else if (a === '--quick') {
+      o.rounds = 2;
+      o.scale = 0.25;
+    } else if (a === '--kernel') o.kernel = argv[++i] === 'debian' ? 'debian' : 'custom';
     else if (a === '--out') o.out = path.resolve(argv[++i]);
     else if (a === '--in-guest') o.inGuest = path.resolve(argv[++i]);
     else throw new RangeError(`unknown argument ${a}`);
@@ -42,7 +44,9 @@ function parse(argv: string[]): Options {
   return o;
 }
 
-const log = (line: string): void => { process.stderr.write(`${line}\n`); };
+const log = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
 
 interface GuestOutput {
   guestKernel: string;
@@ -66,7 +70,9 @@ function ensureAddon(): void {
 
 function qemuVersion(): string {
   try {
-    return execFileSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' }).split('\n')[0].replace(/^QEMU emulator version /, '');
+    return execFileSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' })
+      .split('\n')[0]
+      .replace(/^QEMU emulator version /, '');
   } catch {
     return 'unknown';
   }
@@ -79,8 +85,11 @@ async function measureInGuest(o: Options): Promise<GuestOutput> {
   fs.mkdirSync(path.dirname(raw), { recursive: true });
   const args = ['--rounds', String(o.rounds), ...(o.scale !== 1 ? ['--quick'] : []), '--in-guest', raw];
   const r = await runInGuest({
-    kernel: o.kernel, command: ['node', 'dist/bench/run.js', ...args],
-    timeoutMs: 15 * 60_000, log, onOutput: (t) => process.stderr.write(t),
+    kernel: o.kernel,
+    command: ['node', 'dist/bench/run.js', ...args],
+    timeoutMs: 15 * 60_000,
+    log,
+    onOutput: (t) => process.stderr.write(t),
   });
   if (r.failure || r.status !== 0 || !fs.existsSync(raw)) {
     throw new Error(`the benchmark failed in the guest (status ${r.status})${r.failure ? `: ${r.failure}` : ''}`);
@@ -94,8 +103,11 @@ function report(o: Options, g: GuestOutput, accel: string): Report {
   return {
     date: new Date().toISOString().slice(0, 10),
     machine: {
-      cores: os.cpus().length, guest: `${accel}, ${g.vcpus} vCPU${g.vcpus === 1 ? '' : 's'}`, guestKernel: g.guestKernel,
-      qemu: qemuVersion(), node: g.node,
+      cores: os.cpus().length,
+      guest: `${accel}, ${g.vcpus} vCPU${g.vcpus === 1 ? '' : 's'}`,
+      guestKernel: g.guestKernel,
+      qemu: qemuVersion(),
+      node: g.node,
     },
     rounds: o.rounds,
     unit: 'ns per operation',
@@ -111,13 +123,18 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const g = guest ? await measure(o) : await measureInGuest(o);
-  const accel = guest ? 'guest' : (process.env.NODE_VFIO_ACCEL === 'kvm' ? 'KVM' : 'TCG');
+  const accel = guest ? 'guest' : process.env.NODE_VFIO_ACCEL === 'kvm' ? 'KVM' : 'TCG';
   const r = report(o, g, accel);
   fs.mkdirSync(path.dirname(o.out), { recursive: true });
   fs.writeFileSync(o.out, toJson(r));
   const m = r.machine;
-  process.stdout.write(`${table(r)}\n\n${m.cores} cores, ${m.guest}, guest kernel ${m.guestKernel}, QEMU ${m.qemu}, Node ${m.node}, ${r.date}; ` +
-    `medians of ${r.rounds} interleaved rounds; written to ${path.relative(process.cwd(), o.out)}\n`);
+  const below = notes(r)
+    .map((n) => `${n}\n`)
+    .join('');
+  process.stdout.write(
+    `${table(r)}\n\n${below}${below ? '\n' : ''}${m.cores} cores, ${m.guest}, guest kernel ${m.guestKernel}, QEMU ${m.qemu}, Node ${m.node}, ${r.date}; ` +
+      `medians of ${r.rounds} interleaved rounds; written to ${path.relative(process.cwd(), o.out)}\n`,
+  );
 }
 
 main(process.argv.slice(2)).catch((err: Error) => {

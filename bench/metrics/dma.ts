@@ -5,9 +5,13 @@
  *  - a phys_list of N 4 KiB fragments from N buffers: IovaWindow.link (one
  *    native call) + DmaMapping.unmap, against the C loop of single maps and
  *    a JavaScript loop of AddressSpace.map at the same IOVAs + one
- *    unmapRange. All three make the same N + 1 system calls.
+ *    unmapRange. All three make the same N + 1 system calls;
+ *  - a phys_list of 1,024 pieces of one DmaPool, allocated in order: linked
+ *    as ONE run (one map ioctl) + unmap, against C mapping the same 4 MiB
+ *    with one ioctl, and against 1,024 single AddressSpace.map calls of the
+ *    same pieces + one unmapRange (which the link must beat 10 times).
  */
-import { AddressSpace, BackendKind, DmaBuffer, HUGE_PAGE_SIZE, PAGE_SIZE, PhysList } from '../../lib';
+import { AddressSpace, BackendKind, DmaBuffer, DmaPool, HUGE_PAGE_SIZE, PAGE_SIZE, PhysList } from '../../lib';
 import { AddonPrepared, BDF, BenchContext, Metric, Prepared } from './types';
 
 interface MapCase {
@@ -116,23 +120,83 @@ function physListMetric(backend: BackendKind, n: number, samples: number): Metri
       const window = space.reserve(span);
       return {
         run: () => window.link(f.list).unmap(),
-        close: () => { window.release(); f.close(); },
+        close: () => {
+          window.release();
+          f.close();
+        },
         cSpec: { iova: `0x${window.iova.toString(16)}` },
       };
     },
     jsLoop({ space }: BenchContext): Prepared {
       const f = fragments(space, n);
-      // The same consecutive IOVAs a window would give, left free for AddressSpace.map({ iova }).
+      return singleMaps(space, n, (i, iova) => space.map(f.buffers[i], { iova }), f.close);
+    },
+  };
+}
+
+/**
+ * The JavaScript loop: `n` single AddressSpace.map calls (`map(i, iova)`) at
+ * the consecutive IOVAs a window would give, left free for
+ * AddressSpace.map({ iova }), then one unmapRange over them.
+ */
+function singleMaps(space: AddressSpace, n: number, map: (i: number, iova: bigint) => void, close: () => void): Prepared {
+  const span = BigInt(n) * PAGE_SIZE;
+  const window = space.reserve(span);
+  const base = window.iova;
+  window.release();
+  return {
+    run: () => {
+      for (let i = 0; i < n; i++) map(i, base + BigInt(i) * PAGE_SIZE);
+      space.unmapRange(base, span);
+    },
+    close,
+  };
+}
+
+/** Pieces of the pool list metric. */
+const POOL_PIECES = 1024;
+
+/** A pool of POOL_PIECES pages, each page a piece, allocated in order: contiguous. */
+function poolPieces(): { pool: DmaPool; list: PhysList } {
+  const pool = DmaPool.create(BigInt(POOL_PIECES) * PAGE_SIZE);
+  return { pool, list: PhysList.cpu(Array.from({ length: POOL_PIECES }, () => pool.allocate(PAGE_SIZE))) };
+}
+
+function poolListMetric(backend: BackendKind): Metric {
+  const span = BigInt(POOL_PIECES) * PAGE_SIZE;
+  return {
+    id: `pool.${backend}.${POOL_PIECES}`,
+    label: `phys_list ${POOL_PIECES} × 4 KiB DmaPool pieces (one run; JS loop: ${POOL_PIECES} single maps)`,
+    backend,
+    devices: [BDF.edu],
+    target: { maxRatio: 1.2, minSpeedupOverJsLoop: 10 },
+    figure: 'kernel',
+    samples: 12,
+    warmup: 1,
+    per: 1,
+    // The same 4 MiB of anonymous memory, mapped with one ioctl as the coalesced link maps it.
+    cSpec: { op: 'map', size: Number(span), kind: 'anon' },
+    addon({ space }: BenchContext): AddonPrepared {
+      const { pool, list } = poolPieces();
       const window = space.reserve(span);
-      const base = window.iova;
-      window.release();
       return {
-        run: () => {
-          for (let i = 0; i < n; i++) space.map(f.buffers[i], { iova: base + BigInt(i) * PAGE_SIZE });
-          space.unmapRange(base, span);
+        run: () => window.link(list).unmap(),
+        close: () => {
+          window.release();
+          pool.close();
         },
-        close: () => f.close(),
+        cSpec: { iova: `0x${window.iova.toString(16)}` },
       };
+    },
+    jsLoop({ space }: BenchContext): Prepared {
+      const { pool } = poolPieces();
+      const page = Number(PAGE_SIZE);
+      return singleMaps(
+        space,
+        POOL_PIECES,
+        (i, iova) => space.map(pool.buffer, { offset: i * page, length: page, iova }),
+        () => pool.close(),
+      );
     },
   };
 }
@@ -142,5 +206,6 @@ export function dmaMetrics(backend: BackendKind): Metric[] {
     ...MAP_CASES.map((c) => mapMetric(backend, c)),
     nativeFloorMetric(backend),
     ...PHYS_LIST_SIZES.map(({ n, samples }) => physListMetric(backend, n, samples)),
+    poolListMetric(backend),
   ];
 }

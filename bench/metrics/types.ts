@@ -64,6 +64,14 @@ export interface Metric {
   kernelDriver?: { bdf: string; driver: string; spec(): Record<string, string | number> };
   /** Also report operations per second (1 / the time per operation). */
   perSecond?: boolean;
+  /**
+   * What the row's figures stand for in an emulated guest (bench/report.ts
+   * says it in the table): 'ratio', the default, the addon ÷ C ratio, only
+   * diagnostic under TCG (JavaScript pays 90-200× there, kernel code 20-40×);
+   * 'device', a device path's throughput (the default with `perSecond`);
+   * 'kernel', system calls saved for the same work, which the C side shows too.
+   */
+  figure?: 'ratio' | 'device' | 'kernel';
 }
 
 export const BDF = { edu: '0000:00:03.0', ivshmem: '0000:00:04.0', nvme: '0000:00:05.0' } as const;

@@ -88,6 +88,7 @@ export const RUNS: Record<string, ExampleRun> = {
   // (8192 - 0x200) + 4096 + 4096 bytes; the mapping's IOVA keeps the first fragment's offset in its page
   'phys-list.ts': { prints: [/^15872 bytes at IOVA 0x[0-9a-f]*200$/, /^15872 bytes at IOVA 0x[0-9a-f]*200$/] },
   'p2p.ts': { prints: [/^hello, peer$/] },
+  'dma-pool.ts': { prints: [/^1024 pieces, 4194304 bytes at IOVA 0x[0-9a-f]+$/, /^hello, pool$/] },
   'nvme.ts': { prints: [/^QEMU NVMe Ctrl: read 65536 bytes of \d+$/] },
   'vm-harness.ts': { compileOnly: "a mocha suite for the host that boots guests itself, over a driver's own test files" },
 };
