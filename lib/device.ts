@@ -32,19 +32,59 @@ export interface DeviceOwner {
 }
 
 /**
+ * @internal What depends on a device (its {@link DeviceInterrupts}, the
+ * {@link P2PProvider}s of its BARs), told of what happens to the device by
+ * direct calls, never through the device's events: a user's listener that
+ * throws would cut an event short and leave them behind.
+ */
+export interface DeviceDependent {
+  /** The kernel revoked the dma-bufs exported from the device's BARs (a reset, or memory decoding turned off). */
+  memoryRevoked?(): void;
+  /** The device is closing: tear down what is left and let go of it (remove itself with removeDependent). */
+  close(): void;
+}
+
+/**
+ * Calls every step, also after one throws, then throws the first error met:
+ * the steps of a teardown all run whatever one of them does.
+ */
+function runAll(steps: Iterable<() => void>): void {
+  let failure: { error: unknown } | undefined;
+  for (const step of steps) {
+    try {
+      step();
+    } catch (error) {
+      failure ??= { error };
+    }
+  }
+  if (failure) throw failure.error;
+}
+
+/**
  * A PCI device bound to vfio-pci, opened through an {@link AddressSpace}
  * ({@link AddressSpace.openDevice}) and attached to it for DMA: its regions
  * (BARs as zero-copy register windows, config space), reset, bus mastering,
  * interrupts as events, and dma-buf export of its BARs for peer-to-peer.
  *
- * Events: `'reset'` and `'memory-disabled'` (its BARs stopped decoding: the
- * kernel revokes dma-bufs exported from them), `'close'`.
+ * Events, each emitted after the library has done its own part (its P2P
+ * providers revoked, or everything closed), so a listener that throws
+ * cannot keep it from being done; the listener's error is then thrown by the
+ * call that emitted the event:
+ *  - `'reset'`: {@link VfioPciDevice.reset} reset the device; the kernel
+ *    revoked the dma-bufs exported from its BARs.
+ *  - `'memory-disabled'`: its BARs stopped decoding (a write of the Command
+ *    register with the memory-enable bit clear, by
+ *    {@link VfioPciDevice.setMemoryEnabled} or through {@link VfioPciDevice.config});
+ *    the kernel revoked the dma-bufs exported from them.
+ *  - `'close'`: {@link VfioPciDevice.close} closed it (`isClosed` is true).
  */
 export class VfioPciDevice extends EventEmitter implements Disposable {
   /** @internal */
   readonly native: NativeDevice;
   private regionCache = new Map<number, Region>();
   private irqs?: DeviceInterrupts;
+  private readonly dependents = new Set<DeviceDependent>();
+  private closing = false;
   private closed = false;
 
   /** @internal */
@@ -107,10 +147,35 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     this.live();
     let r = this.regionCache.get(index);
     if (!r) {
-      r = new Region(this.native, this.regionInfo(index), index !== PciRegion.CONFIG);
+      const info = this.regionInfo(index);
+      r = index === PciRegion.CONFIG ? new Region(this.configFile(info.offset), info, false) : new Region(this.native, info, true);
       this.regionCache.set(index, r);
     }
     return r;
+  }
+
+  /**
+   * The device file as the config region uses it, watched: a write that
+   * puts the Command register's low byte with the memory-enable bit clear
+   * revokes the BARs' dma-bufs in the kernel (vfio-pci does it for every
+   * write at PCI_COMMAND that clears the bit, whatever the bit was), so it
+   * counts as memory disabled here too, however it was made.
+   */
+  private configFile(regionOffset: bigint): NativeDevice {
+    const native = this.native;
+    const command = regionOffset + BigInt(PCI_COMMAND);
+    const file: Pick<NativeDevice, 'pread' | 'pwrite' | 'mmap'> = {
+      pread: (offset, target) => native.pread(offset, target),
+      pwrite: (offset, source) => {
+        const at = command - offset;
+        const clears = at >= 0n && at < BigInt(source.length) && (source[Number(at)] & PCI_COMMAND_MEMORY) === 0;
+        const written = native.pwrite(offset, source);
+        if (clears) this.revokeMemory('memory-disabled');
+        return written;
+      },
+      mmap: (offset, length, writable) => native.mmap(offset, length, writable),
+    };
+    return file as NativeDevice; // a Region calls nothing else of its device
   }
 
   /**
@@ -125,7 +190,14 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     return this.region(n);
   }
 
-  /** Config space (region 7), through pread/pwrite: VFIO virtualizes parts of it, so it is never mmapped. */
+  /**
+   * Config space (region 7), through pread/pwrite: VFIO virtualizes parts of
+   * it, so it is never mmapped. A write of the Command register with the
+   * memory-enable bit clear counts as memory disabled, as
+   * {@link VfioPciDevice.setMemoryEnabled}(false) does: P2P providers revoke,
+   * `'memory-disabled'` is emitted (a listener's error is thrown by the write,
+   * after it was made).
+   */
   get config(): Region {
     return this.region(PciRegion.CONFIG);
   }
@@ -142,15 +214,17 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
 
   /**
    * Turns memory decoding of the BARs on or off in the command register.
-   * Off makes the kernel revoke dma-bufs exported from them, and emits
-   * `'memory-disabled'` (P2P providers of the device mark their iommufd
-   * mappings revoked).
+   * Off makes the kernel revoke dma-bufs exported from them: the device's
+   * P2P providers mark their iommufd mappings revoked, then it emits
+   * `'memory-disabled'` (as any write of the Command register through
+   * {@link VfioPciDevice.config} that clears the memory-enable bit does).
    *
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   * @throws The error of a `'memory-disabled'` listener, after the write
+   *   and the revocation were done.
    */
   setMemoryEnabled(on: boolean): void {
     this.updateCommand(PCI_COMMAND_MEMORY, on);
-    if (!on) this.emit('memory-disabled');
   }
 
   private updateCommand(bit: number, on: boolean): void {
@@ -160,11 +234,13 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
 
   /**
    * VFIO_DEVICE_RESET: resets the device (FLR, PM or bus reset, as the kernel
-   * can). The kernel revokes dma-bufs exported from its BARs; emits `'reset'`.
+   * can). The kernel revokes dma-bufs exported from its BARs: the device's
+   * P2P providers mark their iommufd mappings revoked, then it emits `'reset'`.
    *
    * @throws {@link VfioStateError} `ERR_VFIO_NO_RESET` when the device has no
    *   reset method, `ERR_VFIO_CLOSED` after close().
    * @throws {@link VfioError} (syscall `ioctl(VFIO_DEVICE_RESET)`) when the reset fails.
+   * @throws The error of a `'reset'` listener, after the reset and the revocation were done.
    */
   reset(): void {
     if (!(this.info().flags & VFIO_DEVICE_FLAGS_RESET)) {
@@ -174,7 +250,33 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
       );
     }
     this.live().reset();
-    this.emit('reset');
+    this.revokeMemory('reset');
+  }
+
+  /** The kernel revoked the BARs' dma-bufs: every dependent is told, then the listeners of `event`. */
+  private revokeMemory(event: 'reset' | 'memory-disabled'): void {
+    const steps: (() => void)[] = [];
+    for (const d of [...this.dependents]) steps.push(() => d.memoryRevoked?.());
+    steps.push(() => this.emit(event));
+    runAll(steps);
+  }
+
+  /**
+   * @internal `dependent` is closed with the device, and told when the
+   * kernel revokes the BARs' dma-bufs, by direct calls.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   */
+  addDependent(dependent: DeviceDependent): void {
+    if (this.closing) throw new VfioStateError(`device ${this.bdf} is closing`, 'ERR_VFIO_CLOSED');
+    this.live();
+    this.dependents.add(dependent);
+  }
+
+  /** @internal `dependent` closed on its own: the device forgets it. */
+  removeDependent(dependent: DeviceDependent): void {
+    this.dependents.delete(dependent);
+    if (dependent === this.irqs) this.irqs = undefined;
   }
 
   /**
@@ -227,7 +329,7 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
    */
   get interrupts(): DeviceInterrupts {
     this.live();
-    if (!this.irqs || this.irqs.isClosed) this.irqs = new DeviceInterrupts(this);
+    this.irqs ??= new DeviceInterrupts(this);
     return this.irqs;
   }
 
@@ -237,19 +339,36 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
   }
 
   /**
-   * Emits `'close'` (its interrupts are torn down), unmaps the regions'
-   * views, closes the device and detaches it from the address space.
-   * Idempotent. Peer-to-peer mappings of its BARs made through dma-bufs or
-   * BAR mmaps hold their own references and stay valid.
+   * Tears the device down, each step by a direct call, all of them whatever
+   * one of them throws: its interrupts (disabled, their eventfds closed) and
+   * the P2P providers of its BARs (their dma-bufs closed) first, then the
+   * regions' views are unmapped, the device file is closed and the device is
+   * detached from the address space. Only then, with `isClosed` true, it
+   * emits `'close'`. Idempotent. Peer-to-peer mappings of its BARs made
+   * through dma-bufs or BAR mmaps hold their own references and stay valid.
+   *
+   * @throws The first error met, once everything is closed: a step's, or
+   *   that of a `'close'` listener (the listeners after it do not run, as
+   *   with any EventEmitter).
    */
   close(): void {
-    if (this.closed) return;
-    this.emit('close');
-    for (const r of this.regionCache.values()) r.close();
-    this.regionCache.clear();
-    this.native.close();
-    this.closed = true;
-    this.owner.deviceClosed(this);
+    if (this.closed || this.closing) return;
+    this.closing = true; // dependents call back (removeDependent) and may call close() again
+    const steps: (() => void)[] = [];
+    for (const d of [...this.dependents]) steps.push(() => d.close());
+    for (const r of this.regionCache.values()) steps.push(() => r.close());
+    steps.push(
+      () => this.native.close(),
+      () => {
+        this.dependents.clear();
+        this.regionCache.clear();
+        this.closed = true;
+        this.closing = false;
+        this.owner.deviceClosed(this);
+      },
+      () => this.emit('close'),
+    );
+    runAll(steps);
   }
 
   /** {@link VfioPciDevice.close}, for `using`. */

@@ -317,7 +317,6 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
   /** Vectors the kernel allocated when the mode was enabled. */
   private allocated = 0;
   private closed = false;
-  private readonly onDeviceClose = (): void => this.close();
 
   /**
    * Takes charge of `device`'s interrupts; prefer {@link VfioPciDevice.interrupts},
@@ -328,7 +327,7 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
    */
   constructor(readonly device: VfioPciDevice) {
     if (device.isClosed) throw new VfioStateError(`device ${device.bdf} is closed`, 'ERR_VFIO_CLOSED');
-    device.once('close', this.onDeviceClose);
+    device.addDependent(this); // the device's close() calls close()
   }
 
   /** Whether close() was called (or the device closed). */
@@ -550,7 +549,7 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
       this.disable();
     } finally {
       this.closed = true;
-      this.device.off('close', this.onDeviceClose);
+      this.device.removeDependent(this);
     }
   }
 

@@ -9,7 +9,9 @@
  *    of a VM_PFNMAP range).
  *
  * Revocation: resetting the exporting device, or turning its memory decoding
- * off, makes the kernel revoke the dma-bufs. iommufd then tears the IOMMU
+ * off (however the Command register was written), makes the kernel revoke
+ * the dma-bufs; the device tells its providers by a direct call, before any
+ * listener of its own events runs. iommufd then tears the IOMMU
  * entries of the mapping down, and does not restore them when the dma-buf
  * becomes valid again. So the provider marks every live iommufd mapping of
  * it `revoked` (emitting 'revoked' on the mapping), forgets its dma-bufs,
@@ -17,7 +19,7 @@
  * mapping holds the BAR's physical address, which a reset does not move.
  */
 import { EventEmitter } from 'node:events';
-import { VfioPciDevice } from './device';
+import { DeviceDependent, VfioPciDevice } from './device';
 import { VfioStateError } from './errors';
 import { FragmentSource, NativeFile } from './native';
 import { BackendKind } from './iommu/backend';
@@ -46,6 +48,12 @@ export interface P2PSource {
  * good. The provider forgets its dma-bufs and emits `'revoked'`, and every
  * live mapping of it is marked {@link DmaMapping.revoked} (emitting
  * `'revoked'`): unmap it and link the list again, which exports fresh ones.
+ * Every `'revoked'` listener runs even when one throws; the first error is
+ * thrown after, by the call that revoked (the device's reset(), or the write
+ * that disabled its memory).
+ *
+ * The provider adds no listener to the device: the device calls it, and
+ * closes it when the device closes. close() lets go of the device.
  *
  * @example
  * ```ts
@@ -54,7 +62,7 @@ export interface P2PSource {
  * const m = space.mapPhysList(PhysList.p2p(provider, [{ offset: 0, length: 4096 }]));
  * ```
  */
-export class P2PProvider extends EventEmitter implements Disposable {
+export class P2PProvider extends EventEmitter implements Disposable, DeviceDependent {
   private dmaBufs = new Map<string, NativeFile>();
   private closed = false;
   /** The region's size in bytes: fragments must lie below it. */
@@ -77,20 +85,35 @@ export class P2PProvider extends EventEmitter implements Disposable {
     const info = device.regionInfo(regionIndex);
     if (info.size === 0n) throw new RangeError(`region ${regionIndex} of ${device.bdf} is empty`);
     this.size = info.size;
-    const revoke = (): void => this.revoke();
-    device.on('reset', revoke);
-    device.on('memory-disabled', revoke);
-    device.once('close', () => {
-      device.off('reset', revoke);
-      device.off('memory-disabled', revoke);
-    });
+    device.addDependent(this);
   }
 
-  /** Drops the dma-bufs (the kernel revoked them) and tells live mappings. */
-  private revoke(): void {
+  /** Whether close() was called, or the device closed. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * @internal The device says the kernel revoked its BARs' dma-bufs: drops
+   * them and tells the live mappings, calling every `'revoked'` listener even
+   * when one throws, then throwing the first error.
+   */
+  memoryRevoked(): void {
+    this.dropDmaBufs();
+    let failure: { error: unknown } | undefined;
+    for (const listener of this.rawListeners('revoked')) {
+      try {
+        (listener as () => void).call(this);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure) throw failure.error;
+  }
+
+  private dropDmaBufs(): void {
     for (const f of this.dmaBufs.values()) f.close();
     this.dmaBufs.clear();
-    this.emit('revoked');
   }
 
   /**
@@ -113,13 +136,15 @@ export class P2PProvider extends EventEmitter implements Disposable {
   }
 
   /**
-   * Closes the provider's dma-bufs; mappings made from them keep their own
-   * references and stay valid. Lists of it can no longer be linked. Idempotent.
+   * Closes the provider's dma-bufs and lets go of the device; mappings made
+   * from them keep their own references and stay valid. Lists of it can no
+   * longer be linked. Idempotent; the device's close() does it too.
    */
   close(): void {
-    for (const f of this.dmaBufs.values()) f.close();
-    this.dmaBufs.clear();
+    if (this.closed) return;
     this.closed = true;
+    this.dropDmaBufs();
+    this.device.removeDependent(this);
   }
 
   /** {@link P2PProvider.close}, for `using`. */

@@ -35,13 +35,29 @@ export function ioasMapFlags(access: Access): number {
 /**
  * One open /dev/iommu (an iommufd). Several address spaces, each an IOAS in
  * it, may share it (pass it as {@link AddressSpaceOptions.iommufd}), which
- * {@link AddressSpace.copyFrom} (IOMMU_IOAS_COPY) needs. It is closed when
- * the last address space made in it closes, or by close().
+ * {@link AddressSpace.copyFrom} (IOMMU_IOAS_COPY) needs.
+ *
+ * Ownership: whoever made the context closes it (close() or `using`);
+ * address spaces only borrow it. An address space opened in it destroys its
+ * own IOAS when it closes and leaves the context open for others. The
+ * context refuses to close while address spaces still use it: close them
+ * first (with `using`, declare the context before the address spaces, so it
+ * is disposed after them). An address space opened without a context makes
+ * one of its own and closes it.
+ *
+ * @example
+ * ```ts
+ * using ctx = new IommufdContext();
+ * using a = AddressSpace.open({ iommufd: ctx });
+ * using b = AddressSpace.open({ iommufd: ctx });
+ * const copy = b.copyFrom(a, a.map(buf));
+ * ```
  */
-export class IommufdContext {
+export class IommufdContext implements Disposable {
   /** @internal */
   readonly native: NativeIommufd;
-  private users = 0;
+  private readonly users = new Set<IommufdBackend>();
+  private closed = false;
 
   /**
    * Opens the iommufd.
@@ -67,7 +83,7 @@ export class IommufdContext {
    *   unknown option, ENOENT for a wrong object ID.
    */
   getOption(option: number, objectId = 0): bigint {
-    return this.native.option(option, IOMMU_OPTION_OP_GET, objectId, 0n);
+    return this.live().option(option, IOMMU_OPTION_OP_GET, objectId, 0n);
   }
 
   /**
@@ -77,29 +93,61 @@ export class IommufdContext {
    *   RLIMIT_MODE without CAP_SYS_RESOURCE, EINVAL for a value the option does not take.
    */
   setOption(option: number, value: bigint, objectId = 0): void {
-    this.native.option(option, IOMMU_OPTION_OP_SET, objectId, value);
+    this.live().option(option, IOMMU_OPTION_OP_SET, objectId, value);
   }
 
-  /** @internal */
-  acquire(): void {
-    this.users++;
+  /** Whether close() closed it. */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
-  /** @internal */
-  release(): void {
-    if (--this.users <= 0) this.close();
+  private live(): NativeIommufd {
+    if (this.closed) throw new VfioStateError('the IommufdContext is closed', 'ERR_VFIO_CLOSED');
+    return this.native;
+  }
+
+  /** @internal an address space's IOAS borrows the context until it gives it back */
+  borrow(user: IommufdBackend): NativeIommufd {
+    const fd = this.live();
+    this.users.add(user);
+    return fd;
+  }
+
+  /** @internal the IOAS is destroyed: the context no longer counts it as a user */
+  giveBack(user: IommufdBackend): void {
+    this.users.delete(user);
   }
 
   /**
-   * Closes the iommufd now: the kernel destroys every IOAS in it, with their
-   * mappings, and the address spaces made in it stop working. Idempotent.
+   * Closes the iommufd. Idempotent.
+   *
+   * @throws {@link VfioStateError} `ERR_VFIO_BUSY` (closing nothing) while
+   *   address spaces opened in it are open: close them first.
    */
   close(): void {
+    if (this.closed) return;
+    const n = this.users.size;
+    if (n > 0) {
+      throw new VfioStateError(
+        `the IommufdContext is in use by ${n} address space${n === 1 ? '' : 's'}: close ${n === 1 ? 'it' : 'them'} first`,
+        'ERR_VFIO_BUSY',
+      );
+    }
+    this.closed = true;
     this.native.close();
+  }
+
+  /** {@link IommufdContext.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 }
 
-/** The iommufd backend of an {@link AddressSpace}: one IOAS of an {@link IommufdContext}. */
+/**
+ * The iommufd backend of an {@link AddressSpace}: one IOAS of an
+ * {@link IommufdContext}, which it borrows (or owns, when the address space
+ * made the context for itself).
+ */
 export class IommufdBackend implements IommuBackend {
   readonly kind = 'iommufd' as const;
   /** The IOAS's object ID in the iommufd. */
@@ -108,13 +156,24 @@ export class IommufdBackend implements IommuBackend {
   private devices = new Set<NativeDevice>();
   private closed = false;
 
-  constructor(readonly context: IommufdContext) {
-    context.acquire();
+  /**
+   * Allocates an IOAS in `context`.
+   *
+   * @param context - The iommufd.
+   * @param ownsContext - Close the context with the IOAS (it was made for this address space alone).
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the context is closed.
+   * @throws {@link VfioError} from `ioctl(IOMMU_IOAS_ALLOC)`.
+   */
+  constructor(
+    readonly context: IommufdContext,
+    private readonly ownsContext = false,
+  ) {
+    const fd = context.borrow(this);
     try {
-      this.ioas = context.native.ioasAlloc();
-      this.fast = context.native.fastPath(this.ioas);
+      this.ioas = fd.ioasAlloc();
+      this.fast = fd.fastPath(this.ioas);
     } catch (err) {
-      context.release();
+      context.giveBack(this);
       throw err;
     }
   }
@@ -180,16 +239,22 @@ export class IommufdBackend implements IommuBackend {
     return this.context.native.pinCount();
   }
 
+  /**
+   * Closes the devices still attached and destroys the IOAS, then gives the
+   * context back (closing it when it owns it). Idempotent.
+   *
+   * @throws {@link VfioError} from `ioctl(IOMMU_DESTROY)` (the context is given back all the same).
+   */
   close(): void {
     if (this.closed) return;
+    this.closed = true;
     for (const d of this.devices) d.close();
     this.devices.clear();
     try {
       this.context.native.destroy(this.ioas);
-    } catch {
-      // the context may be closed already: the kernel destroyed the IOAS with it
+    } finally {
+      this.context.giveBack(this);
+      if (this.ownsContext) this.context.close();
     }
-    this.closed = true;
-    this.context.release();
   }
 }

@@ -276,7 +276,7 @@ forEachBackend('IOMMU_IOAS_COPY', (backend) => {
     return;
   }
   it('maps the same pages into a second IOAS without pinning again; edu reaches them there', async () => {
-    const ctx = new IommufdContext();
+    using ctx = new IommufdContext(); // its owner closes it, after the address spaces
     using source = AddressSpace.open({ backend, iommufd: ctx });
     using target = AddressSpace.open({ backend, iommufd: ctx });
     using edu = EduDevice.open(target, BDF.edu);
