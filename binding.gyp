@@ -10,6 +10,7 @@
         "native/pin_table.cc",
         "native/dma_core.cc",
         "native/fast_path.cc",
+        "native/async_ioctl.cc",
         "native/fragment.cc",
         "native/iommufd.cc",
         "native/container.cc",

@@ -283,6 +283,8 @@ export class AddressSpace implements Disposable, MappingOwner {
   private allocator?: IovaAllocator;
   /** The newest live mapping: the head of their list (linked through the mappings themselves). */
   private newest: DmaMapping | null = null;
+  /** map()'s checked request, reused. */
+  private readonly request = { offset: 0, length: 0, bits: 3 };
   private windows = new Set<IovaWindow>();
   private devices = new Set<VfioPciDevice>();
   private closed = false;
@@ -508,38 +510,70 @@ export class AddressSpace implements Disposable, MappingOwner {
    *   `VFIO_IOMMU_MAP_DMA`): ENOMEM when pinning exceeds RLIMIT_MEMLOCK.
    */
   map(buffer: DmaBuffer, options?: MapOptions): DmaMapping {
-    if (!(buffer instanceof DmaBuffer)) throw new TypeError('buffer must be a DmaBuffer');
     const fast = this.live().fastPath();
-    let offset = 0;
-    let length = buffer.size;
-    let bits = 3;
+    const req = this.mapRequest(buffer, options);
+    const iova = this.allocateIova(req.length, options);
+    const args = fast.args;
+    args[0] = buffer.handle;
+    args[1] = req.offset;
+    args[2] = req.length;
+    args[3] = iova;
+    args[4] = req.bits;
+    let pin: number;
+    try {
+      pin = fast.mapUser();
+    } catch (err) {
+      this.allocator!.freeFast(iova, req.length);
+      throw err;
+    }
+    return this.track(new DmaMapping(this, pin, iova, req.length, 0, req.length, true, buffer));
+  }
+
+  /**
+   * {@link AddressSpace.map} off the event loop: the map ioctl, which pins
+   * every page (long for a large buffer: tens of milliseconds per GiB), runs
+   * on a thread of libuv's pool. The buffer's memory is held from the call
+   * on, so closing the buffer meanwhile frees nothing a device could reach;
+   * closing the address space meanwhile makes the promise reject with
+   * `ERR_VFIO_CLOSED` (the mapping went with the IOAS).
+   *
+   * @throws (rejects) What {@link AddressSpace.map} throws.
+   */
+  async mapAsync(buffer: DmaBuffer, options?: MapOptions): Promise<DmaMapping> {
+    const fast = this.live().fastPath();
+    const { offset, length, bits } = this.mapRequest(buffer, options);
+    const iova = this.allocateIova(length, options);
+    let pin: number;
+    try {
+      pin = await fast.mapUserAsync(buffer.handle, offset, length, iova, bits);
+    } catch (err) {
+      if (!this.closed) this.allocator!.freeFast(iova, length);
+      throw err;
+    }
+    return this.track(new DmaMapping(this, pin, iova, length, 0, length, true, buffer));
+  }
+
+  /** What map() and mapAsync() map, checked: into one reused object (no allocation per map). */
+  private mapRequest(buffer: DmaBuffer, options: MapOptions | undefined): { offset: number; length: number; bits: number } {
+    if (!(buffer instanceof DmaBuffer)) throw new TypeError('buffer must be a DmaBuffer');
+    const req = this.request;
+    req.offset = 0;
+    req.length = buffer.size;
+    req.bits = 3;
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-      if (options.offset !== undefined) offset = num(options.offset, 'offset');
-      pageAligned(offset, 'offset');
-      length = options.length === undefined ? buffer.size - offset : num(options.length, 'length');
-      bits = accessBits(options.access);
+      if (options.offset !== undefined) req.offset = num(options.offset, 'offset');
+      pageAligned(req.offset, 'offset');
+      req.length = options.length === undefined ? buffer.size - req.offset : num(options.length, 'length');
+      req.bits = accessBits(options.access);
     }
+    const { offset, length } = req;
     if (length === 0) throw new RangeError('length must not be 0');
     if (length < 0 || offset + length > buffer.size)
       throw new RangeError(`[${hex(offset)}, +${hex(length)}) is outside the ${buffer.size}-byte buffer`);
     pageAligned(length, 'length');
     if (buffer.closed) throw new VfioStateError('DmaBuffer is closed', 'ERR_VFIO_CLOSED');
-    const iova = this.allocateIova(length, options);
-    const args = fast.args;
-    args[0] = buffer.handle;
-    args[1] = offset;
-    args[2] = length;
-    args[3] = iova;
-    args[4] = bits;
-    let pin: number;
-    try {
-      pin = fast.mapUser();
-    } catch (err) {
-      this.allocator!.freeFast(iova, length);
-      throw err;
-    }
-    return this.track(new DmaMapping(this, pin, iova, length, 0, length, true, buffer));
+    return req;
   }
 
   /**

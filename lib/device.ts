@@ -243,14 +243,34 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
    * @throws The error of a `'reset'` listener, after the reset and the revocation were done.
    */
   reset(): void {
+    this.requireReset();
+    this.live().reset();
+    this.revokeMemory('reset');
+  }
+
+  /**
+   * {@link VfioPciDevice.reset} off the event loop: the ioctl runs on a
+   * thread of libuv's pool (a function-level reset takes 100 ms or more on
+   * hardware) while the device stays referenced. Closing the device
+   * meanwhile is safe: the reset finishes on the file it started on, and the
+   * promise rejects with `ERR_VFIO_CLOSED`.
+   *
+   * @throws (rejects) What {@link VfioPciDevice.reset} throws.
+   */
+  async resetAsync(): Promise<void> {
+    this.requireReset();
+    await this.live().resetAsync();
+    if (this.closed || this.closing) throw new VfioStateError(`device ${this.bdf} was closed while it reset`, 'ERR_VFIO_CLOSED');
+    this.revokeMemory('reset');
+  }
+
+  private requireReset(): void {
     if (!(this.info().flags & VFIO_DEVICE_FLAGS_RESET)) {
       throw new VfioStateError(
         `${this.bdf} has no reset method (no FLR, PM or bus reset: VFIO_DEVICE_FLAGS_RESET is not set)`,
         'ERR_VFIO_NO_RESET',
       );
     }
-    this.live().reset();
-    this.revokeMemory('reset');
   }
 
   /** The kernel revoked the BARs' dma-bufs: every dependent is told, then the listeners of `event`. */

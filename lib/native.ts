@@ -76,6 +76,8 @@ export interface NativeFastPath {
   link(fragments: Float64Array): number;
   /** args = [pin id, iova, length] */
   unmap(): void;
+  /** mapUser off the event loop; the memory is held from the call on -> pin id */
+  mapUserAsync(handle: number, offset: number, length: number, iova: number, access: number): Promise<number>;
 }
 
 export interface NativeIommufd {
@@ -165,6 +167,8 @@ export interface NativeDevice {
   /** The ioctl's result: positive when MSI/MSI-X could not get `start + count` vectors (that many exist). */
   setIrqs(flags: number, index: number, start: number, count: number, data?: (NativeFile | null | boolean)[]): number;
   reset(): void;
+  /** VFIO_DEVICE_RESET on a thread of libuv's pool. */
+  resetAsync(): Promise<void>;
   pread(offset: bigint, target: Uint8Array): number;
   pwrite(offset: bigint, source: Uint8Array): number;
   mmap(offset: bigint, length: bigint, writable: boolean): NativeMemory;

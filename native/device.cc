@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "async_ioctl.h"
 #include "file.h"
 #include "info_caps.h"
 #include "iommufd.h"
@@ -26,6 +27,7 @@ Napi::Function Device::Init(Napi::Env env) {
                          InstanceMethod<&Device::IrqInfo>("irqInfo"),
                          InstanceMethod<&Device::SetIrqs>("setIrqs"),
                          InstanceMethod<&Device::Reset>("reset"),
+                         InstanceMethod<&Device::ResetAsync>("resetAsync"),
                          InstanceMethod<&Device::Pread>("pread"),
                          InstanceMethod<&Device::Pwrite>("pwrite"),
                          InstanceMethod<&Device::Mmap>("mmap"),
@@ -215,6 +217,16 @@ Napi::Value Device::Reset(const Napi::CallbackInfo& info) {
   if (Ioctl(Fd(info.Env()), u::VFIO_DEVICE_RESET, nullptr) < 0)
     ThrowErrno(info.Env(), errno, "ioctl(VFIO_DEVICE_RESET)");
   return info.Env().Undefined();
+}
+
+// resetAsync() -> Promise<void>: VFIO_DEVICE_RESET on a thread of the pool.
+Napi::Value Device::ResetAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return RunIoctlAsync(env, info.This().As<Napi::Object>(), Fd(env), u::VFIO_DEVICE_RESET, {},
+                       [](Napi::Env e, int err) -> Napi::Value {
+                         if (err != 0) ThrowErrno(e, err, "ioctl(VFIO_DEVICE_RESET)");
+                         return e.Undefined();
+                       });
 }
 
 namespace {

@@ -25,6 +25,7 @@ class Device : public Napi::ObjectWrap<Device> {
   Napi::Value IrqInfo(const Napi::CallbackInfo& info);
   Napi::Value SetIrqs(const Napi::CallbackInfo& info);
   Napi::Value Reset(const Napi::CallbackInfo& info);
+  Napi::Value ResetAsync(const Napi::CallbackInfo& info);
   Napi::Value Pread(const Napi::CallbackInfo& info);
   Napi::Value Pwrite(const Napi::CallbackInfo& info);
   Napi::Value Mmap(const Napi::CallbackInfo& info);

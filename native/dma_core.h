@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "common.h"
 #include "pin_table.h"
@@ -43,6 +44,9 @@ class DmaCore {
 
   // Maps [va, va + length) at the fixed `iova` with kAccess* bits: 0, or -1 with errno set.
   int MapUser(uint32_t ioas, uintptr_t va, uint64_t length, uint64_t iova, uint32_t access) const;
+  // The same map as an ioctl request and its argument, to run elsewhere (RunIoctlAsync).
+  unsigned long MapRequest(uint32_t ioas, uintptr_t va, uint64_t length, uint64_t iova, uint32_t access,
+                           std::vector<uint8_t>* arg) const;
   // Unmaps [iova, iova + length): 0 with *done set to the bytes unmapped, or -1 with errno set.
   int Unmap(uint32_t ioas, uint64_t iova, uint64_t length, uint64_t* done) const;
   const char* MapCall() const {

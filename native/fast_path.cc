@@ -12,9 +12,15 @@
 //                    contiguous in virtual memory are mapped by one ioctl per
 //                    run; if one fails, what was mapped is unmapped first.
 //   unmap()          args = [pin id, iova, length]
+//   mapUserAsync(handle, offset, length, iova, access) -> Promise<pin id>: mapUser off the
+//                    event loop (pinning a large buffer takes long); arguments as numbers,
+//                    since other calls may fill `args` meanwhile. The memory is pinned in
+//                    the table from the start; if the address space closed meanwhile, the
+//                    promise rejects with ERR_VFIO_CLOSED (the IOAS went with it).
 #include <string>
 #include <vector>
 
+#include "async_ioctl.h"
 #include "dma_core.h"
 #include "memory.h"
 #include "memory_table.h"
@@ -154,6 +160,44 @@ napi_value Unmap(napi_env raw, napi_callback_info, FastPath& fp) {
   return nullptr;
 }
 
+napi_value MapUserAsync(napi_env raw, napi_callback_info info, FastPath& fp) {
+  Napi::Env env(raw);
+  napi_value argv[5];
+  napi_value self;
+  size_t argc = 5;
+  napi_get_cb_info(raw, info, &argc, argv, &self, nullptr);
+  double d[5] = {-1, -1, -1, -1, -1};
+  for (size_t i = 0; i < argc && i < 5; i++) napi_get_value_double(raw, argv[i], &d[i]);
+  uint64_t handle, offset, length, iova, access;
+  if (argc < 5 || !Exact(d[0], &handle) || !Exact(d[1], &offset) || !Exact(d[2], &length) ||
+      !Exact(d[3], &iova) || !Exact(d[4], &access)) {
+    BadArgs(env, "mapUserAsync");
+  }
+  const int fd = fp.core->Fd(env, "the address space");
+  const uint32_t slot = Resolve(env, fp, handle, offset, length, -1);
+  std::vector<uint8_t> arg;
+  const uintptr_t va = reinterpret_cast<uintptr_t>(fp.memories->At(slot)->Addr() + offset);
+  unsigned long request = fp.core->MapRequest(fp.ioas, va, length, iova, static_cast<uint32_t>(access), &arg);
+  fp.memories->Pin(slot);  // held from now on: closing the buffer meanwhile frees nothing
+  auto core = fp.core;
+  auto memories = fp.memories;
+  const uint32_t ioas = fp.ioas;
+  try {
+    return RunIoctlAsync(env, Napi::Object(raw, self), fd, request, std::move(arg),
+                         [core, memories, ioas, slot, iova, length](Napi::Env e, int err) -> Napi::Value {
+                           if (err != 0 || core->Closed()) {
+                             memories->Unpin(slot);
+                             if (err != 0) ThrowErrno(e, err, core->MapCall(), "(off the event loop)");
+                             ThrowClosed(e, "the address space");
+                           }
+                           return Napi::Number::New(e, core->pins.AddPinned(ioas, iova, length, slot));
+                         });
+  } catch (...) {
+    fp.memories->Unpin(slot);
+    throw;
+  }
+}
+
 template <napi_value (*Body)(napi_env, napi_callback_info, FastPath&)>
 napi_value Call(napi_env env, napi_callback_info info) {
   void* data = nullptr;
@@ -197,6 +241,7 @@ Napi::Object NewFastPath(Napi::Env env, DmaCoreRef core, uint32_t ioas) {
   bind("mapUser", Call<MapUser>);
   bind("link", Call<Link>);
   bind("unmap", Call<Unmap>);
+  bind("mapUserAsync", Call<MapUserAsync>);
   return out;
 }
 

@@ -1,0 +1,88 @@
+/**
+ * The calls that can block run off the event loop: a device reset and the
+ * map (pin) of a large buffer. The loop keeps turning while they run, their
+ * owners stay alive, and closing an owner meanwhile fails them clearly.
+ */
+import assert from 'node:assert/strict';
+import { AddressSpace } from '../../lib/address-space';
+import { EduDevice, EDU_DMA_LIMIT } from '../../lib/drivers/edu';
+import { DmaBuffer } from '../../lib/memory';
+import { BDF, forEachBackend, pattern } from '../support/guest';
+
+/** Counts event-loop turns until stopped: proof the loop ran meanwhile. */
+function loopTurns(): { stop(): number } {
+  let turns = 0;
+  let running = true;
+  const spin = (): void => {
+    turns++;
+    if (running) setImmediate(spin);
+  };
+  setImmediate(spin);
+  return {
+    stop: () => {
+      running = false;
+      return turns;
+    },
+  };
+}
+
+forEachBackend('calls off the event loop', (backend) => {
+  it('resetAsync() resets the device while the loop turns, and tells the P2P bookkeeping as reset() does', async () => {
+    using space = AddressSpace.open({ backend });
+    const nvme = space.openDevice(BDF.nvme);
+    let resets = 0;
+    nvme.on('reset', () => resets++);
+    const turns = loopTurns();
+    await nvme.resetAsync();
+    assert.ok(turns.stop() >= 1, 'the event loop turned during the reset');
+    assert.equal(resets, 1);
+    const edu = space.openDevice(BDF.edu);
+    await assert.rejects(edu.resetAsync(), { name: 'VfioStateError', code: 'ERR_VFIO_NO_RESET' });
+  });
+
+  it('resetAsync() on a device closed while it resets rejects with ERR_VFIO_CLOSED', async () => {
+    using space = AddressSpace.open({ backend });
+    const nvme = space.openDevice(BDF.nvme);
+    const pending = nvme.resetAsync();
+    nvme.close();
+    await assert.rejects(pending, { code: 'ERR_VFIO_CLOSED' });
+    using again = space.openDevice(BDF.nvme); // the device file was let go
+    assert.equal(again.bdf, BDF.nvme);
+  });
+
+  it('mapAsync() pins 64 MiB while the loop turns; edu moves bytes through the mapping', async function () {
+    this.timeout(60_000);
+    using space = AddressSpace.open({ backend });
+    using edu = EduDevice.open(space, BDF.edu);
+    using buf = DmaBuffer.allocate(64 << 20);
+    const turns = loopTurns();
+    const m = await space.mapAsync(buf, { limit: EDU_DMA_LIMIT });
+    assert.ok(turns.stop() >= 1, 'the event loop turned during the pin');
+    const data = pattern(4000, 64);
+    buf.bytes.set(data, (64 << 20) - 4096);
+    await edu.dmaToDevice(m.iova + BigInt((64 << 20) - 4096), 0, data.length);
+    await edu.dmaFromDevice(0, m.iova, data.length);
+    assert.deepEqual(buf.bytes.subarray(0, data.length), data);
+    assert.equal(space.liveMappings().length, 1);
+    m.unmap();
+  });
+
+  it('mapAsync() holds a buffer closed meanwhile, and rejects with ERR_VFIO_CLOSED when the space closes meanwhile', async () => {
+    const space = AddressSpace.open({ backend });
+    using edu = EduDevice.open(space, BDF.edu);
+    const buf = DmaBuffer.allocate(1 << 20);
+    buf.bytes.fill(0x3c);
+    const pending = space.mapAsync(buf, { limit: EDU_DMA_LIMIT });
+    buf.close(); // the mapping-to-be holds the memory
+    const m = await pending;
+    await edu.dmaToDevice(m.iova, 0, 16);
+    const out = DmaBuffer.allocate(4096);
+    const mo = space.map(out, { limit: EDU_DMA_LIMIT });
+    await edu.dmaFromDevice(0, mo.iova, 16);
+    assert.deepEqual([...out.bytes.subarray(0, 16)], new Array(16).fill(0x3c));
+    const late = space.mapAsync(DmaBuffer.allocate(1 << 20));
+    space.close();
+    await assert.rejects(late, { code: 'ERR_VFIO_CLOSED' });
+    assert.equal(space.pinCount(), 0);
+  });
+});
