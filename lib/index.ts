@@ -24,6 +24,8 @@ export type { PhysKind, CpuFragmentInput, RangeInput, PhysFragment, CpuFragment,
 export { P2PProvider } from './p2p-provider';
 export { IommufdContext } from './iommu/iommufd';
 export type { BackendKind, Access } from './iommu/backend';
+export { VFIO_CONTAINER_PATH, IOMMUFD_CONTAINER_PATH } from './iommu/type1';
+export type { Type1Choice, Type1Flavour } from './iommu/type1';
 export { IovaAllocator, IovaAllocatorError, IovaNoSpaceError } from './iova-allocator';
 export type { IovaRange, IovaAllocation, IovaAllocatorOptions, IovaAllocateOptions, IovaErrorCode } from './iova-allocator';
 export { VfioError, VfioStateError } from './errors';
