@@ -15,7 +15,10 @@
  *    hands out an IOVA range reaching past 2^53 ({@link IOVA_FAST_END}): its
  *    limit is clipped there. Sizes and alignments must be multiples of the page
  *    size (the caller rounds; a cheap check throws RangeError otherwise). A
- *    steady-state allocate + free allocates no objects and no bigints.
+ *    steady-state allocate + free allocates no objects and no bigints: the
+ *    state is all typed arrays. (V8 itself boxes a number of 2^31 or more
+ *    into a heap number when it crosses a call that was not inlined; IOVAs
+ *    below 2 GiB, which first fit hands out first, never are.)
  *  - The bigint API ({@link IovaAllocator.allocate}, {@link IovaAllocator.free},
  *    {@link IovaAllocator.reserve}, ...), which validates everything, rounds
  *    lengths up to pages, reaches the whole 64-bit space, and is first fit by

@@ -3,7 +3,7 @@
  * ranges, in one open-addressing hash table: first page -> size in pages.
  *
  * The table: linear probing; each slot is two Float64Array entries, the key
- * and the size side by side (one cache line). A removed entry leaves a
+ * and the size side by side (16 bytes: never split across cache lines). A removed entry leaves a
  * tombstone, so removing costs one store, and an insert takes the first
  * tombstone or empty slot on its probe path. When keys and tombstones fill
  * half the slots the table is rebuilt without tombstones (doubled when the
@@ -16,9 +16,9 @@
  * The cache, after the Linux kernel's IOVA "rcache" (drivers/iommu/iova.c):
  * a freed range of up to {@link IOVA_CACHE_MAX_PAGES} pages is not returned
  * to the free tree but parked: its entry stays in the table, marked parked,
- * and its slot number goes on a stack for its exact size. The next request
- * of that size takes it back from the stack in O(1), without hashing,
- * searching or splitting anything. Differences from the kernel's: one stack
+ * and its first page and slot number go on a stack for its exact size. The
+ * next request of that size takes it back from the stack in O(1), without
+ * hashing, searching or splitting anything. Differences from the kernel's: one stack
  * per exact size (the kernel has one per power of two and rounds requests up
  * to it, wasting IOVA space), no per-CPU magazines (JavaScript runs one
  * thread), and alignment is checked as well as the limit. Like the kernel's
@@ -31,11 +31,10 @@
  * searches again, as the kernel's `alloc_iova_fast` flushes its rcaches and
  * retries.
  *
- * A stack entry holds the range's first page and its slot; the slot's size
- * field holds -1 - (its position on the stacks), so a free of a parked range
- * (a double free) does not find a live size, and a rebuild that moves the
- * entry can update the stack; the stack's swap-pop updates the entry it
- * moves likewise. Nothing on this path keeps counters: the parked pages are
+ * A parked entry's size field holds -1 - (its position on the stacks), so a
+ * free of a parked range (a double free) does not find a live size, and a
+ * rebuild that moves the entry can update the stack; the stack's swap-pop
+ * updates the entry it moves likewise. Nothing on this path keeps counters: the parked pages are
  * summed over the stack depths when asked for.
  *
  * Why the page is on the stack too: a free followed by an allocation is a
