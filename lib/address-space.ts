@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import { VfioPciDevice } from './device';
-import { DmaMapping, MappingOwner } from './dma-mapping';
+import { DmaMapping } from './dma-mapping';
 import { VfioStateError } from './errors';
 import { Access, BackendKind, FlatFragments, IommuBackend } from './iommu/backend';
 import { IommufdBackend, IommufdContext } from './iommu/iommufd';
@@ -279,7 +279,7 @@ export class IovaWindow implements Disposable {
  * // program the device with m.iova
  * ```
  */
-export class AddressSpace implements Disposable, MappingOwner {
+export class AddressSpace implements Disposable {
   private allocator?: IovaAllocator;
   /** The newest live mapping: the head of their list (linked through the mappings themselves). */
   private newest: DmaMapping | null = null;

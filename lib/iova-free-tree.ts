@@ -21,7 +21,7 @@
  * an aligned range of it; the search then also visits those blocks (each one
  * O(log n)) before it finds a fit.
  *
- * @internal
+ * Internal to the library (its IovaAllocator), not part of its API.
  */
 
 /** Removes and inserts blocks of free page numbers; see the file header. */

@@ -19,7 +19,7 @@
  * mapping holds the BAR's physical address, which a reset does not move.
  */
 import { EventEmitter } from 'node:events';
-import { DeviceDependent, VfioPciDevice } from './device';
+import { VfioPciDevice } from './device';
 import { VfioStateError } from './errors';
 import { FragmentSource, NativeFile } from './native';
 import { BackendKind } from './iommu/backend';
@@ -62,7 +62,7 @@ export interface P2PSource {
  * const m = space.mapPhysList(PhysList.p2p(provider, [{ offset: 0, length: 4096 }]));
  * ```
  */
-export class P2PProvider extends EventEmitter implements Disposable, DeviceDependent {
+export class P2PProvider extends EventEmitter implements Disposable {
   private dmaBufs = new Map<string, NativeFile>();
   private closed = false;
   /** The region's size in bytes: fragments must lie below it. */
