@@ -42,7 +42,7 @@
  * some 5 cycles; with the page on the stack, the allocation does not wait for
  * the free's hash lookup to reach the stack first.
  *
- * @internal
+ * Internal to the library (its IovaAllocator), not part of its API.
  */
 
 /** Largest size, in pages, that is cached; larger ranges always go back to the tree. */
