@@ -12,7 +12,11 @@ function snapshot(dir: string): Map<string, string> {
       const p = path.join(d, e.name);
       if (e.isSymbolicLink()) out.set(p, `-> ${fs.readlinkSync(p)}`);
       else if (e.isDirectory()) walk(p);
-      else out.set(p, fs.readFileSync(p, 'utf8'));
+      else {
+        // sysfs's write-only files (bind, unbind, drivers_probe) cannot be read but as root: their size and time tell a write
+        const st = fs.statSync(p);
+        out.set(p, st.mode & 0o444 ? fs.readFileSync(p, 'utf8') : `write-only ${st.size} ${st.mtimeMs}`);
+      }
     }
   };
   walk(dir);

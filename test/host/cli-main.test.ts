@@ -131,7 +131,8 @@ describe('node-vfio: help and exit status', () => {
     assert.equal(r.status, 2);
     assert.match(r.stderr, /^usage: node-vfio/);
   });
-  it('runs as dist/cli/main.js in a child process, on the paths from the environment', () => {
+  it('runs as dist/cli/main.js in a child process, on the paths from the environment', function () {
+    this.timeout(30_000); // child processes: seconds on a loaded machine
     const list = h.runChild(['list', '--json']);
     assert.equal(list.status, 0, list.stderr);
     const entries = JSON.parse(list.stdout) as { bdf: string; usable: boolean }[];
