@@ -469,18 +469,20 @@ export class AddressSpace implements Disposable {
     const allocator = this.iovas();
     if (o === undefined || (o.iova === undefined && o.align === undefined && o.limit === undefined)) {
       const iova = allocator.allocFast(length, PAGE, IOVA_FAST_END);
-      return iova >= 0 ? iova : Number(allocator.allocate(BigInt(length)));
+      if (iova < 0) throw allocator.noSpaceError(length, PAGE, IOVA_FAST_END);
+      return iova;
     }
     const align = o.align === undefined ? PAGE : num(o.align, 'align');
     const limit = o.limit === undefined ? IOVA_FAST_END : num(o.limit, 'limit', true);
     if (o.iova !== undefined) {
       const at = num(o.iova, 'iova');
-      checkRangeFits(BigInt(at), BigInt(length), 'iova');
-      return Number(allocator.allocate(BigInt(length), { align: BigInt(align), limit: BigInt(limit), at: BigInt(at) }));
+      if (at % align !== 0) throw new RangeError(`iova ${hex(at)} is not aligned to ${hex(align)}`);
+      return allocator.allocAt(at, length, limit);
     }
     const iova = allocator.allocFast(length, align, limit);
-    // Nothing fits: the checking path throws IovaNoSpaceError with what there is.
-    return iova >= 0 ? iova : Number(allocator.allocate(BigInt(length), { align: BigInt(align), limit: BigInt(limit) }));
+    // -1: nothing fits, even after the allocator returned its cached ranges; say what there is.
+    if (iova < 0) throw allocator.noSpaceError(length, align, limit);
+    return iova;
   }
 
   /** @internal a window gives its IOVAs back */
