@@ -77,6 +77,11 @@ export class V1Mappings {
         fast.unmap();
         this.spans.delete(pin);
       },
+      mapUserAsync: async (handle: number, offset: number, length: number, iova: number, access: number): Promise<number> => {
+        const pin = await fast.mapUserAsync(handle, offset, length, iova, access);
+        this.add(iova, length, pin);
+        return pin;
+      },
     };
   }
 }
