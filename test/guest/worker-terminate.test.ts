@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { BDF, KERNEL } from '../support/guest';
 
 const SCRIPT = path.resolve(__dirname, '../fixtures/worker-terminate.js');
-const ROUNDS = 5;
+const ROUNDS = 3;
 const BACKEND = KERNEL === 'debian' ? 'type1' : 'iommufd';
 
 describe(`worker.terminate() of a worker busy in the addon [${BACKEND}]`, () => {
