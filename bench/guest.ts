@@ -65,7 +65,8 @@ async function timeSamples(m: Metric, samples: number, p: Prepared, warmupMs: nu
 async function withSpace<T>(backend: BackendKind, bdfs: readonly string[], body: (ctx: BenchContext) => Promise<T>): Promise<T> {
   using space = AddressSpace.open({ backend });
   const devices = new Map<string, VfioPciDevice>(bdfs.map((b) => [b, space.openDevice(b)]));
-  return await body({ // awaited: the address space is disposed when the body is done
+  return await body({
+    // awaited: the address space is disposed when the body is done
     space,
     device: (bdf) => {
       const d = devices.get(bdf);
@@ -88,7 +89,7 @@ class Runner {
 
   private result(m: Metric): RawResult {
     let r = this.results.get(m.id);
-    if (!r) this.results.set(m.id, r = { metric: m, samples: { addon: [], c: [], jsLoop: [] } });
+    if (!r) this.results.set(m.id, (r = { metric: m, samples: { addon: [], c: [], jsLoop: [] } }));
     return r;
   }
 
@@ -103,7 +104,7 @@ class Runner {
 
   private async side(r: RawResult, side: 'addon' | 'jsLoop', p: Prepared, warmupMs: number): Promise<void> {
     try {
-      r.samples[side].push(...await timeSamples(r.metric, this.samples(r.metric), p, warmupMs));
+      r.samples[side].push(...(await timeSamples(r.metric, this.samples(r.metric), p, warmupMs)));
     } finally {
       await p.close();
     }

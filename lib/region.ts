@@ -144,7 +144,9 @@ export class Region implements Disposable {
     readonly info: RegionInfo,
     mmap: boolean,
   ) {
-    const whole = !info.sparseAreas || info.msixMappable ||
+    const whole =
+      !info.sparseAreas ||
+      info.msixMappable ||
       (info.sparseAreas.length === 1 && info.sparseAreas[0].offset === 0n && info.sparseAreas[0].size === info.size);
     if (mmap && info.mappable && whole && info.size > 0n) {
       this.memory = device.mmap(info.offset, info.size, info.writable);
@@ -226,7 +228,8 @@ export class Region implements Disposable {
   private offsetOf(offset: number | bigint, width: Width): bigint {
     const off = toBigInt(offset, 'offset');
     if (off % BigInt(width) !== 0n) throw new RangeError(`offset ${hex(off)} is not aligned to ${width} bytes`);
-    if (off + BigInt(width) > this.info.size) throw new RangeError(`offset ${hex(off)} + ${width} is outside the ${this.info.size}-byte region ${this.index}`);
+    if (off + BigInt(width) > this.info.size)
+      throw new RangeError(`offset ${hex(off)} + ${width} is outside the ${this.info.size}-byte region ${this.index}`);
     return off;
   }
 
@@ -363,7 +366,8 @@ export class Region implements Disposable {
       v = toBigInt(value, 'value');
     } else if (write) {
       if (typeof value !== 'number') throw new TypeError(`value must be a number, not ${value === null ? 'null' : typeof value}`);
-      if (!fits(value, width === 1 ? 0xff : width === 2 ? 0xffff : 0xffffffff)) throw new RangeError(`value ${value} does not fit in ${8 * width} bits`);
+      if (!fits(value, width === 1 ? 0xff : width === 2 ? 0xffff : 0xffffffff))
+        throw new RangeError(`value ${value} does not fit in ${8 * width} bits`);
     }
     const at = Number(off); // exact wherever the views reach (below 2^32)
     if (at < (write ? this.w8 : this.r8)) {
@@ -390,11 +394,13 @@ export class Region implements Disposable {
     if (write) {
       for (let k = 0; k < width; k++) bytes[k] = Number((v >> BigInt(8 * k)) & 0xffn);
       const n = this.device.pwrite(this.info.offset + off, bytes);
-      if (n !== width) throw new VfioStateError(`short write of region ${this.index} at ${hex(off)}: ${n} of ${width} bytes`, 'ERR_VFIO_SHORT_IO');
+      if (n !== width)
+        throw new VfioStateError(`short write of region ${this.index} at ${hex(off)}: ${n} of ${width} bytes`, 'ERR_VFIO_SHORT_IO');
       return undefined;
     }
     const n = this.device.pread(this.info.offset + off, bytes);
-    if (n !== width) throw new VfioStateError(`short read of region ${this.index} at ${hex(off)}: ${n} of ${width} bytes`, 'ERR_VFIO_SHORT_IO');
+    if (n !== width)
+      throw new VfioStateError(`short read of region ${this.index} at ${hex(off)}: ${n} of ${width} bytes`, 'ERR_VFIO_SHORT_IO');
     for (let k = width - 1; k >= 0; k--) v = (v << 8n) | BigInt(bytes[k]);
     return width === 8 ? v : Number(v);
   }

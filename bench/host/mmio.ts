@@ -69,7 +69,15 @@ function compile(c: Case, region: unknown, buffer: ArrayBuffer): Loop {
   const vals = OFFSETS.map((off) => 0x0123456789abcdefn ^ BigInt(off));
   const ob = OFFSETS.map(BigInt);
   const init = c.width === 64 ? '0n' : '0';
-  const make = new Function('r', 'v', 'o', 'k', 'vals', 'ob', `return function loop(n) { let x = ${init}; for (let i = 0; i < n; i++) { ${c.body} } return x; };`);
+  const make = new Function(
+    'r',
+    'v',
+    'o',
+    'k',
+    'vals',
+    'ob',
+    `return function loop(n) { let x = ${init}; for (let i = 0; i < n; i++) { ${c.body} } return x; };`,
+  );
   return make(region, new View(buffer), o, k, vals, ob) as Loop;
 }
 
@@ -117,11 +125,16 @@ export function runMmioBench(iterations: number, rounds: number): MmioRow[] {
 
 function main(): void {
   const { values } = parseArgs({
-    options: { iterations: { type: 'string', default: '5000000' }, rounds: { type: 'string', default: '7' }, json: { type: 'boolean', default: false } },
+    options: {
+      iterations: { type: 'string', default: '5000000' },
+      rounds: { type: 'string', default: '7' },
+      json: { type: 'boolean', default: false },
+    },
   });
   const iterations = Number(values.iterations);
   const rounds = Number(values.rounds);
-  if (!Number.isSafeInteger(iterations) || iterations < 1) throw new RangeError(`--iterations must be a positive integer, not ${values.iterations}`);
+  if (!Number.isSafeInteger(iterations) || iterations < 1)
+    throw new RangeError(`--iterations must be a positive integer, not ${values.iterations}`);
   if (!Number.isSafeInteger(rounds) || rounds < 1) throw new RangeError(`--rounds must be a positive integer, not ${values.rounds}`);
   const rows = runMmioBench(iterations, rounds);
   if (values.json) {
@@ -129,7 +142,9 @@ function main(): void {
     return;
   }
   const fmt = (s?: { median: number; min: number }): string => (s ? `${s.median.toFixed(2)} (${s.min.toFixed(2)})` : '-');
-  process.stdout.write(`Region register access, CPU ns per access: median (min) of ${rounds} rounds of ${iterations}; node ${process.version}\n`);
+  process.stdout.write(
+    `Region register access, CPU ns per access: median (min) of ${rounds} rounds of ${iterations}; node ${process.version}\n`,
+  );
   process.stdout.write(`${'access'.padEnd(24)}${'Region'.padStart(16)}${'typed array'.padStart(16)}\n`);
   for (const row of rows) process.stdout.write(`${row.name.padEnd(24)}${fmt(row.api).padStart(16)}${fmt(row.baseline).padStart(16)}\n`);
 }

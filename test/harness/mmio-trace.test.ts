@@ -16,8 +16,19 @@ import * as path from 'node:path';
 import { runInGuest } from '../../vm/guest';
 import { prepareGuest } from '../../vm/prepare';
 import {
-  Access, factorial32, FIXED, HOT_BASE, HOT_ITERATIONS, hotIteration, marker, MmioPatternReport, Phase, PHASES,
-  POLL_INPUTS, REG, TURBOFANNED,
+  Access,
+  factorial32,
+  FIXED,
+  HOT_BASE,
+  HOT_ITERATIONS,
+  hotIteration,
+  marker,
+  MmioPatternReport,
+  Phase,
+  PHASES,
+  POLL_INPUTS,
+  REG,
+  TURBOFANNED,
 } from '../fixtures/mmio-pattern';
 
 const quiet = (): void => {};
@@ -34,7 +45,8 @@ interface TraceEvent {
   refused: boolean;
 }
 
-const TRACED = /^memory_region_ops_(read|write) cpu -?\d+ mr 0x[0-9a-f]+ addr 0x([0-9a-f]+) value 0x([0-9a-f]+) size (\d+) name 'edu-mmio'$/;
+const TRACED =
+  /^memory_region_ops_(read|write) cpu -?\d+ mr 0x[0-9a-f]+ addr 0x([0-9a-f]+) value 0x([0-9a-f]+) size (\d+) name 'edu-mmio'$/;
 const REFUSED = /^Invalid (read|write) at addr 0x([0-9A-F]+), size (\d+), region 'edu-mmio', reason: (.*)$/;
 
 /** The accesses to edu in QEMU's log, in order; `barBase` turns traced (absolute) addresses into offsets. */
@@ -44,7 +56,13 @@ function parseLog(text: string, barBase: bigint): TraceEvent[] {
     if (!line.includes("'edu-mmio'")) continue;
     let m = TRACED.exec(line);
     if (m) {
-      events.push({ op: m[1] as 'read' | 'write', offset: Number(BigInt(`0x${m[2]}`) - barBase), value: BigInt(`0x${m[3]}`), width: 8 * Number(m[4]), refused: false });
+      events.push({
+        op: m[1] as 'read' | 'write',
+        offset: Number(BigInt(`0x${m[2]}`) - barBase),
+        value: BigInt(`0x${m[3]}`),
+        width: 8 * Number(m[4]),
+        refused: false,
+      });
       continue;
     }
     m = REFUSED.exec(line);
@@ -58,7 +76,7 @@ function parseLog(text: string, barBase: bigint): TraceEvent[] {
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
 /** An access as a line to compare: reads with the value cut to their width, or with `readAs` for registers whose value varies. */
-function describeEvent(e: TraceEvent | Access & { refused: boolean }, readAs?: (value: bigint) => string): string {
+function describeEvent(e: TraceEvent | (Access & { refused: boolean }), readAs?: (value: bigint) => string): string {
   const what = `${e.op}${e.width} ${hex(e.offset)}`;
   if (e.refused) return `${what} refused`;
   const value = (e.value ?? 0n) & ((1n << BigInt(e.width)) - 1n);
@@ -86,7 +104,9 @@ describe('Region MMIO as QEMU traces it (edu BAR0, TCG)', function () {
     const logFile = path.join(dir, 'qemu.log');
     try {
       const r = await runInGuest({
-        devices: ['edu'], log: quiet, timeoutMs: 240_000,
+        devices: ['edu'],
+        log: quiet,
+        timeoutMs: 240_000,
         command: ['node', '--allow-natives-syntax', 'dist/test/fixtures/mmio-pattern.js'],
         extraQemuArgs: ['-D', logFile, '-d', `${refusals},trace:memory_region_ops_read,trace:memory_region_ops_write`],
       });
@@ -107,33 +127,58 @@ describe('Region MMIO as QEMU traces it (edu BAR0, TCG)', function () {
     }
   });
 
-  it('holds each phase\'s start and end marker once, in order', () => {
+  it("holds each phase's start and end marker once, in order", () => {
     const order = PHASES.flatMap((p) => markers[p]);
-    assert.deepEqual(order.map((found) => found.length), [1, 1, 1, 1, 1, 1]);
+    assert.deepEqual(
+      order.map((found) => found.length),
+      [1, 1, 1, 1, 1, 1],
+    );
     const at = order.map((found) => found[0]);
-    assert.deepEqual(at, [...at].sort((a, b) => a - b));
+    assert.deepEqual(
+      at,
+      [...at].sort((a, b) => a - b),
+    );
   });
 
   it('fixed sequence: each access once, in order, of its width and value; edu takes 4- and 8-byte accesses, QEMU refuses 8- and 16-bit ones', () => {
-    assert.deepEqual(phase.fixed.map((e) => describeEvent(e)), FIXED.map(expectAccess));
+    assert.deepEqual(
+      phase.fixed.map((e) => describeEvent(e)),
+      FIXED.map(expectAccess),
+    );
     const reads = FIXED.filter((a) => a.op === 'read');
-    assert.deepEqual(report.fixedReads, reads.map((a) => hex(a.value)), 'the script read what the device answered');
+    assert.deepEqual(
+      report.fixedReads,
+      reads.map((a) => hex(a.value)),
+      'the script read what the device answered',
+    );
   });
 
   it('hot loop, run optimized by TurboFan: 1,000 iterations access for access, reads whose values go unused included', () => {
-    assert.ok((report.hot.statusBefore & TURBOFANNED) !== 0, `hot() was optimized before the traced call (status ${report.hot.statusBefore})`);
+    assert.ok(
+      (report.hot.statusBefore & TURBOFANNED) !== 0,
+      `hot() was optimized before the traced call (status ${report.hot.statusBefore})`,
+    );
     assert.ok((report.hot.statusAfter & TURBOFANNED) !== 0, `hot() was still optimized after it (status ${report.hot.statusAfter})`);
     assert.ok(report.hot.warmupCalls >= 100, 'at least 100,000 iterations of warm-up');
     assert.equal(report.hot.wrong, 0, 'every liveness read gave the complement of the write before it');
     const want: string[] = [];
     for (let i = 0; i < HOT_ITERATIONS; i++) want.push(...hotIteration(HOT_BASE + i).map(expectAccess));
     assert.equal(phase.hot.length, hotIteration(0).length * HOT_ITERATIONS);
-    assert.deepEqual(phase.hot.map((e) => describeEvent(e)), want);
+    assert.deepEqual(
+      phase.hot.map((e) => describeEvent(e)),
+      want,
+    );
   });
 
   it('polling: one status read per poll the script counted, until the device cleared "computing"; nothing hoisted', () => {
-    assert.ok((report.poll.statusBefore & TURBOFANNED) !== 0, `the poll loop was optimized before the traced rounds (status ${report.poll.statusBefore})`);
-    assert.deepEqual(report.poll.rounds.map((r) => r.n), POLL_INPUTS);
+    assert.ok(
+      (report.poll.statusBefore & TURBOFANNED) !== 0,
+      `the poll loop was optimized before the traced rounds (status ${report.poll.statusBefore})`,
+    );
+    assert.deepEqual(
+      report.poll.rounds.map((r) => r.n),
+      POLL_INPUTS,
+    );
     const busy = (v: bigint): string => ((v & 1n) !== 0n ? 'computing' : 'done');
     const want: string[] = [];
     for (const round of report.poll.rounds) {
@@ -144,6 +189,9 @@ describe('Region MMIO as QEMU traces it (edu BAR0, TCG)', function () {
     }
     const seen = phase.poll.map((e) => describeEvent(e, e.offset === REG.STATUS ? busy : undefined));
     assert.deepEqual(seen, want);
-    assert.ok(Math.max(...report.poll.rounds.map((r) => r.polls)) >= 100, 'a round polled long enough to show each poll re-reads the register');
+    assert.ok(
+      Math.max(...report.poll.rounds.map((r) => r.polls)) >= 100,
+      'a round polled long enough to show each poll re-reads the register',
+    );
   });
 });

@@ -14,7 +14,10 @@ const GiB = 2 ** 30;
 const SIZE = 4 * GiB + 64 * 1024;
 
 /** What Region uses of a NativeMemory. */
-type Used = Pick<NativeMemory, 'arrayBuffer' | 'read8' | 'read16' | 'read32' | 'read64' | 'write8' | 'write16' | 'write32' | 'write64' | 'close'>;
+type Used = Pick<
+  NativeMemory,
+  'arrayBuffer' | 'read8' | 'read16' | 'read32' | 'read64' | 'write8' | 'write16' | 'write32' | 'write64' | 'close'
+>;
 
 /** A NativeMemory stand-in over `buffer`: its accessors record `name@offset` and act through a DataView. */
 function standIn(buffer: ArrayBuffer, calls: string[]): Used {
@@ -50,7 +53,9 @@ describe('Region larger than 4 GiB', () => {
     region = new Region(device, regionInfo({ index: 0, flags, size: BigInt(SIZE), offset: 0n }), true);
   });
   after(() => region.close());
-  beforeEach(() => { calls.length = 0; });
+  beforeEach(() => {
+    calls.length = 0;
+  });
 
   it('serves the first 4 GiB from its views, without a native call, up to the last register below 4 GiB (bigint offsets too)', () => {
     const top = 4 * GiB;
@@ -73,8 +78,12 @@ describe('Region larger than 4 GiB', () => {
     assert.equal(region.read16(SIZE - 2), 0x5a00);
     assert.equal(view.getUint32(past, true), 0xcafef00d, 'the bytes landed where a view would have put them');
     assert.deepEqual(calls, [
-      'write32@0x100000000', 'read32@0x100000000', 'write64@0x100000008', 'read64@0x100000008',
-      `write8@0x${(SIZE - 1).toString(16)}`, `read16@0x${(SIZE - 2).toString(16)}`,
+      'write32@0x100000000',
+      'read32@0x100000000',
+      'write64@0x100000008',
+      'read64@0x100000008',
+      `write8@0x${(SIZE - 1).toString(16)}`,
+      `read16@0x${(SIZE - 2).toString(16)}`,
     ]);
   });
 

@@ -13,7 +13,10 @@ const WIDTHS: Width[] = [8, 16, 32, 64];
 const SIZE = 4096;
 
 /** Region's accessor of `width` bits, values as bigints (the 8-32-bit ones take and give numbers). */
-function accessor(region: Region, width: Width): { read(offset: number | bigint): bigint; write(offset: number | bigint, value: bigint): void } {
+function accessor(
+  region: Region,
+  width: Width,
+): { read(offset: number | bigint): bigint; write(offset: number | bigint, value: bigint): void } {
   const r = region as unknown as Record<string, (...args: unknown[]) => unknown>;
   return {
     read: (offset) => BigInt(r[`read${width}`].call(region, offset) as number | bigint),
@@ -46,7 +49,9 @@ function xorshift(seed: number): () => number {
 for (const kind of ['mapped', 'pread/pwrite'] as const) {
   describe(`Region accessors, ${kind}`, () => {
     let t: MemfdRegion;
-    beforeEach(() => { t = memfdRegion({ size: SIZE, mappable: kind === 'mapped' }); });
+    beforeEach(() => {
+      t = memfdRegion({ size: SIZE, mappable: kind === 'mapped' });
+    });
     afterEach(() => t.dispose());
 
     it(kind === 'mapped' ? 'is mapped, with the mapping as its buffer' : 'is not mapped, and has no buffer', () => {
@@ -118,38 +123,65 @@ for (const kind of ['mapped', 'pread/pwrite'] as const) {
           assert.throws(() => a.write(offset, 1n), { name: 'RangeError', message }, `write at ${offset}`);
         }
         assert.deepEqual({ pread: t.calls.pread.length, pwrite: t.calls.pwrite.length }, before, 'no system call was made');
-        assert.ok(t.peek(0, SIZE).every((b) => b === 0), 'no byte was written');
+        assert.ok(
+          t.peek(0, SIZE).every((b) => b === 0),
+          'no byte was written',
+        );
       });
 
       it(`read${width}/write${width} refuse offsets that are neither numbers nor bigints with a TypeError`, () => {
         const r = t.region as unknown as Record<string, (...args: unknown[]) => unknown>;
         const value = width === 64 ? 1n : 1;
         for (const offset of ['8', null, undefined, { valueOf: () => 8 }, [8]]) {
-          assert.throws(() => r[`read${width}`].call(t.region, offset), { name: 'TypeError', message: /^offset must be a bigint or a number/ });
-          assert.throws(() => r[`write${width}`].call(t.region, offset, value), { name: 'TypeError', message: /^offset must be a bigint or a number/ });
+          assert.throws(() => r[`read${width}`].call(t.region, offset), {
+            name: 'TypeError',
+            message: /^offset must be a bigint or a number/,
+          });
+          assert.throws(() => r[`write${width}`].call(t.region, offset, value), {
+            name: 'TypeError',
+            message: /^offset must be a bigint or a number/,
+          });
         }
       });
     }
 
     it('write8/16/32 refuse values that do not fit (RangeError) or are not numbers (TypeError), and store nothing', () => {
       const cases: [Width, unknown, string][] = [
-        [8, 256, 'RangeError'], [8, -1, 'RangeError'], [8, 1.5, 'RangeError'], [8, NaN, 'RangeError'],
-        [16, 0x10000, 'RangeError'], [16, -0.5, 'RangeError'],
-        [32, 2 ** 32, 'RangeError'], [32, -1, 'RangeError'], [32, Infinity, 'RangeError'],
-        [8, '1', 'TypeError'], [16, 1n, 'TypeError'], [32, null, 'TypeError'], [32, { valueOf: () => 1 }, 'TypeError'],
+        [8, 256, 'RangeError'],
+        [8, -1, 'RangeError'],
+        [8, 1.5, 'RangeError'],
+        [8, NaN, 'RangeError'],
+        [16, 0x10000, 'RangeError'],
+        [16, -0.5, 'RangeError'],
+        [32, 2 ** 32, 'RangeError'],
+        [32, -1, 'RangeError'],
+        [32, Infinity, 'RangeError'],
+        [8, '1', 'TypeError'],
+        [16, 1n, 'TypeError'],
+        [32, null, 'TypeError'],
+        [32, { valueOf: () => 1 }, 'TypeError'],
       ];
       const r = t.region as unknown as Record<string, (offset: number, value: unknown) => void>;
       for (const [width, value, name] of cases) {
         assert.throws(() => r[`write${width}`].call(t.region, 0x40, value), { name }, `write${width}(0x40, ${String(value)})`);
       }
-      assert.ok(t.peek(0, SIZE).every((b) => b === 0), 'no byte was written');
+      assert.ok(
+        t.peek(0, SIZE).every((b) => b === 0),
+        'no byte was written',
+      );
     });
 
     it('write64 refuses bigints outside 0..2^64-1 (RangeError) and what is not a number or bigint (TypeError); takes safe integers', () => {
       assert.throws(() => t.region.write64(0x40, -1n), { name: 'RangeError', message: /value must be in \[0, 2\^64\)/ });
       assert.throws(() => t.region.write64(0x40, 1n << 64n), { name: 'RangeError' });
-      assert.throws(() => t.region.write64(0x40, '1' as unknown as bigint), { name: 'TypeError', message: /^value must be a bigint or a number/ });
-      assert.ok(t.peek(0, SIZE).every((b) => b === 0), 'no byte was written');
+      assert.throws(() => t.region.write64(0x40, '1' as unknown as bigint), {
+        name: 'TypeError',
+        message: /^value must be a bigint or a number/,
+      });
+      assert.ok(
+        t.peek(0, SIZE).every((b) => b === 0),
+        'no byte was written',
+      );
       t.region.write64(0x40, 0x1234 as unknown as bigint);
       assert.equal(t.region.read64(0x40), 0x1234n);
     });
@@ -172,7 +204,12 @@ for (const kind of ['mapped', 'pread/pwrite'] as const) {
           else if (width === 16) model.setUint16(offset, Number(value), true);
           else model.setUint8(offset, Number(value));
         } else {
-          const want = width === 64 ? model.getBigUint64(offset, true) : BigInt(width === 32 ? model.getUint32(offset, true) : width === 16 ? model.getUint16(offset, true) : model.getUint8(offset));
+          const want =
+            width === 64
+              ? model.getBigUint64(offset, true)
+              : BigInt(
+                  width === 32 ? model.getUint32(offset, true) : width === 16 ? model.getUint16(offset, true) : model.getUint8(offset),
+                );
           assert.equal(a.read(at), want, `read${width}(${offset}) at step ${k}`);
         }
       }
@@ -191,7 +228,7 @@ for (const kind of ['mapped', 'pread/pwrite'] as const) {
         assert.deepEqual(t.calls, { mmap: [true], pread: [], pwrite: [] });
       });
     } else {
-      it('makes exactly one pread or pwrite of the access\'s width per access, at the region\'s file offset', () => {
+      it("makes exactly one pread or pwrite of the access's width per access, at the region's file offset", () => {
         for (const width of WIDTHS) {
           const a = accessor(t.region, width);
           const before = { pread: t.calls.pread.length, pwrite: t.calls.pwrite.length };
@@ -209,7 +246,9 @@ for (const kind of ['mapped', 'pread/pwrite'] as const) {
 
 describe('Region accessors, a read-only mapped region', () => {
   let t: MemfdRegion;
-  beforeEach(() => { t = memfdRegion({ size: SIZE, writable: false }); });
+  beforeEach(() => {
+    t = memfdRegion({ size: SIZE, writable: false });
+  });
   afterEach(() => t.dispose());
 
   it('reads through its mapping, asked for read-only, and writes through pwrite, never through the mapping', () => {

@@ -65,8 +65,10 @@ export function memfdRegion(options: MemfdRegionOptions = {}): MemfdRegion {
       return fs.writeSync(fd, source, 0, source.length, position(at));
     },
   } as unknown as NativeDevice;
-  const flags = VFIO_REGION_INFO_FLAG_READ | (writable ? VFIO_REGION_INFO_FLAG_WRITE : 0) |
-    (options.mappable ?? true ? VFIO_REGION_INFO_FLAG_MMAP : 0);
+  const flags =
+    VFIO_REGION_INFO_FLAG_READ |
+    (writable ? VFIO_REGION_INFO_FLAG_WRITE : 0) |
+    ((options.mappable ?? true) ? VFIO_REGION_INFO_FLAG_MMAP : 0);
   const region = new Region(device, regionInfo({ index, flags, size: BigInt(size), offset: base }), true);
   if (!region.mapped) memory.close(); // the Region did not take it
   return {
