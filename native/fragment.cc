@@ -4,7 +4,8 @@
 
 namespace nvfio {
 
-Fragment ReadFragment(Napi::Env env, const Napi::Value& source, uint64_t offset, uint64_t length, bool as_file) {
+Fragment ReadFragment(Napi::Env env, const Napi::Value& source, uint64_t offset, uint64_t length,
+                      bool as_file) {
   AddonData& data = Data(env);
   Fragment f;
   f.offset = offset;
@@ -24,7 +25,8 @@ Fragment ReadFragment(Napi::Env env, const Napi::Value& source, uint64_t offset,
   return f;
 }
 
-uint32_t PinList(PinTable& pins, uint32_t space, uint64_t iova, uint64_t total, const std::vector<Fragment>& frags) {
+uint32_t PinList(PinTable& pins, uint32_t space, uint64_t iova, uint64_t total,
+                 const std::vector<Fragment>& frags) {
   std::vector<MappingRef> held;
   for (const Fragment& f : frags) {
     if (f.memory && (held.empty() || held.back() != f.memory)) held.push_back(f.memory);
@@ -34,11 +36,15 @@ uint32_t PinList(PinTable& pins, uint32_t space, uint64_t iova, uint64_t total, 
   return pins.Add(space, iova, total, std::move(first), std::move(held));
 }
 
-std::vector<Fragment> ReadFragmentList(Napi::Env env, const Napi::Value& value, uint64_t iova, uint64_t* total) {
-  const char* shape = "fragments must be { sources: array, ranges: BigUint64Array of (offset, length) pairs, asFile: Uint8Array }";
+std::vector<Fragment> ReadFragmentList(Napi::Env env, const Napi::Value& value, uint64_t iova,
+                                       uint64_t* total) {
+  const char* shape =
+      "fragments must be { sources: array, ranges: BigUint64Array of (offset, length) pairs, asFile: "
+      "Uint8Array }";
   if (!value.IsObject()) ThrowType(env, shape);
   Napi::Object packed = value.As<Napi::Object>();
-  Napi::Value sources_v = packed.Get("sources"), ranges_v = packed.Get("ranges"), as_file_v = packed.Get("asFile");
+  Napi::Value sources_v = packed.Get("sources"), ranges_v = packed.Get("ranges"),
+              as_file_v = packed.Get("asFile");
   if (!sources_v.IsArray() || !ranges_v.IsTypedArray() || !as_file_v.IsTypedArray() ||
       ranges_v.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
       as_file_v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
@@ -48,7 +54,8 @@ std::vector<Fragment> ReadFragmentList(Napi::Env env, const Napi::Value& value, 
   Napi::BigUint64Array ranges_a = ranges_v.As<Napi::BigUint64Array>();
   Napi::Uint8Array as_file_a = as_file_v.As<Napi::Uint8Array>();
   const uint32_t n = sources.Length();
-  if (n == 0 || ranges_a.ElementLength() != 2 * size_t{n} || as_file_a.ElementLength() != n) ThrowType(env, shape);
+  if (n == 0 || ranges_a.ElementLength() != 2 * size_t{n} || as_file_a.ElementLength() != n)
+    ThrowType(env, shape);
   // Copied first: reading `sources` could run JavaScript that detaches the typed arrays.
   std::vector<uint64_t> ranges(ranges_a.Data(), ranges_a.Data() + 2 * size_t{n});
   std::vector<uint8_t> as_file(as_file_a.Data(), as_file_a.Data() + n);
@@ -58,7 +65,8 @@ std::vector<Fragment> ReadFragmentList(Napi::Env env, const Napi::Value& value, 
   for (uint32_t i = 0; i < n; i++) {
     frags.push_back(ReadFragment(env, sources.Get(i), ranges[2 * i], ranges[2 * i + 1], as_file[i] != 0));
     uint64_t len = frags.back().length;
-    if (sum + len < sum || iova + (sum + len - 1) < iova) ThrowRange(env, "the list runs past the end of the IOVA space");
+    if (sum + len < sum || iova + (sum + len - 1) < iova)
+      ThrowRange(env, "the list runs past the end of the IOVA space");
     sum += len;
   }
   *total = sum;

@@ -1,9 +1,9 @@
 #include "memory.h"
 
-#include <cstring>
 #include <fcntl.h>
 #include <linux/memfd.h>
 #include <sys/mman.h>
+#include <cstring>
 
 namespace nvfio {
 
@@ -23,20 +23,23 @@ MappingRef AllocateMapping(Napi::Env env, size_t length, MemoryKind kind, size_t
   void* addr = MAP_FAILED;
   switch (kind) {
     case MemoryKind::kAnonymous:
-      addr = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+      addr =
+          ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
       if (addr == MAP_FAILED) ThrowErrno(env, errno, "mmap", "(anonymous DMA buffer)");
       break;
     case MemoryKind::kHugetlb: {
       int shift = __builtin_ctzll(huge_page);
-      addr = ::mmap(nullptr, length, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE | MAP_HUGETLB | (shift << MAP_HUGE_SHIFT), -1, 0);
+      addr =
+          ::mmap(nullptr, length, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE | MAP_HUGETLB | (shift << MAP_HUGE_SHIFT), -1, 0);
       if (addr == MAP_FAILED) ThrowErrno(env, errno, "mmap", "(MAP_HUGETLB DMA buffer)");
       break;
     }
     case MemoryKind::kMemfd: {
       fd.Reset(::memfd_create("node-vfio-dma", MFD_CLOEXEC));
       if (!fd.Valid()) ThrowErrno(env, errno, "memfd_create");
-      if (::ftruncate(fd.Get(), static_cast<off_t>(length)) < 0) ThrowErrno(env, errno, "ftruncate", "(memfd)");
+      if (::ftruncate(fd.Get(), static_cast<off_t>(length)) < 0)
+        ThrowErrno(env, errno, "ftruncate", "(memfd)");
       addr = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.Get(), 0);
       if (addr == MAP_FAILED) ThrowErrno(env, errno, "mmap", "(memfd DMA buffer)");
       break;
@@ -76,7 +79,8 @@ Napi::Function Memory::Init(Napi::Env env) {
 
 // new NativeMemory(external MappingRef*) -- only from native code.
 Memory::Memory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Memory>(info) {
-  if (info.Length() != 1 || !info[0].IsExternal()) ThrowType(info.Env(), "use NativeMemory.allocate() or Device.mmap()");
+  if (info.Length() != 1 || !info[0].IsExternal())
+    ThrowType(info.Env(), "use NativeMemory.allocate() or Device.mmap()");
   mapping_ = *info[0].As<Napi::External<MappingRef>>().Data();
   info.This().As<Napi::Object>().TypeTag(&kTypeTag);
   table_ = Data(info.Env()).memories;
@@ -104,10 +108,12 @@ Napi::Value Memory::Allocate(const Napi::CallbackInfo& info) {
   uint64_t length = ToU64(info[0], "length");
   uint32_t kind = ToU32(info[1], "kind");
   uint64_t huge = info.Length() > 2 && !info[2].IsUndefined() ? ToU64(info[2], "hugePageSize") : 2u << 20;
-  if (kind > static_cast<uint32_t>(MemoryKind::kMemfd)) ThrowRange(env, "kind must be 0 (anonymous), 1 (hugetlb) or 2 (memfd)");
+  if (kind > static_cast<uint32_t>(MemoryKind::kMemfd))
+    ThrowRange(env, "kind must be 0 (anonymous), 1 (hugetlb) or 2 (memfd)");
   size_t unit = kind == static_cast<uint32_t>(MemoryKind::kHugetlb) ? huge : kPage;
   if (huge == 0 || (huge & (huge - 1)) != 0) ThrowRange(env, "hugePageSize must be a power of two");
-  if (length == 0 || length % unit != 0) ThrowRange(env, "length must be a non-zero multiple of " + std::to_string(unit));
+  if (length == 0 || length % unit != 0)
+    ThrowRange(env, "length must be a non-zero multiple of " + std::to_string(unit));
   return Wrap(env, AllocateMapping(env, length, static_cast<MemoryKind>(kind), huge));
 }
 
@@ -119,8 +125,8 @@ const MappingRef& Memory::Get(Napi::Env env) const {
 void Memory::CheckRange(Napi::Env env, uint64_t offset, uint64_t length) const {
   const MappingRef& m = Get(env);
   if (offset > m->Length() || length > m->Length() - offset) {
-    ThrowRange(env, "range [" + std::to_string(offset) + ", +" + std::to_string(length) + ") is outside the " +
-                        std::to_string(m->Length()) + "-byte memory");
+    ThrowRange(env, "range [" + std::to_string(offset) + ", +" + std::to_string(length) +
+                        ") is outside the " + std::to_string(m->Length()) + "-byte memory");
   }
 }
 
@@ -154,7 +160,9 @@ Napi::Value Memory::FdGetter(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), Get(info.Env())->Fd());
 }
 
-Napi::Value Memory::Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !mapping_); }
+Napi::Value Memory::Closed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !mapping_);
+}
 
 // Register-width accesses: one load or store of exactly sizeof(T) bytes,
 // naturally aligned, as device registers need.
@@ -178,7 +186,8 @@ Napi::Value Memory::Write(const Napi::CallbackInfo& info) {
   uint64_t offset = ToU64(info[0], "offset");
   uint64_t value = ToU64(info[1], "value");
   if constexpr (sizeof(T) < 8) {
-    if (value >> (8 * sizeof(T))) ThrowRange(env, "value does not fit in " + std::to_string(8 * sizeof(T)) + " bits");
+    if (value >> (8 * sizeof(T)))
+      ThrowRange(env, "value does not fit in " + std::to_string(8 * sizeof(T)) + " bits");
   }
   CheckRange(env, offset, sizeof(T));
   if (offset % sizeof(T) != 0) ThrowRange(env, "offset must be aligned to the access width");
@@ -190,7 +199,7 @@ void Memory::Release(Napi::Env env) {
   if (!array_buffer_.IsEmpty()) {
     Napi::ArrayBuffer ab = array_buffer_.Value();
     if (!ab.IsDetached()) {
-      ab.Detach();              // JavaScript loses its view here and now,
+      ab.Detach();               // JavaScript loses its view here and now,
       holder_->mapping.reset();  // so its reference goes too; IOMMU mappings keep theirs
     }
     array_buffer_.Reset();

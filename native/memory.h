@@ -47,7 +47,9 @@ class Memory : public Napi::ObjectWrap<Memory> {
   // Tags every NativeMemory object: checking it is how a fragment's source is
   // told apart from a NativeFile without a JavaScript instanceof per fragment.
   static constexpr napi_type_tag kTypeTag = {0x6e7666696f6d656dULL, 0x4e61746976654d65ULL};
-  static bool Is(const Napi::Value& v) { return v.IsObject() && v.As<Napi::Object>().CheckTypeTag(&kTypeTag); }
+  static bool Is(const Napi::Value& v) {
+    return v.IsObject() && v.As<Napi::Object>().CheckTypeTag(&kTypeTag);
+  }
   static Napi::Function Init(Napi::Env env);
   // A NativeMemory over an existing mapping (used for device mmaps).
   static Napi::Object Wrap(Napi::Env env, MappingRef mapping);
