@@ -94,12 +94,16 @@ interface VectorOwner {
   unmask(vector: IrqVector): void;
   /** @internal */
   mask(vector: IrqVector): void;
-  trigger(vectors: number | Iterable<number>): void;
 }
+
+/** An EventEmitter listener, typed as EventEmitter types it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
+type Listener = (...args: any[]) => void;
 
 function checkInteger(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number') throw new TypeError(`${name} must be a number, not ${value === null ? 'null' : typeof value}`);
-  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer in ${min}..${max}, not ${value}`);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new RangeError(`${name} must be an integer in ${min}..${max}, not ${value}`);
   return value;
 }
 
@@ -117,13 +121,33 @@ function checkInteger(value: unknown, name: string, min: number, max: number): n
  * the device closing; what the eventfd still held is delivered first).
  * While `'interrupt'` has listeners the vector keeps the event loop alive;
  * without, it does not.
+ *
+ * An interrupt reaches the `'interrupt'` listeners as `emit()` would call
+ * them (in order; a listener added or removed meanwhile counts from the next
+ * event; once() listeners once; one that throws is an uncaught exception),
+ * with the promises and ticks they queue run right after, and in the async
+ * context the vector was made in; it allocates nothing on the way. With
+ * `EventEmitter.captureRejections` on when the vector was made, events go
+ * through `emit()` itself.
  */
 export class IrqVector extends EventEmitter {
   /** Every interrupt counted on this vector so far. */
   count = 0;
   private readonly eventfd: NativeFile;
   private readonly watcher: NativeEventfdWatcher;
+  /** VFIO's loopback trigger of this vector, prepared when it is made. */
+  private readonly loopback: () => void;
   private closed = false;
+  /** Whether the watcher keeps the event loop alive (while 'interrupt' has listeners). */
+  private holdsLoop = false;
+  /**
+   * The 'interrupt' listeners as emit() would call them (rawListeners: once()
+   * wrappers included), taken at the first event after a change and kept
+   * until the next change: an event allocates nothing.
+   */
+  private listening: Listener[] | undefined = undefined;
+  /** EventEmitter.captureRejections when made: then every event goes through emit(), which handles listeners' promises. */
+  private readonly capturing = EventEmitter.captureRejections;
 
   /** @internal */
   constructor(
@@ -134,20 +158,82 @@ export class IrqVector extends EventEmitter {
     readonly vector: number,
   ) {
     super();
+    this.loopback = native.EventfdWatcher.loopbackTrigger(owner.device.native, index, vector);
     this.eventfd = native.NativeFile.eventfd();
     try {
-      this.watcher = new native.EventfdWatcher(this.eventfd, (n, err) => this.signalled(n, err));
+      this.watcher = new native.EventfdWatcher(
+        this.eventfd,
+        (n) => this.deliver(n),
+        (err) => this.emit('error', err),
+      );
     } catch (err) {
       this.eventfd.close();
       throw err;
     }
     this.watcher.unref();
-    this.on('newListener', (event: string | symbol) => {
-      if (event === 'interrupt' && !this.closed) this.watcher.ref();
-    });
-    this.on('removeListener', (event: string | symbol) => {
-      if (event === 'interrupt' && !this.closed && this.listenerCount('interrupt') === 0) this.watcher.unref();
-    });
+  }
+
+  /** The hot path: one event of `n` interrupts to the listeners, as emit('interrupt', n) would. */
+  private deliver(n: number): void {
+    this.count += n;
+    if (this.capturing) {
+      this.emit('interrupt', n);
+      return;
+    }
+    const list = (this.listening ??= this.rawListeners('interrupt') as Listener[]);
+    for (let i = 0; i < list.length; i++) list[i].call(this, n);
+  }
+
+  /** After any change to the listeners of `event` (undefined: of every event). */
+  private listenersChanged(event: string | symbol | undefined): this {
+    if (event !== 'interrupt' && event !== undefined) return this;
+    this.listening = undefined;
+    const hold = !this.closed && this.listenerCount('interrupt') > 0;
+    if (hold !== this.holdsLoop) {
+      this.holdsLoop = hold;
+      if (hold) this.watcher.ref();
+      else this.watcher.unref();
+    }
+    return this;
+  }
+
+  // Every way a listener comes or goes (once(), prependOnceListener() and
+  // events.on() go through on() and prependListener(); a once() wrapper
+  // removes itself through removeListener()). addListener and off are
+  // EventEmitter's aliases of on and removeListener.
+
+  /** EventEmitter's, noting the change. */
+  override on(event: string | symbol, listener: Listener): this {
+    super.on(event, listener);
+    return this.listenersChanged(event);
+  }
+
+  /** {@link IrqVector.on}. */
+  override addListener(event: string | symbol, listener: Listener): this {
+    return this.on(event, listener);
+  }
+
+  /** EventEmitter's, noting the change. */
+  override prependListener(event: string | symbol, listener: Listener): this {
+    super.prependListener(event, listener);
+    return this.listenersChanged(event);
+  }
+
+  /** EventEmitter's, noting the change. */
+  override removeListener(event: string | symbol, listener: Listener): this {
+    super.removeListener(event, listener);
+    return this.listenersChanged(event);
+  }
+
+  /** {@link IrqVector.removeListener}. */
+  override off(event: string | symbol, listener: Listener): this {
+    return this.removeListener(event, listener);
+  }
+
+  /** EventEmitter's, noting the change (without an argument, of every event: EventEmitter tells by the argument count). */
+  override removeAllListeners(...args: [event?: string | symbol]): this {
+    super.removeAllListeners(...args);
+    return this.listenersChanged(args[0]);
   }
 
   /** For messages, e.g. 'MSI-X vector 3 of 0000:00:05.0'. */
@@ -168,15 +254,6 @@ export class IrqVector extends EventEmitter {
   /** @internal the eventfd handed to VFIO_DEVICE_SET_IRQS */
   get file(): NativeFile {
     return this.eventfd;
-  }
-
-  private signalled(n: number, err?: Error): void {
-    if (err) {
-      this.emit('error', err);
-      return;
-    }
-    this.count += n;
-    this.emit('interrupt', n);
   }
 
   /**
@@ -204,13 +281,13 @@ export class IrqVector extends EventEmitter {
 
   /**
    * Signals this vector from the kernel, as if the device had interrupted
-   * (VFIO's loopback trigger: VFIO_IRQ_SET_DATA_BOOL | ACTION_TRIGGER); for tests.
+   * (VFIO's loopback trigger: VFIO_IRQ_SET_DATA_BOOL | ACTION_TRIGGER); for
+   * tests. Its ioctl argument was prepared when the vector was made.
    *
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` once torn down.
    */
   trigger(): void {
-    this.live();
-    this.owner.trigger(this.vector);
+    this.live().loopback();
   }
 
   /**
@@ -236,8 +313,13 @@ export class IrqVector extends EventEmitter {
       const onInterrupt = (n: number): void => settle(() => resolve(n));
       const onClose = (): void => settle(() => reject(new VfioStateError(`${this.name} was torn down`, 'ERR_VFIO_CLOSED')));
       const onAbort = (): void => settle(() => reject(signal!.reason));
-      const timer = timeoutMs === undefined ? undefined
-        : setTimeout(() => settle(() => reject(new VfioStateError(`no interrupt on ${this.name} within ${timeoutMs} ms`, 'ETIMEDOUT'))), timeoutMs);
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(
+              () => settle(() => reject(new VfioStateError(`no interrupt on ${this.name} within ${timeoutMs} ms`, 'ETIMEDOUT'))),
+              timeoutMs,
+            );
       if (this.closed) return onClose();
       if (signal?.aborted) return onAbort();
       this.on('interrupt', onInterrupt);
@@ -361,7 +443,9 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
     checkInteger(index, 'index', 0, NUM_IRQ_INDEXES - 1);
     const { count, flags } = this.live().irqInfo(index);
     return {
-      index, count, flags,
+      index,
+      count,
+      flags,
       eventfd: (flags & VFIO_IRQ_INFO_EVENTFD) !== 0,
       maskable: (flags & VFIO_IRQ_INFO_MASKABLE) !== 0,
       automasked: (flags & VFIO_IRQ_INFO_AUTOMASKED) !== 0,
@@ -418,15 +502,26 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
     if (count === 0) throw new RangeError(`${this.device.bdf} has no ${INDEX_NAMES[index]}`);
     checkInteger(n, what, 1, count);
     if (this.currentMode !== 'none') {
-      throw new VfioStateError(`${this.device.bdf} is in ${INDEX_NAMES[MODE_INDEX[this.currentMode]]} mode: disable() it first`, 'ERR_VFIO_IRQ_BUSY');
+      throw new VfioStateError(
+        `${this.device.bdf} is in ${INDEX_NAMES[MODE_INDEX[this.currentMode]]} mode: disable() it first`,
+        'ERR_VFIO_IRQ_BUSY',
+      );
     }
     const vectors: IrqVector[] = [];
     try {
       for (let i = 0; i < n; i++) vectors.push(new IrqVector(this, index, i));
-      const got = this.setIrqs(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index, 0, n, vectors.map((v) => v.file));
+      const got = this.setIrqs(
+        VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        index,
+        0,
+        n,
+        vectors.map((v) => v.file),
+      );
       if (got > 0) {
         throw new VfioError(`ENOSPC: ${this.device.bdf} got ${got} of the ${n} ${INDEX_NAMES[index]} vectors asked for, ${SET_IRQS}`, {
-          code: 'ENOSPC', errno: -28, syscall: SET_IRQS,
+          code: 'ENOSPC',
+          errno: -28,
+          syscall: SET_IRQS,
         });
       }
     } catch (err) {
@@ -468,7 +563,9 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
     const limit = info.resizable ? info.count : this.allocated;
     checkInteger(n, 'vector', 0, 2 ** 32 - 1);
     if (n >= limit) {
-      throw new RangeError(`${INDEX_NAMES[index]} of ${this.device.bdf} has ${limit} vectors${info.resizable ? '' : ' enabled and cannot grow (VFIO_IRQ_INFO_NORESIZE): disable and enable more'}; ${n} is out of range`);
+      throw new RangeError(
+        `${INDEX_NAMES[index]} of ${this.device.bdf} has ${limit} vectors${info.resizable ? '' : ' enabled and cannot grow (VFIO_IRQ_INFO_NORESIZE): disable and enable more'}; ${n} is out of range`,
+      );
     }
     const fresh = value === null ? undefined : new IrqVector(this, index, n);
     try {
@@ -493,16 +590,29 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
    */
   trigger(vectors: number | Iterable<number>): void {
     const index = this.modeIndex('trigger');
-    const list = typeof vectors === 'number' ? [vectors] : [...vectors];
-    if (list.length === 0) return;
-    for (const v of list) {
-      checkInteger(v, 'vector', 0, 2 ** 32 - 1);
-      if (!this.armed.has(v)) throw new RangeError(`${INDEX_NAMES[index]} vector ${v} of ${this.device.bdf} is not armed`);
+    if (typeof vectors === 'number') {
+      this.armedVector(index, vectors).trigger(); // its own prepared ioctl
+      return;
     }
-    const start = Math.min(...list);
-    const fire = new Array<boolean>(Math.max(...list) - start + 1).fill(false);
+    const list = [...vectors];
+    if (list.length === 0) return;
+    let start = Infinity;
+    let end = -Infinity;
+    for (const v of list) {
+      this.armedVector(index, v);
+      start = Math.min(start, v);
+      end = Math.max(end, v);
+    }
+    const fire = new Array<boolean>(end - start + 1).fill(false);
     for (const v of list) fire[v - start] = true;
     this.setIrqs(VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER, index, start, fire.length, fire);
+  }
+
+  private armedVector(index: IrqIndex, v: number): IrqVector {
+    checkInteger(v, 'vector', 0, 2 ** 32 - 1);
+    const vector = this.armed.get(v);
+    if (!vector) throw new RangeError(`${INDEX_NAMES[index]} vector ${v} of ${this.device.bdf} is not armed`);
+    return vector;
   }
 
   /** @internal */
@@ -565,7 +675,8 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
 
   private modeIndex(what: string): IrqIndex {
     this.live();
-    if (this.currentMode === 'none') throw new VfioStateError(`${what}(): no interrupt mode is enabled on ${this.device.bdf}`, 'ERR_VFIO_IRQ_MODE');
+    if (this.currentMode === 'none')
+      throw new VfioStateError(`${what}(): no interrupt mode is enabled on ${this.device.bdf}`, 'ERR_VFIO_IRQ_MODE');
     return MODE_INDEX[this.currentMode];
   }
 

@@ -194,7 +194,12 @@ export interface Addon {
   Container: new (path?: string) => NativeContainer;
   Group: new (path: string) => NativeGroup;
   Device: new (cdevPath: string) => NativeDevice;
-  EventfdWatcher: new (eventfd: NativeFile, callback: (count: number, error?: Error) => void) => NativeEventfdWatcher;
+  EventfdWatcher: {
+    /** onCount gets the count alone; a read error stops the watch and goes to onError (without it: an uncaught exception). */
+    new (eventfd: NativeFile, onCount: (count: number) => void, onError?: (error: Error) => void): NativeEventfdWatcher;
+    /** VFIO's loopback trigger of one vector (SET_IRQS, DATA_BOOL | ACTION_TRIGGER), its argument prepared once. */
+    loopbackTrigger(device: NativeDevice, index: number, vector: number): () => void;
+  };
   setErrorClass(cls: typeof VfioError): void;
   pageSize: number;
 }

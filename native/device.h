@@ -35,6 +35,8 @@ class Device : public Napi::ObjectWrap<Device> {
   Napi::Value Close(const Napi::CallbackInfo& info);
   int Fd(Napi::Env env) const;
 
+  friend class EventfdWatcher;  // its prepared loopback triggers use Fd()
+
   UniqueFd fd_;
   // What must outlive this device: its group (legacy) or its iommufd (cdev).
   Napi::ObjectReference parent_;

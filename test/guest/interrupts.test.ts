@@ -33,7 +33,11 @@ function procInterrupts(action: string): number | undefined {
   const cpus = header.trim().split(/\s+/).length;
   const line = lines.find((l) => l.split(/[\s,]+/).includes(action));
   if (!line) return undefined;
-  return line.trim().split(/\s+/).slice(1, 1 + cpus).reduce((sum, n) => sum + Number(n), 0);
+  return line
+    .trim()
+    .split(/\s+/)
+    .slice(1, 1 + cpus)
+    .reduce((sum, n) => sum + Number(n), 0);
 }
 
 const eduMsi = `vfio-msi[0](${BDF.edu})`;
@@ -67,9 +71,15 @@ forEachBackend('interrupts', (backend) => {
   });
   afterEach(() => space.close());
 
-  it('reports edu\'s IRQ indexes and refuses bad arguments before any ioctl', () => {
+  it("reports edu's IRQ indexes and refuses bad arguments before any ioctl", () => {
     assert.deepEqual(irqs.info(IrqIndex.INTX), {
-      index: 0, count: 1, flags: 0b111, eventfd: true, maskable: true, automasked: true, resizable: false,
+      index: 0,
+      count: 1,
+      flags: 0b111,
+      eventfd: true,
+      maskable: true,
+      automasked: true,
+      resizable: false,
     });
     const msi = irqs.info(IrqIndex.MSI);
     assert.equal(msi.count, 1, 'edu has one MSI vector');
@@ -198,7 +208,8 @@ forEachBackend('interrupts', (backend) => {
     const before = procInterrupts(eduMsi)!;
     for (let i = 0; i < 1000; i++) edu.raiseInterrupt(1);
     let handled = -1;
-    while (handled !== procInterrupts(eduMsi)! - before) { // until the kernel is quiet
+    while (handled !== procInterrupts(eduMsi)! - before) {
+      // until the kernel is quiet
       handled = procInterrupts(eduMsi)! - before;
       await sleep(QUIET_MS);
     }
@@ -206,7 +217,10 @@ forEachBackend('interrupts', (backend) => {
     // The local APIC merges an MSI into one already pending, so the kernel may handle fewer than 1000; what it handled all arrives.
     assert.ok(handled >= 1 && handled <= 1000);
     assert.equal(v.count, handled, 'every interrupt the kernel handled was counted');
-    assert.equal(seen.reduce((a, b) => a + b, 0), handled);
+    assert.equal(
+      seen.reduce((a, b) => a + b, 0),
+      handled,
+    );
     console.log(`      burst [${backend}]: 1000 raises, ${handled} MSIs handled by the kernel, delivered in ${seen.length} events`);
   });
 
@@ -245,7 +259,9 @@ forEachBackend('interrupts', (backend) => {
     const [v] = irqs.enableMsi();
     const seen = record(v);
     let closed = false;
-    v.on('close', () => { closed = true; });
+    v.on('close', () => {
+      closed = true;
+    });
     edu.raiseInterrupt(0x4);
     await v.wait({ timeoutMs: 5000 });
     edu.acknowledgePending(v);
@@ -272,7 +288,11 @@ forEachBackend('interrupts', (backend) => {
     const rogue = new DeviceInterrupts(edu.device); // a second controller that does not know MSI is on
     const fds = openFdCount();
     assert.throws(() => rogue.enableIntx(), {
-      name: 'VfioError', code: 'EINVAL', errno: -22, syscall: 'ioctl(VFIO_DEVICE_SET_IRQS)', message: /another interrupt mode/,
+      name: 'VfioError',
+      code: 'EINVAL',
+      errno: -22,
+      syscall: 'ioctl(VFIO_DEVICE_SET_IRQS)',
+      message: /another interrupt mode/,
     });
     assert.equal(openFdCount(), fds, 'the eventfds of the refused call are closed');
     assert.equal(rogue.mode, 'none');
@@ -280,7 +300,7 @@ forEachBackend('interrupts', (backend) => {
     assert.equal(irqs.mode, 'msi');
   });
 
-  it('enables nvme\'s MSI-X vectors, storms them through the kernel\'s loopback, and changes one vector', async function () {
+  it("enables nvme's MSI-X vectors, storms them through the kernel's loopback, and changes one vector", async function () {
     this.timeout(120_000);
     using nvme = space.openDevice(BDF.nvme);
     const nirqs = nvme.interrupts;
@@ -306,8 +326,14 @@ forEachBackend('interrupts', (backend) => {
     await until(() => sum(vectors.map((v) => v.count)) === sum(expected), 'the loopback storm');
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     await sleep(QUIET_MS);
-    assert.deepEqual(vectors.map((v) => v.count), expected, 'every vector counted exactly what it was sent');
-    console.log(`      MSI-X storm [${backend}]: ${sum(expected)} interrupts over ${info.count} vectors at ${Math.round(sum(expected) / seconds)}/s`);
+    assert.deepEqual(
+      vectors.map((v) => v.count),
+      expected,
+      'every vector counted exactly what it was sent',
+    );
+    console.log(
+      `      MSI-X storm [${backend}]: ${sum(expected)} interrupts over ${info.count} vectors at ${Math.round(sum(expected) / seconds)}/s`,
+    );
 
     // change vector 3: a new eventfd gets its interrupts, the old one none, the others are untouched
     const old3 = vectors[3];
@@ -330,6 +356,32 @@ forEachBackend('interrupts', (backend) => {
     for (let i = 0; i < info.count; i++) assert.equal(procInterrupts(nvmeMsix(i)), undefined);
   });
 
+  it("triggers each of nvme's MSI-X vectors by the ioctl prepared for it: that vector alone, once; refused once torn down", async () => {
+    using nvme = space.openDevice(BDF.nvme);
+    const nirqs = nvme.interrupts;
+    const vectors = nirqs.enableMsix(nirqs.info(IrqIndex.MSIX).count);
+    const seen = vectors.map(record);
+    const total = (): number => seen.reduce((sum, s) => sum + s.length, 0);
+    for (const v of vectors) {
+      v.trigger();
+      await until(() => seen[v.vector].length === 1, `vector ${v.vector}`);
+      assert.equal(total(), v.vector + 1, `vector ${v.vector}'s trigger signalled another vector`);
+    }
+    await sleep(QUIET_MS);
+    assert.deepEqual(
+      seen,
+      vectors.map(() => [1]),
+    );
+    const old = vectors[2];
+    const fresh = nirqs.setVector(2);
+    assert.throws(() => old.trigger(), { code: 'ERR_VFIO_CLOSED' });
+    fresh.trigger();
+    assert.equal(await fresh.wait({ timeoutMs: 5000 }), 1);
+    assert.equal(old.count, 1, 'the replaced vector got nothing more');
+    nvme.close();
+    assert.throws(() => fresh.trigger(), { code: 'ERR_VFIO_CLOSED' });
+  });
+
   it('grows MSI-X one vector at a time where the kernel allows it (dynamic MSI-X), else refuses before the ioctl', async () => {
     using nvme = space.openDevice(BDF.nvme);
     const nirqs = nvme.interrupts;
@@ -342,7 +394,10 @@ forEachBackend('interrupts', (backend) => {
     }
     const v5 = nirqs.setVector(5);
     assert.equal(procInterrupts(nvmeMsix(5)), 0);
-    assert.deepEqual(nirqs.vectors.map((v) => v.vector), [0, 1, 5]);
+    assert.deepEqual(
+      nirqs.vectors.map((v) => v.vector),
+      [0, 1, 5],
+    );
     v5.trigger();
     assert.equal(await v5.wait({ timeoutMs: 5000 }), 1);
   });
@@ -367,14 +422,14 @@ forEachBackend('interrupts', (backend) => {
       assert.equal(procInterrupts(eduMsi), undefined);
       assert.equal(procInterrupts(nvmeMsix(0)), undefined);
       await new Promise((r) => setImmediate(r));
-      assert.equal(closes, 17, '\'close\' on every vector');
+      assert.equal(closes, 17, "'close' on every vector");
       assert.throws(() => e.device.interrupts, { code: 'ERR_VFIO_CLOSED' });
     }
     assert.equal(openFdCount(), before);
     space = AddressSpace.open({ backend }); // for afterEach
   });
 
-  it('works in a worker thread, and the worker\'s exit tears its interrupts down', async function () {
+  it("works in a worker thread, and the worker's exit tears its interrupts down", async function () {
     this.timeout(120_000);
     space.close();
     const before = openFdCount();
@@ -395,7 +450,7 @@ forEachBackend('interrupts', (backend) => {
     });
     assert.deepEqual(msg, { r: factorial(6), count: 1 });
     await worker.terminate(); // with the vector live and the device open
-    assert.equal(procInterrupts(eduMsi), undefined, 'the worker\'s MSI handler is gone');
+    assert.equal(procInterrupts(eduMsi), undefined, "the worker's MSI handler is gone");
     assert.equal(openFdCount(), before, 'the worker left no file descriptor');
     space = AddressSpace.open({ backend });
     edu = EduDevice.open(space, BDF.edu); // the device is free again
