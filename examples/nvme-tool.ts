@@ -11,7 +11,8 @@
  *
  * LBAs and counts are in the namespace's logical blocks. Options: --bdf
  * (default 0000:00:05.0), --backend auto|iommufd|type1, --mode
- * polled|interrupt, --nsid N, --queues N; bench's --api callback (default:
+ * polled|interrupt, --nsid N, --queues N, --shadow off (plain doorbell
+ * writes, no Doorbell Buffer Config); bench's --api callback (default:
  * readInto, no promise per read) or promise (read).
  */
 import * as fs from 'node:fs';
@@ -27,7 +28,7 @@ interface Args {
 }
 
 const USAGE = `usage: nvme-tool identify | read LBA COUNT [--out FILE] | write LBA FILE | flush | bench [--qd N] [--count N] [--blocks N] [--rounds N] [--mode polled|interrupt|both] [--api callback|promise]
-options: --bdf BDF (0000:00:05.0) --backend auto|iommufd|type1 --mode polled|interrupt --nsid N --queues N`;
+options: --bdf BDF (0000:00:05.0) --backend auto|iommufd|type1 --mode polled|interrupt --nsid N --queues N --shadow on|off`;
 
 function parse(argv: string[]): Args {
   const flags = new Map<string, string>();
@@ -52,6 +53,7 @@ async function open(space: AddressSpace, a: Args, mode = a.flags.get('mode') as 
   return NvmeController.open(space, a.flags.get('bdf') ?? '0000:00:05.0', {
     mode: mode ?? 'polled',
     ioQueues: a.flags.has('queues') ? intArg(a.flags.get('queues'), '--queues') : undefined,
+    shadowDoorbells: a.flags.get('shadow') !== 'off',
   });
 }
 
@@ -68,6 +70,7 @@ function identify(nvme: NvmeController): void {
     `  max transfer ${nvme.maxTransferBytes} B (MDTS ${id.mdts}), volatile write cache ${id.volatileWriteCache ? 'yes' : 'no'}, ${id.namespaceCount} namespace IDs`,
   );
   console.log(`  I/O queues: ${nvme.queues.map((q) => `${q.id} (${q.entries} entries, ${q.mode.kind})`).join(', ')}`);
+  console.log(`  OACS 0x${id.oacs.toString(16)}: shadow doorbells ${nvme.shadowDoorbells ? 'in use' : 'not in use'}`);
   for (const ns of nvme.namespaces.values()) {
     const mib = Number(ns.bytes) / 2 ** 20;
     console.log(
@@ -197,10 +200,16 @@ async function main(): Promise<void> {
           const ns = nvme.namespace(nsid);
           const n = blocks ?? Math.max(1, 4096 / ns.blockSize);
           await bench(space, ns, qd, Math.min(1000, count), n, api); // warm-up: the JIT's fresh code is new code for an emulating guest too
+          const before = { ...nvme.queues[0].stats };
           const iops = await bench(space, ns, qd, count, n, api);
           results.get(mode)!.push(iops);
+          const s = nvme.queues[0].stats;
+          const completed = s.completed - before.completed;
           console.log(
-            `round ${r + 1} ${mode}: ${count} random reads of ${n * ns.blockSize} B at QD${qd} (${space.kind}, ${api}s): ${Math.round(iops)} IOPS`,
+            `round ${r + 1} ${mode}: ${count} random reads of ${n * ns.blockSize} B at QD${qd} (${space.kind}, ${api}s): ${Math.round(iops)} IOPS; ` +
+              `${(completed / (s.reaps - before.reaps)).toFixed(1)} completions per reap, ` +
+              `${((s.doorbellWrites - before.doorbellWrites) / completed).toFixed(2)} doorbell writes per read` +
+              `${nvme.shadowDoorbells ? ' (shadow doorbells)' : ''}`,
           );
         } finally {
           await nvme.close();

@@ -115,6 +115,8 @@ forEachBackend('NVMe driver', (backend) => {
         assert.equal(nvme.queues[0].mode.kind, mode);
         assert.equal(nvme.interruptVectors.length, mode === 'interrupt' ? 2 : 0, "MSI-X: the admin queue's vector and one I/O vector");
         assert.equal(nvme.queues[0].mode.vector, mode === 'interrupt' ? 1 : undefined);
+        // Doorbell Buffer Config where the controller offers it (QEMU's does): shadow doorbells
+        assert.equal(nvme.shadowDoorbells, (id.oacs & (1 << 8)) !== 0, `OACS 0x${id.oacs.toString(16)}`);
       });
 
       it('reads back the pattern the host wrote into the image before boot', async () => {
@@ -415,9 +417,11 @@ forEachBackend('NVMe driver', (backend) => {
         assertHostPattern(m.buffer.bytes, 9, 'after reset');
       });
 
-      it('opens anew with four I/O queue pairs, each with its own vector, and spreads commands over them', async () => {
+      it('opens anew with four I/O queue pairs (plain doorbells), each with its own vector, and spreads commands over them', async () => {
         await nvme.close();
-        nvme = await NvmeController.open(space, BDF.nvme, { mode, ioQueues: 4, queueEntries: 16 });
+        // and plain doorbell writes this time (no Doorbell Buffer Config)
+        nvme = await NvmeController.open(space, BDF.nvme, { mode, ioQueues: 4, queueEntries: 16, shadowDoorbells: false });
+        assert.equal(nvme.shadowDoorbells, false);
         ns = nvme.namespace(1);
         assert.deepEqual(
           nvme.queues.map((q) => [q.id, q.entries, q.mode.vector]),

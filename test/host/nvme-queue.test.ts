@@ -100,45 +100,101 @@ function assertBlocks(bytes: Uint8Array, lba: number, what: string): void {
   }
 }
 
+/** `total` random 4 KiB reads at queue depth 32 through readInto, one lane per buffer page, each checked on arrival. */
+async function randomReads(r: Rig, total: number): Promise<void> {
+  let issued = 0;
+  let completed = 0;
+  let x = 7;
+  const lbas = new Array<number>(32).fill(0);
+  const random = (): number => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    return (x % 100_000) * 8;
+  };
+  await new Promise<void>((resolve, reject) => {
+    const next = (lane: number): void => {
+      issued++;
+      lbas[lane] = random();
+      r.buffer.bytes.fill(0xee, lane * 4096, (lane + 1) * 4096);
+      r.ns.readInto(lbas[lane], 8, r.mapping, lane * 4096, done, lane);
+    };
+    const done = (error: Error | undefined, lane: number): void => {
+      try {
+        assert.equal(error, undefined);
+        assertBlocks(r.buffer.bytes.subarray(lane * 4096, (lane + 1) * 4096), lbas[lane], `lane ${lane}`);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      if (++completed === total) resolve();
+      else if (issued < total) next(lane);
+    };
+    for (let lane = 0; lane < 32; lane++) next(lane);
+  });
+}
+
 describe('NVMe queue pair on a fake controller', () => {
   let r: Rig;
   afterEach(() => r?.dispose());
 
   it('readInto: 2000 random 4 KiB reads at queue depth 32, one callback and a lane tag, every byte checked', async () => {
     r = rig(64, 32 * 4096);
-    const total = 2000;
-    let issued = 0;
-    let completed = 0;
-    let x = 7;
-    const lbas = new Array<number>(32).fill(0);
-    const random = (): number => {
-      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-      return (x % 100_000) * 8;
-    };
-    await new Promise<void>((resolve, reject) => {
-      const next = (lane: number): void => {
-        issued++;
-        lbas[lane] = random();
-        r.buffer.bytes.fill(0xee, lane * 4096, (lane + 1) * 4096);
-        r.ns.readInto(lbas[lane], 8, r.mapping, lane * 4096, done, lane);
-      };
-      const done = (error: Error | undefined, lane: number): void => {
-        try {
-          assert.equal(error, undefined);
-          assertBlocks(r.buffer.bytes.subarray(lane * 4096, (lane + 1) * 4096), lbas[lane], `lane ${lane}`);
-        } catch (err) {
-          reject(err);
-          return;
-        }
-        if (++completed === total) resolve();
-        else if (issued < total) next(lane);
-      };
-      for (let lane = 0; lane < 32; lane++) next(lane);
-    });
-    assert.equal(r.queue.stats.completed, total);
+    await randomReads(r, 2000);
+    assert.equal(r.queue.stats.completed, 2000);
     assert.equal(r.queue.stats.peakInFlight, 32);
     assert.equal(r.queue.inFlight, 0);
-    assert.equal(r.fake.fetched.get(2), total);
+    assert.equal(r.fake.fetched.get(2), 2000);
+    assert.equal(r.queue.stats.doorbellWrites, r.rings.length);
+  });
+
+  for (const budget of [Infinity, 3]) {
+    it(`shadow doorbells, ${budget === Infinity ? 'a controller that keeps up' : 'a controller that lags behind'}: every read completes, every byte checked`, async () => {
+      r = rig(64, 32 * 4096);
+      using shadow = DmaBuffer.allocate(8192);
+      const mapping = r.fake.space.map(shadow);
+      try {
+        r.queue.useShadowDoorbells(new Uint32Array(shadow.buffer), 1024);
+        r.fake.useShadow(mapping.dmaAddress, budget);
+        assert.equal(r.queue.shadowDoorbells, true);
+        await randomReads(r, 3000);
+        assert.equal(r.queue.stats.completed, 3000);
+        assert.equal(r.queue.stats.doorbellWrites, r.rings.length);
+        assert.ok(r.queue.stats.doorbellWrites <= 2 * r.queue.stats.reaps + 1);
+      } finally {
+        mapping.unmap();
+      }
+    });
+  }
+
+  it('shadow doorbells: the tail and head go to the shadow page; a register write only when the value passes the EventIdx', async () => {
+    r = rig(64, 32 * 4096);
+    r.fake.stop(); // the test plays the controller's EventIdx writes itself
+    using shadow = DmaBuffer.allocate(8192);
+    const words = new Uint32Array(shadow.buffer);
+    r.queue.useShadowDoorbells(words, 1024);
+    const SQ = 2; // queue 1's SQ tail: 1000h + 8, word 2 of the page; its CQ head word 3
+    const submit = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) r.ns.readInto(i * 8, 8, r.mapping, i * 4096, () => undefined, i);
+      await Promise.resolve();
+    };
+    await submit(1);
+    assert.deepEqual(r.rings, [[0x1008, 1]], 'EventIdx 0: the first tail passes it');
+    assert.equal(words[SQ], 1);
+    await submit(2);
+    assert.deepEqual(r.rings, [[0x1008, 1]], 'the controller has not looked since: no register write');
+    assert.equal(words[SQ], 3);
+    words[1024 + SQ] = 3; // the controller saw tail 3 and asks to hear of the next
+    await submit(1);
+    assert.deepEqual(r.rings, [
+      [0x1008, 1],
+      [0x1008, 4],
+    ]);
+    // the CQ head: the controller posts 4, the reap writes head 4 to the shadow; EventIdx 0 is passed, so the register too
+    r.fake.useShadow(-1); // plain fetching from the register's value, for this step
+    r.fake.step();
+    r.rings.length = 0;
+    assert.equal(r.queue.reap(), 4);
+    assert.equal(words[SQ + 1], 4);
+    assert.deepEqual(r.rings, [[0x100c, 4]]);
   });
 
   it('rings the SQ doorbell once for the commands of one synchronous run, and each doorbell once per reap', async () => {

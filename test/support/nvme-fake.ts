@@ -29,8 +29,10 @@ export function fakeBlocks(lba: number, blocks: number, blockSize: number): Uint
 
 /** An address space that maps DmaBuffers at IOVAs from 4 GiB up and lets the fake reach them. */
 export class FakeSpace implements MappingOwner {
-  private next = 2 ** 32 + 0x10000;
   readonly live = new Map<DmaMapping, DmaBuffer>();
+
+  /** @param next - The first IOVA it hands out (default: above 4 GiB). */
+  constructor(private next = 2 ** 32 + 0x10000) {}
 
   /** Maps `buffer` (whole) at the next free, page-aligned IOVA. */
   map(buffer: DmaBuffer): DmaMapping {
@@ -70,6 +72,12 @@ interface FakeQueue {
   sqHead: number;
   cqTail: number;
   phase: number;
+  /** The SQ tail doorbell register's value seen last: a change is a doorbell write. */
+  sqRegister: number;
+  /** Shadow doorbells: the SQ is being worked on (a doorbell write started it; it stops when the SQ is empty). */
+  busy: boolean;
+  /** Shadow doorbells: the CQ head as last read from the shadow. */
+  cqHead: number;
 }
 
 /** Doorbell stride 4 bytes (CAP.DSTRD 0): SQ y tail at 1000h + 8y, CQ y head at 1000h + 8y + 4. */
@@ -77,7 +85,7 @@ const doorbell = (qid: number, cq: boolean): number => NvmeReg.DOORBELLS + 8 * q
 
 /** The fake controller (see the file's comment). */
 export class FakeNvme {
-  readonly space = new FakeSpace();
+  readonly space: FakeSpace;
   readonly bar: MemfdRegion;
   readonly registers: NvmeRegisters;
   /** Logical blocks written, by LBA. */
@@ -94,11 +102,14 @@ export class FakeNvme {
   /**
    * @param blockSize - Bytes per logical block.
    * @param blocks - Logical blocks in the namespace: reads past it get LBA Out of Range.
+   * @param iovaBase - The first IOVA its address space hands out (default: above 4 GiB).
    */
   constructor(
     readonly blockSize = 512,
     readonly blocks = 1 << 20,
+    iovaBase?: number,
   ) {
+    this.space = new FakeSpace(iovaBase);
     this.bar = memfdRegion({ size: 8192 });
     // CAP: MQES 1023, CQR, TO 1 (500 ms), DSTRD 0, CSS NVM, MPSMIN 0 (4 KiB), MPSMAX 0
     const cap = new Uint8Array(8);
@@ -109,22 +120,74 @@ export class FakeNvme {
 
   /** Serves queue pair `qid` from now on, as a Create I/O CQ and SQ would have asked. */
   attach(qid: number, entries: number, sqIova: bigint, cqIova: bigint): void {
-    this.queues.push({ qid, entries, sq: Number(sqIova), cq: Number(cqIova), sqHead: 0, cqTail: 0, phase: 1 });
+    this.queues.push({
+      qid,
+      entries,
+      sq: Number(sqIova),
+      cq: Number(cqIova),
+      sqHead: 0,
+      cqTail: 0,
+      phase: 1,
+      sqRegister: 0,
+      busy: false,
+      cqHead: 0,
+    });
+  }
+
+  /**
+   * Shadow doorbells from now on, as QEMU's controller does them after Doorbell
+   * Buffer Config: the shadow page at IOVA `shadow`, the EventIdx page after it.
+   * A doorbell register write starts work on an SQ; while busy, the
+   * controller reads the shadow SQ tail after each entry and writes the tail
+   * it knew as the EventIdx, and stops when the SQ is empty. Before posting a
+   * completion it writes the CQ head it knew as the CQ's EventIdx and reads
+   * the shadow head. `budget` entries per step at the most: a controller
+   * that lags behind, so that the driver may skip doorbell writes.
+   */
+  useShadow(shadow: number, budget = Infinity): void {
+    this.shadowAt = shadow;
+    this.budget = budget;
+  }
+
+  private shadowAt = -1;
+  private budget = Infinity;
+
+  private dword(iova: number): DataView {
+    const b = this.space.reach(iova, 4);
+    return new DataView(b.buffer, b.byteOffset, 4);
   }
 
   /** Processes what the doorbells announce: fetches the new entries and completes them. Returns how many it fetched. */
   step(): number {
     let n = 0;
     for (const q of this.queues) {
-      const tail = this.bar.region.read32(doorbell(q.qid, false));
-      while (q.sqHead !== tail) {
-        const sqe = new DataView(this.space.reach(q.sq + 64 * q.sqHead, 64).slice().buffer);
-        q.sqHead = (q.sqHead + 1) % q.entries;
-        n++;
-        this.execute(q, sqe);
+      const register = this.bar.region.read32(doorbell(q.qid, false));
+      const rung = register !== q.sqRegister;
+      q.sqRegister = register;
+      if (this.shadowAt < 0) {
+        while (q.sqHead !== register) n += this.fetch(q);
+        continue;
       }
+      if (rung) q.busy = true;
+      if (!q.busy) continue;
+      const at = this.shadowAt + (doorbell(q.qid, false) - NvmeReg.DOORBELLS);
+      let tail = this.dword(at).getUint32(0, true);
+      for (let budget = this.budget; q.sqHead !== tail && budget > 0; budget--) {
+        n += this.fetch(q);
+        this.dword(at + 4096).setUint32(0, tail, true); // EventIdx: the tail it knew
+        tail = this.dword(at).getUint32(0, true);
+      }
+      if (q.sqHead === tail) q.busy = false;
     }
     return n;
+  }
+
+  /** Fetches and executes the entry at the SQ head. */
+  private fetch(q: FakeQueue): number {
+    const sqe = new DataView(this.space.reach(q.sq + 64 * q.sqHead, 64).slice().buffer);
+    q.sqHead = (q.sqHead + 1) % q.entries;
+    this.execute(q, sqe);
+    return 1;
   }
 
   /** Runs {@link FakeNvme.step} on every event-loop turn until stop(). */
@@ -210,7 +273,12 @@ export class FakeNvme {
 
   /** Posts a completion entry (phase tag last, as one 16-byte write would land), unless the CQ is full. */
   private post(q: FakeQueue, cid: number, status: number): void {
-    const head = this.bar.region.read32(doorbell(q.qid, true));
+    let head = this.bar.region.read32(doorbell(q.qid, true));
+    if (this.shadowAt >= 0) {
+      const at = this.shadowAt + (doorbell(q.qid, true) - NvmeReg.DOORBELLS);
+      this.dword(at + 4096).setUint32(0, q.cqHead, true); // EventIdx: the head it knew
+      q.cqHead = head = this.dword(at).getUint32(0, true);
+    }
     if ((q.cqTail + 1) % q.entries === head)
       throw new Error(`CQ ${q.qid} overflow: the driver holds more commands than its CQ has room for`);
     const cqe = new DataView(this.space.reach(q.cq + 16 * q.cqTail, 16).buffer, this.space.reach(q.cq + 16 * q.cqTail, 16).byteOffset, 16);

@@ -37,6 +37,8 @@ export const AdminOpcode = {
   GET_FEATURES: 0x0a,
   /** Asynchronous Event Request. */
   ASYNC_EVENT_REQUEST: 0x0c,
+  /** Doorbell Buffer Config: shadow doorbell and EventIdx buffers, for emulated controllers. */
+  DOORBELL_BUFFER_CONFIG: 0x7c,
 } as const;
 
 /** NVM command set I/O opcodes this driver issues. */
@@ -92,6 +94,8 @@ export interface NvmeCommand {
   data?: readonly IoSegment[];
   /** A raw PRP1 that is not a data transfer (the base of a queue being created). */
   prp1?: bigint;
+  /** A raw PRP2 that is not a data transfer (the EventIdx buffer of Doorbell Buffer Config). */
+  prp2?: bigint;
   /** Command dword 10: command specific (default 0). */
   cdw10?: number;
   /** Command dword 11: command specific (default 0). */
@@ -110,7 +114,9 @@ export interface NvmeCommand {
  * Writes one 64-byte submission entry at word `w` of `sq` (the queue's
  * memory as 32-bit words): CDW0 from `opcode` and `cid` (no fusing, PRPs),
  * then NSID, zeroed CDW2-3 and MPTR, PRP1 and PRP2 (integers below 2^53, as
- * two 32-bit halves) and CDW10-15. Sixteen typed-array stores, nothing else.
+ * two 32-bit halves) and CDW10-15. Sixteen typed-array stores, and no
+ * floating-point operation for IOVAs below 4 GiB (under emulation, each is
+ * a call into a software floating-point library).
  */
 export function writeSubmission(
   sq: Uint32Array,
@@ -133,12 +139,11 @@ export function writeSubmission(
   sq[w + 3] = 0;
   sq[w + 4] = 0;
   sq[w + 5] = 0;
-  const lo1 = prp1 >>> 0;
-  sq[w + 6] = lo1;
-  sq[w + 7] = (prp1 - lo1) / 4294967296;
-  const lo2 = prp2 >>> 0;
-  sq[w + 8] = lo2;
-  sq[w + 9] = (prp2 - lo2) / 4294967296;
+  // the high halves by division only from 4 GiB up: below, integer operations alone
+  sq[w + 6] = prp1 >>> 0;
+  sq[w + 7] = prp1 > 0xffffffff ? (prp1 - (prp1 >>> 0)) / 4294967296 : 0;
+  sq[w + 8] = prp2 >>> 0;
+  sq[w + 9] = prp2 > 0xffffffff ? (prp2 - (prp2 >>> 0)) / 4294967296 : 0;
   sq[w + 10] = cdw10;
   sq[w + 11] = cdw11;
   sq[w + 12] = cdw12;
@@ -213,6 +218,18 @@ export function deleteIoSq(qid: number): NvmeCommand {
 /** Delete I/O Completion Queue `qid`. */
 export function deleteIoCq(qid: number): NvmeCommand {
   return { name: 'Delete I/O Completion Queue', opcode: AdminOpcode.DELETE_IO_CQ, cdw10: qid };
+}
+
+/**
+ * Doorbell Buffer Config: from now on the I/O queues' SQ tails and CQ heads
+ * are written to the page at `shadow` first (laid out as the doorbell
+ * registers are), and a doorbell register is written only when the value
+ * passes the EventIdx the controller keeps in the page at `eventIdx`. Both
+ * page aligned. For emulated controllers (OACS bit 8), whose doorbell
+ * registers are expensive to write.
+ */
+export function doorbellBufferConfig(shadow: bigint, eventIdx: bigint): NvmeCommand {
+  return { name: 'Doorbell Buffer Config', opcode: AdminOpcode.DOORBELL_BUFFER_CONFIG, prp1: shadow, prp2: eventIdx };
 }
 
 /** Asynchronous Event Request: completes only when the controller has an event to report. */

@@ -16,7 +16,7 @@
  * the controller back. close() deletes the I/O queues, sends the normal
  * shutdown notification and disables the controller.
  */
-import { AddressSpace } from '../../address-space';
+import { AddressSpace, DmaMapping } from '../../address-space';
 import { VfioPciDevice } from '../../device';
 import { VfioStateError } from '../../errors';
 import { IrqIndex, IrqVector } from '../../interrupts';
@@ -24,7 +24,7 @@ import { DmaBuffer, PAGE_SIZE } from '../../memory';
 import * as cmds from './commands';
 import { Completion } from './completion';
 import { CompletionMode, InterruptCompletions, PolledCompletions } from './completion-modes';
-import { NvmeError } from './errors';
+import { NvmeError, NvmeStatusError } from './errors';
 import { ControllerIdentity, parseControllerIdentity, parseNamespaceIdentity, parseNamespaceList } from './identify';
 import { IoOptions, NamespaceHost, NvmeNamespace } from './namespace';
 import { listPagesFor } from './prp';
@@ -58,9 +58,27 @@ export interface NvmeControllerOptions {
   pollIntervalMs?: number;
   /** Cap on one command's transfer in bytes, below the controller's MDTS (default 2 MiB). */
   maxTransferBytes?: number;
+  /**
+   * Shadow doorbells (default true): when the controller offers Doorbell
+   * Buffer Config (OACS bit 8, as emulated controllers do), the I/O queues
+   * write their SQ tails and CQ heads to memory and a doorbell register only
+   * when the controller's EventIdx asks for it, as Linux's driver does.
+   */
+  shadowDoorbells?: boolean;
 }
 
-const DEFAULTS = { ioQueues: 1, queueEntries: 64, adminQueueEntries: 32, timeoutMs: 30_000, pollIntervalMs: 0, maxTransferBytes: 2 << 20 };
+const DEFAULTS = {
+  ioQueues: 1,
+  queueEntries: 64,
+  adminQueueEntries: 32,
+  timeoutMs: 30_000,
+  pollIntervalMs: 0,
+  maxTransferBytes: 2 << 20,
+  shadowDoorbells: true,
+};
+
+/** OACS bit 8: the controller supports Doorbell Buffer Config. */
+const OACS_DOORBELL_BUFFER_CONFIG = 1 << 8;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -100,6 +118,8 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
   private namespaces_ = new Map<number, NvmeNamespace>();
   private maxTransfer = 0;
   private vectors: IrqVector[] = [];
+  /** The shadow doorbell and EventIdx pages, once allocated (kept across resets). */
+  private shadow?: { buffer: DmaBuffer; mapping: DmaMapping; words: Uint32Array };
 
   private constructor(
     /** The address space its queues, PRP lists and Identify buffers are mapped in. */
@@ -257,7 +277,8 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
       if (!q) throw new RangeError(`I/O queue ${queue} does not exist (1..${this.ioQueues.length})`);
       return q;
     }
-    const q = this.ioQueues[this.nextQueue++ % this.ioQueues.length];
+    if (this.nextQueue >= this.ioQueues.length) this.nextQueue = 0; // round robin, no division
+    const q = this.ioQueues[this.nextQueue++];
     if (!q) throw new VfioStateError('the controller has no I/O queues (not started, or closed)', 'ERR_NVME_NOT_READY');
     return q;
   }
@@ -345,6 +366,42 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
       await this.adminCommand(cmds.createIoCq(qid, entries, q.cqIova, q.mode.vector));
       await this.adminCommand(cmds.createIoSq(qid, entries, q.sqIova, qid));
     }
+    if (o.shadowDoorbells && (id.oacs & OACS_DOORBELL_BUFFER_CONFIG) !== 0) await this.configureShadowDoorbells();
+  }
+
+  /**
+   * Doorbell Buffer Config (after the I/O queues exist, as Linux does): a
+   * page of shadow doorbells and a page of EventIdx values, zeroed first (a
+   * stale EventIdx would hold back a doorbell write the controller waits
+   * for). A controller that refuses it keeps its plain doorbells.
+   */
+  private async configureShadowDoorbells(): Promise<void> {
+    const stride = this.registers.cap.doorbellStride;
+    if ((2 * this.ioQueues.length + 2) * stride > this.pageSize) return; // the doorbells of every queue fit in one page
+    if (!this.shadow) {
+      const buffer = DmaBuffer.allocate(2 * this.pageSize);
+      try {
+        const mapping = this.space.map(buffer, { align: BigInt(this.pageSize) });
+        this.shadow = { buffer, mapping, words: new Uint32Array(buffer.buffer) };
+      } catch (err) {
+        buffer.close();
+        throw err;
+      }
+    }
+    const { mapping, words } = this.shadow;
+    words.fill(0);
+    try {
+      await this.adminCommand(cmds.doorbellBufferConfig(mapping.iova, mapping.iova + BigInt(this.pageSize)));
+    } catch (err) {
+      if (err instanceof NvmeStatusError) return;
+      throw err;
+    }
+    for (const q of this.ioQueues) q.useShadowDoorbells(words, this.pageSize / 4);
+  }
+
+  /** Whether the I/O queues use shadow doorbells (Doorbell Buffer Config was accepted). */
+  get shadowDoorbells(): boolean {
+    return this.ioQueues.some((q) => q.shadowDoorbells);
   }
 
   private queuePair(id: number, entries: number, prpPagesPerCommand: number): QueuePair {
@@ -488,6 +545,9 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
       this.ioQueues = [];
       this.admin = undefined;
       this.vectors = [];
+      this.shadow?.mapping.unmap();
+      this.shadow?.buffer.close();
+      this.shadow = undefined;
       this.device.close(); // and its interrupts
     }
   }

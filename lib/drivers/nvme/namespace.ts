@@ -12,7 +12,7 @@
  * LBAs are not checked against the namespace size here: the controller is
  * the authority, and answers 'LBA Out of Range' (an NvmeStatusError).
  */
-import { DmaMapping } from '../../address-space';
+import { DmaMapping } from '../../dma-mapping';
 import { toBigInt } from '../../validate';
 import * as cmds from './commands';
 import { Completion } from './completion';
@@ -92,6 +92,8 @@ const TWO_32 = 2 ** 32;
 export class NvmeNamespace {
   /** Most blocks one read or write can move. */
   readonly maxTransferBlocks: number;
+  /** Bytes per logical block (a field: read on every command). */
+  private readonly blockBytes: number;
   // CDW10 and CDW11 of the last LBA split (no object per command).
   private lbaLow = 0;
   private lbaHigh = 0;
@@ -111,6 +113,7 @@ export class NvmeNamespace {
     readonly identity: NamespaceIdentity,
   ) {
     this.maxTransferBlocks = Math.min(MAX_BLOCKS, Math.floor(host.maxTransferBytes / identity.blockSize));
+    this.blockBytes = identity.blockSize;
   }
 
   /** Bytes per logical block. */
@@ -201,7 +204,7 @@ export class NvmeNamespace {
     options: IoOptions | undefined,
   ): void {
     if (typeof callback !== 'function') throw new TypeError('callback must be a function');
-    const bytes = this.transferBlocks(blocks) * this.identity.blockSize;
+    const bytes = this.transferBlocks(blocks) * this.blockBytes;
     const address = mappedAddress(mapping, offset, bytes);
     this.splitLba(lba);
     const cdw12 = (blocks - 1) | (options?.fua === true ? cmds.RW_FUA : 0);
@@ -249,6 +252,12 @@ export class NvmeNamespace {
 
   /** `lba` into lbaLow and lbaHigh (CDW10, CDW11). */
   private splitLba(lba: number | bigint): void {
+    if (typeof lba === 'number' && lba >>> 0 === lba) {
+      // an integer in 0..2^32-1 (the common case): no division
+      this.lbaLow = lba;
+      this.lbaHigh = 0;
+      return;
+    }
     if (typeof lba === 'number' && lba >= 0 && lba <= Number.MAX_SAFE_INTEGER && Math.floor(lba) === lba) {
       const low = lba >>> 0;
       this.lbaLow = low;
@@ -261,7 +270,7 @@ export class NvmeNamespace {
   }
 
   private transferBlocks(blocks: number): number {
-    if (blocks >= 1 && blocks <= this.maxTransferBlocks && Math.floor(blocks) === blocks) return blocks;
+    if (blocks >>> 0 === blocks && blocks >= 1 && blocks <= this.maxTransferBlocks) return blocks;
     throw badBlocks(blocks, this.maxTransferBlocks, `a transfer (${this.host.maxTransferBytes} bytes, from the controller's MDTS)`);
   }
 

@@ -19,7 +19,7 @@
  * 32-bit halves into the queue's memory: no bigint arithmetic, and for a
  * transfer of one or two pages no allocation at all.
  */
-import { DmaMapping } from '../../address-space';
+import { DmaMapping } from '../../dma-mapping';
 import { hex, toBigInt } from '../../validate';
 
 /** A run of IOVA-contiguous bytes a command transfers. */
@@ -65,7 +65,9 @@ const TWO_32 = 2 ** 32;
 export function mappedAddress(mapping: DmaMapping, offset: number, byteLength: number): number {
   if (!(mapping instanceof DmaMapping)) throw new TypeError('mapping must be a DmaMapping');
   if (!mapping.active) throw new RangeError('the DmaMapping is unmapped');
-  if (!(offset >= 0 && Math.floor(offset) === offset)) throw new RangeError(`offset must be a non-negative integer, not ${offset}`);
+  if (offset >>> 0 !== offset && !(offset >= 0 && Math.floor(offset) === offset)) {
+    throw new RangeError(`offset must be a non-negative integer, not ${offset}`);
+  }
   if (offset + byteLength > mapping.byteLength) {
     throw new RangeError(`the transfer needs ${byteLength} bytes at offset ${offset} of a ${mapping.byteLength}-byte mapping`);
   }
@@ -129,9 +131,8 @@ export function listPagesFor(entries: number, pageSize: number): number {
 
 /** Writes `value` (an integer below 2^53) as the 64-bit little-endian entry at word `i` of `words`. */
 export function put64(words: Uint32Array, i: number, value: number): void {
-  const lo = value >>> 0;
-  words[i] = lo;
-  words[i + 1] = (value - lo) / TWO_32;
+  words[i] = value >>> 0;
+  words[i + 1] = value > 0xffffffff ? (value - (value >>> 0)) / TWO_32 : 0;
 }
 
 /**
@@ -163,8 +164,10 @@ export function prpEntries(ranges: readonly DmaRange[], pageSize: number): numbe
  *   more pages than `area` has.
  */
 export function contiguousPrp2(address: number, length: number, pageSize: number, area: PrpListArea): number {
-  if (address % 4 !== 0) throw new RangeError(`the data starts at IOVA ${hex(address)}: NVMe needs it dword aligned`);
-  const second = address - (address % pageSize) + pageSize;
+  // `&` takes the low 32 bits of an integer below 2^53 exactly, and a page
+  // (a power of two below 2^32) divides 2^32: no floating-point modulo
+  if ((address & 3) !== 0) throw new RangeError(`the data starts at IOVA ${hex(address)}: NVMe needs it dword aligned`);
+  const second = address - (address & (pageSize - 1)) + pageSize;
   const end = address + length;
   if (end <= second) return 0;
   if (end <= second + pageSize) return second;

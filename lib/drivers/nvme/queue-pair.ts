@@ -114,7 +114,7 @@ export interface Transfer {
 /** A command that waits for a free CID (the slow path: it has an object). */
 interface Request {
   cmd: NvmeCommand;
-  /** Its data, checked; undefined for none (`cmd.prp1` may then be a raw PRP1). */
+  /** Its data, checked; undefined for none (`cmd.prp1` and `prp2` may then be raw PRPs). */
   ranges: DmaRange[] | undefined;
   /** Undefined: a promise's command, whose {@link Waiter} is the tag. */
   callback: IoCallback | undefined;
@@ -130,8 +130,13 @@ const AWAITED: IoCallback<Waiter> = () => undefined;
 const FREE = 0;
 const CALLBACK = 1;
 const PROMISE = 2;
+const KIND = 3;
+/** Given up: its caller was told it failed, only its completion is still to come. */
+const ABANDONED = 4;
 
 const WATCHDOG_MS = 50;
+
+const NO_SHADOW = new Uint32Array(0);
 
 const roundUp = (n: number, page: number): number => Math.ceil(n / page) * page;
 
@@ -147,6 +152,10 @@ export interface QueueStats {
   timedOut: number;
   /** Completions whose CID matched no command. */
   stray: number;
+  /** Reaps that found completions (completed / reaps: completions per reap). */
+  reaps: number;
+  /** Doorbell register writes (SQ tail and CQ head; with shadow doorbells, only those the EventIdx asked for). */
+  doorbellWrites: number;
 }
 
 /**
@@ -172,7 +181,7 @@ export class QueuePair implements Reaper {
   /** IOVA of the completion queue (16-byte entries). */
   readonly cqIova: bigint;
   /** Counters since it was made. */
-  readonly stats: QueueStats = { submitted: 0, completed: 0, peakInFlight: 0, timedOut: 0, stray: 0 };
+  readonly stats: QueueStats = { submitted: 0, completed: 0, peakInFlight: 0, timedOut: 0, stray: 0, reaps: 0, doorbellWrites: 0 };
   private readonly memory: DmaBuffer;
   private readonly mapping: DmaMapping;
   /** The rings and PRP lists as 32-bit words. */
@@ -180,6 +189,7 @@ export class QueuePair implements Reaper {
   /** Word index of the CQ's first entry. */
   private readonly cqWord: number;
   private readonly pageSize: number;
+  private readonly defaultTimeoutMs: number;
   private readonly registers: NvmeRegisters;
   private readonly sqDoorbell: number;
   private readonly cqDoorbell: number;
@@ -188,17 +198,17 @@ export class QueuePair implements Reaper {
   /** Free CIDs, a stack: the top `freeTop` entries. */
   private readonly freeCids: Uint16Array;
   private freeTop = 0;
-  // What each CID holds, by CID: FREE / CALLBACK / PROMISE; abandoned (its
-  // caller was told it failed, only its completion is still to come); the
-  // callback and tag (a PROMISE's tag is its Waiter); name and opcode for
-  // messages; time-out and deadline (0: not yet seen by the watchdog).
-  private readonly state: Uint8Array;
-  private readonly abandoned: Uint8Array;
+  // What each CID holds, by CID: `meta`, one store per command: the kind
+  // (FREE / CALLBACK / PROMISE), ABANDONED (its caller was told it failed,
+  // only its completion is still to come) and the opcode; the callback and
+  // tag (a PROMISE's tag is its Waiter); the name, for messages; time-out
+  // (a plain array: small integers, no conversion to float) and deadline (0:
+  // not yet seen by the watchdog).
+  private readonly meta: Uint16Array;
   private readonly callbacks: (IoCallback | undefined)[];
   private readonly tags: unknown[];
   private readonly names: string[];
-  private readonly opcodes: Uint8Array;
-  private readonly timeouts: Float64Array;
+  private readonly timeouts: number[];
   private readonly deadlines: Float64Array;
   private readonly areas: PrpListArea[] = [];
   /** PRP1 and PRP2 of the general path. */
@@ -208,6 +218,13 @@ export class QueuePair implements Reaper {
   private cqHead = 0;
   private phase = 1;
   private pending = 0;
+  // Shadow doorbells (see useShadowDoorbells): the shadow and EventIdx
+  // buffers as words, and the indexes of this queue's SQ tail and CQ head in
+  // them (EventIdx at the same index plus `eventOffset`); -1 without.
+  private shadow: Uint32Array = NO_SHADOW;
+  private sqShadow = -1;
+  private cqShadow = -1;
+  private eventOffset = 0;
   /** The SQ tail moved since the doorbell was last written. */
   private sqDue = false;
   private reaping = false;
@@ -227,6 +244,7 @@ export class QueuePair implements Reaper {
     this.entries = o.entries;
     this.mode = o.mode;
     this.pageSize = o.pageSize;
+    this.defaultTimeoutMs = o.defaultTimeoutMs;
     this.registers = o.registers;
     const sqBytes = roundUp(o.entries * SQ_ENTRY_SIZE, o.pageSize);
     const cqBytes = roundUp(o.entries * CQ_ENTRY_SIZE, o.pageSize);
@@ -244,10 +262,8 @@ export class QueuePair implements Reaper {
     this.cqIova = this.mapping.iova + BigInt(sqBytes);
     this.cqWord = sqBytes / 4;
     this.freeCids = new Uint16Array(this.slots);
-    this.state = new Uint8Array(this.slots);
-    this.abandoned = new Uint8Array(this.slots);
-    this.opcodes = new Uint8Array(this.slots);
-    this.timeouts = new Float64Array(this.slots);
+    this.meta = new Uint16Array(this.slots);
+    this.timeouts = new Array<number>(this.slots).fill(0);
     this.deadlines = new Float64Array(this.slots);
     this.callbacks = new Array<IoCallback | undefined>(this.slots).fill(undefined);
     this.tags = new Array<unknown>(this.slots).fill(undefined);
@@ -360,7 +376,7 @@ export class QueuePair implements Reaper {
     // transferAsync's commands are settled as a promise: their tag is their Waiter
     const kind = callback === AWAITED ? PROMISE : CALLBACK;
     const cb = kind === PROMISE ? undefined : (callback as IoCallback);
-    const timeoutMs = options === undefined ? this.o.defaultTimeoutMs : this.timeoutOf(options);
+    const timeoutMs = options === undefined ? this.defaultTimeoutMs : this.timeoutOf(options);
     if (this.freeTop === 0 || this.closing) {
       // no free CID (or closing): the general path, with a request object
       const cmd: NvmeCommand = { name, opcode, nsid, cdw10, cdw11, cdw12 };
@@ -370,7 +386,16 @@ export class QueuePair implements Reaper {
       return this.wait(r);
     }
     const cid = this.freeCids[this.freeTop - 1];
-    const prp2 = contiguousPrp2(address, length, this.pageSize, this.areas[cid]); // may throw: nothing taken yet
+    // PRP2, as contiguousPrp2 gives it, without a call for one or two pages
+    // (integer operations only: an IOVA below 2^31 is a small integer)
+    const second = address - (address & (this.pageSize - 1)) + this.pageSize;
+    const end = address + length;
+    const prp2 =
+      (address & 3) === 0 && end <= second + this.pageSize
+        ? end <= second
+          ? 0
+          : second
+        : contiguousPrp2(address, length, this.pageSize, this.areas[cid]); // may throw: nothing taken yet
     this.freeTop--;
     this.stats.submitted++;
     this.occupy(cid, kind, cb, tag, name, opcode, timeoutMs, 0);
@@ -393,7 +418,7 @@ export class QueuePair implements Reaper {
 
   private timeoutOf(options: SubmitOptions): number {
     const t = options.timeoutMs;
-    if (t === undefined) return this.o.defaultTimeoutMs;
+    if (t === undefined) return this.defaultTimeoutMs;
     if (typeof t !== 'number' || !(t >= 0) || t === Infinity)
       throw new RangeError(`timeoutMs must be a non-negative number of milliseconds, not ${t}`);
     return t;
@@ -423,7 +448,10 @@ export class QueuePair implements Reaper {
       this.deliver(r.callback ? CALLBACK : PROMISE, r.callback, r.tag, err as Error);
       return;
     }
-    if (!r.ranges && r.cmd.prp1 !== undefined) this.prp[0] = Number(r.cmd.prp1);
+    if (!r.ranges) {
+      if (r.cmd.prp1 !== undefined) this.prp[0] = Number(r.cmd.prp1);
+      if (r.cmd.prp2 !== undefined) this.prp[1] = Number(r.cmd.prp2);
+    }
     this.occupy(cid, r.callback ? CALLBACK : PROMISE, r.callback, r.tag, r.cmd.name, r.cmd.opcode, r.timeoutMs, r.deadline);
     encodeCommand(this.u32, this.sqTail << 4, r.cmd, cid, this.prp[0], this.prp[1]);
     this.advance();
@@ -439,11 +467,10 @@ export class QueuePair implements Reaper {
     timeoutMs: number,
     deadline: number,
   ): void {
-    this.state[cid] = kind;
+    this.meta[cid] = kind | (opcode << 8);
     this.callbacks[cid] = callback;
     this.tags[cid] = tag;
     this.names[cid] = name;
-    this.opcodes[cid] = opcode;
     this.timeouts[cid] = timeoutMs;
     this.deadlines[cid] = deadline;
   }
@@ -458,15 +485,53 @@ export class QueuePair implements Reaper {
       this.sqDue = true;
       if (!this.reaping) queueMicrotask(this.ringSq); // a reap rings once at its end
     }
-    this.mode.kick();
+    // the mode goes idle only when nothing is awaited: it needs a kick when the first command is
+    if (this.pending === 1) this.mode.kick();
     if (this.watchdog === undefined) this.armWatchdog();
   }
 
   private readonly ringSq = (): void => {
     if (!this.sqDue) return;
     this.sqDue = false;
-    if (!this.closed) this.registers.ring(this.sqDoorbell, this.sqTail);
+    if (!this.closed) this.ring(this.sqDoorbell, this.sqShadow, this.sqTail);
   };
+
+  /** Writes `value` to the doorbell register `doorbell`, or to its shadow at `shadow` and then the register only if the EventIdx asks. */
+  private ring(doorbell: number, shadow: number, value: number): void {
+    if (shadow >= 0) {
+      // as Linux does: the shadow first (ordered after the entries), a full
+      // barrier (Atomics.store), then the EventIdx the controller last wrote
+      const s = this.shadow;
+      const old = s[shadow];
+      Atomics.store(s, shadow, value);
+      const event = Atomics.load(s, shadow + this.eventOffset);
+      if (((value - event - 1) & 0xffff) >= ((value - old) & 0xffff)) return; // the controller will look by itself
+    }
+    this.stats.doorbellWrites++;
+    this.registers.ring(doorbell, value);
+  }
+
+  /** Whether it writes shadow doorbells (see useShadowDoorbells). */
+  get shadowDoorbells(): boolean {
+    return this.sqShadow >= 0;
+  }
+
+  /**
+   * From now on, writes this queue's SQ tail and CQ head to shadow doorbells
+   * first, and the doorbell registers only when the controller's EventIdx
+   * asks for it (after Doorbell Buffer Config, which the controller sends).
+   *
+   * @param words - The shadow doorbell buffer as 32-bit words, laid out as
+   *   the doorbell registers, followed at `eventOffset` words by the EventIdx buffer.
+   * @param eventOffset - Words from a shadow doorbell to its EventIdx.
+   */
+  useShadowDoorbells(words: Uint32Array, eventOffset: number): void {
+    const base = this.registers.sqTailDoorbell(0);
+    this.shadow = words;
+    this.eventOffset = eventOffset;
+    this.sqShadow = (this.sqDoorbell - base) / 4;
+    this.cqShadow = (this.cqDoorbell - base) / 4;
+  }
 
   /**
    * Consumes every new completion entry, ends their commands (callbacks
@@ -494,7 +559,10 @@ export class QueuePair implements Reaper {
       }
     } finally {
       this.reaping = false;
-      if (n > 0 && !this.closed) this.registers.ring(this.cqDoorbell, this.cqHead);
+      if (n > 0 && !this.closed) {
+        this.stats.reaps++;
+        this.ring(this.cqDoorbell, this.cqShadow, this.cqHead);
+      }
       this.ringSq();
     }
     return n;
@@ -502,14 +570,14 @@ export class QueuePair implements Reaper {
 
   /** The completion entry at word `w`: CID `cid` with status `status`. */
   private complete(cid: number, status: number, w: number): void {
-    const kind = cid < this.slots ? this.state[cid] : FREE;
+    const meta = cid < this.slots ? this.meta[cid] : FREE;
+    const kind = meta & KIND;
     if (kind === FREE) {
       this.stats.stray++;
       return;
     }
-    if (this.abandoned[cid] === 1) {
-      this.abandoned[cid] = 0;
-      this.state[cid] = FREE;
+    if ((meta & ABANDONED) !== 0) {
+      this.meta[cid] = FREE;
       this.release(cid);
       return;
     }
@@ -518,7 +586,7 @@ export class QueuePair implements Reaper {
     const result = this.u32[w];
     const error = status === 0 ? undefined : new NvmeStatusError(status, result, this.context(cid));
     const completion = kind === PROMISE && status === 0 ? decodeCompletion(this.u32, w) : undefined;
-    this.state[cid] = FREE;
+    this.meta[cid] = FREE;
     this.callbacks[cid] = undefined;
     this.tags[cid] = undefined;
     this.pending--;
@@ -536,13 +604,12 @@ export class QueuePair implements Reaper {
   }
 
   private context(cid: number): CommandContext {
-    return { command: this.names[cid], opcode: this.opcodes[cid], queue: this.id, cid };
+    return { command: this.names[cid], opcode: this.meta[cid] >>> 8, queue: this.id, cid };
   }
 
   /** A free CID goes to the oldest waiting command, if any. */
   private release(cid: number): void {
-    const next = this.backlog.shift();
-    if (next) this.issue(cid, next);
+    if (this.backlog.length > 0) this.issue(cid, this.backlog.shift()!);
     else this.freeCids[this.freeTop++] = cid;
   }
 
@@ -552,12 +619,12 @@ export class QueuePair implements Reaper {
    */
   private abandon(cid: number): [number, IoCallback | undefined, unknown, CommandContext] {
     const told: [number, IoCallback | undefined, unknown, CommandContext] = [
-      this.state[cid],
+      this.meta[cid] & KIND,
       this.callbacks[cid],
       this.tags[cid],
       this.context(cid),
     ];
-    this.abandoned[cid] = 1;
+    this.meta[cid] |= ABANDONED;
     this.callbacks[cid] = undefined;
     this.tags[cid] = undefined;
     this.pending--;
@@ -567,7 +634,7 @@ export class QueuePair implements Reaper {
   /** The CIDs of commands whose submitter still waits, held by the controller. */
   private awaitedCids(): number[] {
     const out: number[] = [];
-    for (let cid = 0; cid < this.slots; cid++) if (this.state[cid] !== FREE && this.abandoned[cid] === 0) out.push(cid);
+    for (let cid = 0; cid < this.slots; cid++) if ((this.meta[cid] & KIND) !== FREE && (this.meta[cid] & ABANDONED) === 0) out.push(cid);
     return out;
   }
 
@@ -645,14 +712,16 @@ export class QueuePair implements Reaper {
    */
   resetRings(): void {
     if (this.awaited > 0) throw new Error('resetRings() with commands pending: fail() them first');
-    this.state.fill(FREE);
-    this.abandoned.fill(0);
+    this.meta.fill(FREE);
     this.freeAll();
     this.u32.fill(0);
     this.sqTail = 0;
     this.cqHead = 0;
     this.phase = 1;
     this.sqDue = false;
+    this.shadow = NO_SHADOW; // a reset controller forgot its doorbell buffers
+    this.sqShadow = -1;
+    this.cqShadow = -1;
   }
 
   /** Fails what is pending (ERR_NVME_ABORTED), detaches the mode, unmaps and frees the rings. Idempotent. */
