@@ -58,7 +58,7 @@ function nvmeMetric(backend: BackendKind, mode: NvmeCompletionMode): Metric {
         x ^= x << 13;
         x ^= x >>> 17;
         x ^= x << 5;
-        return ((x >>> 0) % slots) * blocks;
+        return ((x & 0x7fffffff) % slots) * blocks;
       };
       // The lean path: readInto with a lane number as its tag, one callback
       // for every command, the next read submitted from the completion's

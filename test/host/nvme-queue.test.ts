@@ -132,7 +132,8 @@ async function randomReads(r: Rig, total: number): Promise<void> {
   });
 }
 
-describe('NVMe queue pair on a fake controller', () => {
+describe('NVMe queue pair on a fake controller', function () {
+  this.timeout(30_000); // a loaded host runs the fake controller slowly
   let r: Rig;
   afterEach(() => r?.dispose());
 
@@ -369,7 +370,7 @@ describe('NVMe queue pair on a fake controller', () => {
       error.message,
       /^Read \(opcode 0x02\) on queue 1, command \d+: no completion within 120 ms; the controller still holds it/,
     );
-    assert.ok(elapsed >= 120 && elapsed < 1000, `failed after ${elapsed} ms`);
+    assert.ok(elapsed >= 120 && elapsed < 5000, `failed after ${elapsed} ms`);
     assert.equal(r.queue.stats.timedOut, 1);
     assert.equal(r.queue.inFlight, 1, 'the CID stays taken');
     assert.equal(r.queue.awaited, 0);

@@ -113,10 +113,15 @@ export interface NvmeCommand {
 /**
  * Writes one 64-byte submission entry at word `w` of `sq` (the queue's
  * memory as 32-bit words): CDW0 from `opcode` and `cid` (no fusing, PRPs),
- * then NSID, zeroed CDW2-3 and MPTR, PRP1 and PRP2 (integers below 2^53, as
- * two 32-bit halves) and CDW10-15. Sixteen typed-array stores, and no
- * floating-point operation for IOVAs below 4 GiB (under emulation, each is
- * a call into a software floating-point library).
+ * NSID, PRP1 and PRP2 (integers below 2^53, as two 32-bit halves) and
+ * CDW10-15. CDW2, CDW3 and MPTR (words 2-5) are 0 in every command this
+ * driver writes and the rings start zeroed, so they are left as they are.
+ *
+ * Made for emulated guests, where every floating-point operation is a call
+ * into a software floating-point library: each value goes through `| 0`,
+ * which keeps a small integer an integer (`x | 0` has the bits of `x` for
+ * every integer below 2^32, so the Uint32Array stores the same value), and
+ * a PRP's high half is computed only when it is not 0.
  */
 export function writeSubmission(
   sq: Uint32Array,
@@ -134,22 +139,27 @@ export function writeSubmission(
   cdw15: number,
 ): void {
   sq[w] = (opcode & 0xff) | (cid << 16);
-  sq[w + 1] = nsid;
-  sq[w + 2] = 0;
-  sq[w + 3] = 0;
-  sq[w + 4] = 0;
-  sq[w + 5] = 0;
-  // the high halves by division only from 4 GiB up: below, integer operations alone
-  sq[w + 6] = prp1 >>> 0;
-  sq[w + 7] = prp1 > 0xffffffff ? (prp1 - (prp1 >>> 0)) / 4294967296 : 0;
-  sq[w + 8] = prp2 >>> 0;
-  sq[w + 9] = prp2 > 0xffffffff ? (prp2 - (prp2 >>> 0)) / 4294967296 : 0;
-  sq[w + 10] = cdw10;
-  sq[w + 11] = cdw11;
-  sq[w + 12] = cdw12;
-  sq[w + 13] = cdw13;
-  sq[w + 14] = cdw14;
-  sq[w + 15] = cdw15;
+  sq[w + 1] = nsid | 0;
+  if ((prp1 | 0) === prp1) {
+    sq[w + 6] = prp1;
+    sq[w + 7] = 0;
+  } else {
+    sq[w + 6] = prp1 >>> 0;
+    sq[w + 7] = (prp1 - (prp1 >>> 0)) / 4294967296;
+  }
+  if ((prp2 | 0) === prp2) {
+    sq[w + 8] = prp2;
+    sq[w + 9] = 0;
+  } else {
+    sq[w + 8] = prp2 >>> 0;
+    sq[w + 9] = (prp2 - (prp2 >>> 0)) / 4294967296;
+  }
+  sq[w + 10] = cdw10 | 0;
+  sq[w + 11] = cdw11 | 0;
+  sq[w + 12] = cdw12 | 0;
+  sq[w + 13] = cdw13 | 0;
+  sq[w + 14] = cdw14 | 0;
+  sq[w + 15] = cdw15 | 0;
 }
 
 /** Writes `cmd` as the 64-byte entry at word `w` of `sq`, with identifier `cid` and data pointer `prp1`, `prp2`. */

@@ -250,23 +250,26 @@ export class NvmeNamespace {
     }
   }
 
-  /** `lba` into lbaLow and lbaHigh (CDW10, CDW11). */
+  /**
+   * `lba` into lbaLow and lbaHigh (CDW10, CDW11), each as `x | 0` (the same
+   * 32 bits, and always a small integer: the fields never hold a float).
+   */
   private splitLba(lba: number | bigint): void {
     if (typeof lba === 'number' && lba >>> 0 === lba) {
       // an integer in 0..2^32-1 (the common case): no division
-      this.lbaLow = lba;
+      this.lbaLow = lba | 0;
       this.lbaHigh = 0;
       return;
     }
     if (typeof lba === 'number' && lba >= 0 && lba <= Number.MAX_SAFE_INTEGER && Math.floor(lba) === lba) {
       const low = lba >>> 0;
-      this.lbaLow = low;
-      this.lbaHigh = (lba - low) / TWO_32;
+      this.lbaLow = low | 0;
+      this.lbaHigh = ((lba - low) / TWO_32) | 0;
       return;
     }
     const big = toBigInt(lba, 'lba'); // throws for what is no LBA
-    this.lbaLow = Number(big & 0xffffffffn);
-    this.lbaHigh = Number(big >> 32n);
+    this.lbaLow = Number(big & 0xffffffffn) | 0;
+    this.lbaHigh = Number(big >> 32n) | 0;
   }
 
   private transferBlocks(blocks: number): number {
