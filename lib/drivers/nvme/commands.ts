@@ -13,6 +13,7 @@
  * A command is plain data here; the queue pair gives it an identifier and
  * turns its `data` into PRP entries when it is submitted.
  */
+import { put64 } from './prp';
 import type { IoSegment } from './prp';
 
 /** Admin command opcodes (NVMe base specification, "Admin Command Set"), for commands on queue 0. */
@@ -121,7 +122,7 @@ export interface NvmeCommand {
  * into a software floating-point library: each value goes through `| 0`,
  * which keeps a small integer an integer (`x | 0` has the bits of `x` for
  * every integer below 2^32, so the Uint32Array stores the same value), and
- * a PRP's high half is computed only when it is not 0.
+ * a PRP's high half is computed only when it is not 0 ({@link put64}).
  */
 export function writeSubmission(
   sq: Uint32Array,
@@ -140,20 +141,8 @@ export function writeSubmission(
 ): void {
   sq[w] = (opcode & 0xff) | (cid << 16);
   sq[w + 1] = nsid | 0;
-  if ((prp1 | 0) === prp1) {
-    sq[w + 6] = prp1;
-    sq[w + 7] = 0;
-  } else {
-    sq[w + 6] = prp1 >>> 0;
-    sq[w + 7] = (prp1 - (prp1 >>> 0)) / 4294967296;
-  }
-  if ((prp2 | 0) === prp2) {
-    sq[w + 8] = prp2;
-    sq[w + 9] = 0;
-  } else {
-    sq[w + 8] = prp2 >>> 0;
-    sq[w + 9] = (prp2 - (prp2 >>> 0)) / 4294967296;
-  }
+  put64(sq, w + 6, prp1);
+  put64(sq, w + 8, prp2);
   sq[w + 10] = cdw10 | 0;
   sq[w + 11] = cdw11 | 0;
   sq[w + 12] = cdw12 | 0;

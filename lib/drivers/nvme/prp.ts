@@ -129,10 +129,19 @@ export function listPagesFor(entries: number, pageSize: number): number {
   return Math.ceil((entries - 2) / (perPage - 1)); // every list page but the last gives one slot to the chain pointer
 }
 
-/** Writes `value` (an integer below 2^53) as the 64-bit little-endian entry at word `i` of `words`. */
+/**
+ * Writes `value` (an integer in 0..2^53) as the 64-bit little-endian entry at
+ * word `i` of `words`: as it is with a high half of 0 when it is a small
+ * integer (integer operations only), else split by a division.
+ */
 export function put64(words: Uint32Array, i: number, value: number): void {
-  words[i] = value >>> 0;
-  words[i + 1] = value > 0xffffffff ? (value - (value >>> 0)) / TWO_32 : 0;
+  if ((value | 0) === value) {
+    words[i] = value;
+    words[i + 1] = 0;
+  } else {
+    words[i] = value >>> 0;
+    words[i + 1] = (value - (value >>> 0)) / TWO_32;
+  }
 }
 
 /**
