@@ -85,8 +85,11 @@ const doorbell = (qid: number, cq: boolean): number => NvmeReg.DOORBELLS + 8 * q
 
 /** The fake controller (see the file's comment). */
 export class FakeNvme {
+  /** Its address space: what the driver maps, the fake reaches. */
   readonly space: FakeSpace;
+  /** BAR0: CAP, and the doorbells the driver writes. */
   readonly bar: MemfdRegion;
+  /** The driver's view of BAR0, for its queue pairs. */
   readonly registers: NvmeRegisters;
   /** Logical blocks written, by LBA. */
   readonly written = new Map<number, Uint8Array>();

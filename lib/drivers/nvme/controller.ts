@@ -9,6 +9,8 @@
  *   4. Identify the controller, the active namespaces, each namespace
  *   5. Set Features (Number of Queues), then Create I/O Completion Queue and
  *      Create I/O Submission Queue for each I/O queue pair
+ *   6. Doorbell Buffer Config, when the controller offers it (emulated
+ *      controllers do): shadow doorbells, as Linux's driver uses them
  *
  * Completions are polled, or signalled by MSI-X vectors (vector 0 for the
  * admin queue, vector N for I/O queue N). Controller Fatal Status turns

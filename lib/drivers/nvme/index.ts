@@ -2,7 +2,9 @@
  * An NVMe driver in TypeScript over VFIO: NvmeController (reset, admin
  * queue, Identify, I/O queue pairs, polled or MSI-X completions, shutdown)
  * and NvmeNamespace (Read, Write, Flush, Write Zeroes into the library's
- * DMA mappings, as PRP entries and lists).
+ * DMA mappings, as PRP entries and lists). Every command can end through a
+ * promise or, on the lean path, through a callback (readInto, writeFrom:
+ * nothing allocated per command).
  *
  *   await using nvme = await NvmeController.open(space, '0000:00:05.0');
  *   const ns = nvme.namespace(1);
