@@ -22,10 +22,6 @@ export function toLength(value: unknown, name: string, multipleOf: bigint): bigi
   return v;
 }
 
-export function checkAligned(value: bigint, align: bigint, name: string): void {
-  if (value % align !== 0n) throw new RangeError(`${name} (0x${value.toString(16)}) must be aligned to 0x${align.toString(16)}`);
-}
-
 /** [start, start + length) must not run past 2^64. */
 export function checkRangeFits(start: bigint, length: bigint, name: string): void {
   if (start + length > U64_END)

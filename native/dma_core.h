@@ -29,7 +29,6 @@ class DmaCore {
   enum class Kind { kIommufd, kType1 };
   DmaCore(Kind kind, UniqueFd fd) : kind_(kind), fd_(std::move(fd)) {}
 
-  Kind GetKind() const { return kind_; }
   bool Closed() const { return !fd_.Valid(); }
   // The fd, or a thrown ERR_VFIO_CLOSED naming `what`.
   int Fd(Napi::Env env, const char* what) const {
