@@ -53,6 +53,8 @@ interface GuestOutput {
   vcpus: number;
   node: string;
   rows: Row[];
+  /** The QEMU that ran the guest, e.g. '10.0.2 (bundled)'; set on the host. */
+  qemu?: string;
 }
 
 async function measure(o: Options): Promise<GuestOutput> {
@@ -66,16 +68,6 @@ function ensureAddon(): void {
   if (fs.existsSync(path.join(PROJECT_ROOT, 'build', 'Release', 'vfio.node'))) return;
   log('bench: building the addon (npm run install)');
   execFileSync('npm', ['run', 'install'], { cwd: PROJECT_ROOT, stdio: 'inherit' });
-}
-
-function qemuVersion(): string {
-  try {
-    return execFileSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' })
-      .split('\n')[0]
-      .replace(/^QEMU emulator version /, '');
-  } catch {
-    return 'unknown';
-  }
 }
 
 async function measureInGuest(o: Options): Promise<GuestOutput> {
@@ -96,6 +88,7 @@ async function measureInGuest(o: Options): Promise<GuestOutput> {
   }
   const out = JSON.parse(fs.readFileSync(raw, 'utf8')) as GuestOutput;
   fs.rmSync(raw);
+  out.qemu = `${r.qemu.version} (${r.qemu.choice === 'bundled' ? 'bundled' : "the system's"})`;
   return out;
 }
 
@@ -106,7 +99,7 @@ function report(o: Options, g: GuestOutput, accel: string): Report {
       cores: os.cpus().length,
       guest: `${accel}, ${g.vcpus} vCPU${g.vcpus === 1 ? '' : 's'}`,
       guestKernel: g.guestKernel,
-      qemu: qemuVersion(),
+      qemu: g.qemu ?? process.env.NODE_VFIO_QEMU_VERSION ?? 'unknown',
       node: g.node,
     },
     rounds: o.rounds,
