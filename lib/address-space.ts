@@ -523,7 +523,8 @@ export class AddressSpace implements Disposable {
     args[4] = req.bits;
     let pin: number;
     try {
-      pin = fast.mapUser();
+      fast.mapUser();
+      pin = args[5];
     } catch (err) {
       this.allocator!.freeFast(iova, req.length);
       throw err;

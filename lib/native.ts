@@ -70,8 +70,8 @@ export interface PackedFragments {
  */
 export interface NativeFastPath {
   readonly args: Float64Array;
-  /** args = [memory handle, offset, length, iova, access bits (read 1, write 2)] -> pin id */
-  mapUser(): number;
+  /** args = [memory handle, offset, length, iova, access bits (read 1, write 2)]; the pin id comes back in args[5] */
+  mapUser(): void;
   /** args = [iova, access bits, count]; `fragments` holds (handle, offset, length) triples -> pin id */
   link(fragments: Float64Array): number;
   /** args = [pin id, iova, length] */

@@ -6,7 +6,8 @@
 // its MemoryTable handle, checked on every use. Every call still checks its
 // numbers, and the pin table holds the memory for as long as it is mapped.
 //
-//   mapUser()        args = [handle, offset, length, iova, access] -> pin id
+//   mapUser()        args = [handle, offset, length, iova, access]; the pin id comes back in
+//                    args[5] (no return value: a number made per call costs more than a store)
 //   link(fragments)  args = [iova, access, count]; fragments: Float64Array of
 //                    (handle, offset, length) triples -> pin id. Fragments
 //                    contiguous in virtual memory are mapped by one ioctl per
@@ -87,7 +88,8 @@ napi_value MapUser(napi_env raw, napi_callback_info, FastPath& fp) {
     ThrowErrno(env, errno, fp.core->MapCall());
   }
   fp.memories->Pin(slot);
-  return Uint(raw, fp.core->pins.AddPinned(fp.ioas, iova, length, slot));
+  fp.args[5] = fp.core->pins.AddPinned(fp.ioas, iova, length, slot);
+  return nullptr;
 }
 
 napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {

@@ -17,11 +17,15 @@ uint32_t PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRe
 
 uint32_t PinTable::AddPinned(uint32_t space, uint64_t iova, uint64_t length, uint32_t slot,
                              std::vector<uint32_t> more) {
-  uint32_t id = Add(space, iova, length, nullptr);
-  Pin& pin = pins_.At(static_cast<uint32_t>(pins_.Find(id)));
-  pin.in_table = true;
-  pin.slot = slot;
-  pin.slots = std::move(more);
+  Pin* pin;
+  uint32_t id = static_cast<uint32_t>(pins_.Take(&pin));
+  pin->space = space;
+  pin->iova = iova;
+  pin->length = length;
+  pin->in_table = true;
+  pin->slot = slot;
+  if (!more.empty()) pin->slots = std::move(more);
+  live_++;
   return id;
 }
 

@@ -29,6 +29,14 @@ class PinTable {
     bool in_table = false;         // the hot paths pin in the environment's memory table instead:
     uint32_t slot = 0;             // this slot of it (when `in_table`),
     std::vector<uint32_t> slots;   // and these, each pinned once
+
+    // Lets go of the memory references, touching only what is set (a map's pin has none).
+    void Reset() {
+      if (first) first.reset();
+      if (!more.empty()) std::vector<MappingRef>().swap(more);
+      if (!slots.empty()) std::vector<uint32_t>().swap(slots);
+      in_table = false;
+    }
   };
 
   ~PinTable() { Clear(); }

@@ -48,13 +48,24 @@ class SlotList {
   // Frees slot `index`: its content reset, its ids stale from now on.
   void Free(uint32_t index) {
     Slot& s = slots_[index];
-    s.value = T{};
+    ResetValue(s.value, 0);
     s.used = false;
     s.generation = (s.generation + 1) & ((uint64_t{1} << kGenerationBits) - 1);
     free_.push_back(index);
   }
 
  private:
+  // A value with a Reset() member lets go of what it holds that way (cheaper than
+  // assigning a new T when most of its members are empty); any other is assigned T{}.
+  template <typename U>
+  static auto ResetValue(U& v, int) -> decltype(v.Reset(), void()) {
+    v.Reset();
+  }
+  template <typename U>
+  static void ResetValue(U& v, long) {
+    v = U{};
+  }
+
   struct Slot {
     T value{};
     uint64_t generation = 0;

@@ -58,10 +58,9 @@ export class V1Mappings {
     const args = fast.args;
     return {
       args,
-      mapUser: (): number => {
-        const pin = fast.mapUser();
-        this.add(args[3], args[2], pin);
-        return pin;
+      mapUser: (): void => {
+        fast.mapUser();
+        this.add(args[3], args[2], args[5]);
       },
       link: (fragments: Float64Array): number => {
         const iova = args[0];
