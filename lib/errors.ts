@@ -50,7 +50,12 @@ const HINTS: Hint[] = [
   ],
   [/^open$/, /^ENOENT$/, 'the device is not bound to vfio-pci, or VFIO is not loaded (modprobe vfio-pci)', /^\/dev\/vfio\//],
   [/^open$/, /^(EACCES|EPERM)$/, 'permissions on /dev/vfio and /dev/iommu: run as root or give your user the device nodes (a udev rule)'],
-  [/^open$/, /^EBUSY$/, 'another process (or another open of this group in this one) holds it'],
+  [
+    /^open$/,
+    /^EBUSY$/,
+    'the IOMMU group is in use: another process, or another address space of this one, has it open (the group through a type1 container, or one of its devices through iommufd); close it there first',
+    /^\/dev\/vfio\//,
+  ],
   [
     /VFIO_GROUP_SET_CONTAINER/,
     /^EPERM$/,
@@ -61,7 +66,11 @@ const HINTS: Hint[] = [
     /^(EINVAL|ENODEV)$/,
     'the IOMMU is off or this type is unsupported: boot with intel_iommu=on (or amd_iommu=on) and check /sys/kernel/iommu_groups',
   ],
-  [/VFIO_DEVICE_BIND_IOMMUFD/, /^(EINVAL|EBUSY)$/, 'a cdev binds once, and not while its group is open through the legacy container'],
+  [
+    /VFIO_DEVICE_BIND_IOMMUFD/,
+    /^EBUSY$/,
+    'the device is in use: another process, or another address space of this one, has it open (through its cdev, or its IOMMU group through a type1 container); close it there first',
+  ],
   [
     /(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/,
     /^ENOMEM$/,

@@ -10,7 +10,7 @@
  */
 import { native, NativeDevice, NativeFastPath, NativeIommufd, FragmentSource, IovaRange } from '../native';
 import { PciDeviceInfo } from '../sysfs';
-import { VfioStateError } from '../errors';
+import { VfioError, VfioStateError } from '../errors';
 import { Access, FlatFragments, IommuBackend, packFragments } from './backend';
 
 // enum iommufd_ioas_map_flags
@@ -30,6 +30,24 @@ export const IOMMU_OPTION_OP_GET = 1;
 /** IOMMU_IOAS_MAP's READABLE and WRITEABLE flags for an access. */
 export function ioasMapFlags(access: Access): number {
   return (access.read ? IOMMU_IOAS_MAP_READABLE : 0) | (access.write ? IOMMU_IOAS_MAP_WRITEABLE : 0);
+}
+
+/**
+ * VFIO_DEVICE_BIND_IOMMUFD on a freshly opened cdev fails with EINVAL when
+ * the device is already open through another cdev file (vfio_df_open: a cdev
+ * has no way to share a device) and with EBUSY when its group is open
+ * through a type1 container: both mean the device is in use elsewhere, here
+ * or in another process. Either becomes EBUSY saying so; any other error is
+ * the kernel's own.
+ */
+function inUse(err: unknown, bdf: string, cdev: string): unknown {
+  if (!(err instanceof VfioError) || (err.code !== 'EINVAL' && err.code !== 'EBUSY')) return err;
+  return new VfioError(`EBUSY: ${bdf} is in use, ${err.syscall} ${cdev} (the kernel answered ${err.code})`, {
+    code: 'EBUSY',
+    errno: -16,
+    syscall: err.syscall,
+    detail: cdev,
+  });
 }
 
 /**
@@ -199,9 +217,14 @@ export class IommufdBackend implements IommuBackend {
         'ERR_VFIO_NO_CDEV',
       );
     }
-    const dev = new native.Device(`/dev/vfio/devices/${info.vfioCdev}`);
+    const cdev = `/dev/vfio/devices/${info.vfioCdev}`;
+    const dev = new native.Device(cdev);
     try {
-      dev.bindIommufd(this.fd);
+      try {
+        dev.bindIommufd(this.fd);
+      } catch (err) {
+        throw inUse(err, info.bdf, cdev);
+      }
       dev.attachPt(this.ioas);
     } catch (err) {
       dev.close();
