@@ -10,7 +10,7 @@
  * rules are checked here too.
  */
 import assert from 'node:assert/strict';
-import { IoCallback, NvmeError, NvmeNamespace, NvmeStatusError, QueuePair } from '../../lib/drivers/nvme';
+import { IoCallback, NvmeError, NvmeNamespace, NvmeRevokedError, NvmeStatusError, QueuePair } from '../../lib/drivers/nvme';
 import { CompletionMode, InterruptCompletions, PolledCompletions } from '../../lib/drivers/nvme/completion-modes';
 import { NamespaceIdentity } from '../../lib/drivers/nvme/identify';
 import { buildPrps, contiguousPrp2, PrpListArea, prpEntries } from '../../lib/drivers/nvme/prp';
@@ -353,6 +353,76 @@ describe('NVMe queue pair on a fake controller', function () {
     await assert.rejects(r.ns.read(0, 17, r.mapping), { name: 'RangeError', message: /needs 8704 bytes/ });
     assert.equal(r.queue.stats.submitted, 0);
     assert.equal(r.queue.inFlight, 0);
+  });
+
+  it('a revoked mapping (peer memory gone): refused before anything is sent; revoked in flight, commands fail naming it whatever the controller answered; waiting ones are never written', async () => {
+    r = rig(4, 8192); // 3 CIDs
+    r.fake.swallow = (lba) => lba === 50; // held: in flight until release()
+    const held = [0, 512, 1024].map((offset) => r.ns.read(50, 1, { mapping: r.mapping, offset }));
+    const waiting = r.ns.read(51, 1, { mapping: r.mapping, offset: 2048 }); // no free CID: it waits
+    const late = outcome<number>();
+    r.ns.readInto(r.fake.blocks, 1, r.mapping, 4096, late.callback, 5); // waits too; LBA Out of Range once written
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(r.queue.inFlight, 3);
+    assert.equal(r.fake.fetched.get(2), 3);
+    r.mapping.revoke();
+    r.fake.swallow = () => false;
+    r.fake.release(); // the controller says success
+    for (const p of held) {
+      await assert.rejects(p, (err: NvmeRevokedError) => {
+        assert.ok(err instanceof NvmeRevokedError);
+        assert.equal(err.code, 'ERR_NVME_REVOKED');
+        assert.equal(err.mapping, r.mapping);
+        assert.equal(err.statusError, undefined);
+        assert.match(
+          err.message,
+          new RegExp(
+            `^Read \\(opcode 0x02\\) on queue 1, command \\d+: its data buffer, the mapping at IOVA 0x${r.mapping.dmaAddress.toString(16)} \\(0x2000 bytes\\), was revoked`,
+          ),
+        );
+        return true;
+      });
+    }
+    await assert.rejects(waiting, { name: 'VfioStateError', code: 'ERR_VFIO_REVOKED', message: /was revoked/ });
+    assert.equal((await late.done).error?.name, 'VfioStateError');
+    assert.equal(r.fake.fetched.get(2), 3, 'the waiting commands were never written');
+    // a new command on it: refused on the spot
+    const submitted = r.queue.stats.submitted;
+    const cb = (): void => assert.fail('no callback for a refused command');
+    assert.throws(() => r.ns.readInto(0, 1, r.mapping, 0, cb), { name: 'VfioStateError', code: 'ERR_VFIO_REVOKED' });
+    await assert.rejects(r.ns.write(0, 1, r.mapping), { code: 'ERR_VFIO_REVOKED' });
+    assert.equal(r.queue.stats.submitted, submitted);
+    assert.equal(r.queue.inFlight, 0);
+  });
+
+  it('a mapping revoked while the controller fails the command: NvmeRevokedError, with the status it gave', async () => {
+    r = rig(16, 4096);
+    r.fake.swallow = (lba) => lba === r.fake.blocks; // hold it, then let it fail with LBA Out of Range
+    const o = outcome<number>();
+    r.ns.readInto(r.fake.blocks, 1, r.mapping, 0, o.callback, 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    r.mapping.revoke();
+    r.fake.swallow = () => false;
+    const { q, cid } = r.fake.held.splice(0)[0];
+    (r.fake as unknown as { post(q: unknown, cid: number, status: number): void }).post(q, cid, 0x80);
+    const { error } = await o.done;
+    assert.ok(error instanceof NvmeRevokedError);
+    assert.equal(error.statusError?.statusName, 'LBA Out of Range');
+    assert.equal(error.cause, error.statusError);
+    assert.match(error.message, /was revoked .*; the controller answered LBA Out of Range: unmap the mapping/);
+  });
+
+  it('a request waiting for a CID is refused at once when PRPs cannot express it (not when a CID frees up)', async () => {
+    r = rig(2, 8192); // 1 CID
+    r.fake.swallow = (lba) => lba === 9;
+    const first = r.ns.read(9, 1, r.mapping);
+    const cb = (): void => assert.fail('no callback for a refused command');
+    assert.throws(() => r.ns.readInto(0, 1, r.mapping, 2, cb), { name: 'RangeError', message: /dword aligned/ });
+    assert.equal(r.queue.stats.submitted, 1);
+    r.fake.swallow = () => false;
+    await new Promise((resolve) => setImmediate(resolve));
+    r.fake.release();
+    await first;
   });
 
   it('a command without a completion fails with ETIMEDOUT through its callback (never early); its CID stays taken until it completes', async () => {

@@ -9,9 +9,15 @@
  *   'ERR_NVME_FATAL'   the controller reports Controller Fatal Status (CSTS.CFS)
  *   'ERR_NVME_ABORTED' the driver gave the command up: its queue was deleted
  *                      or the controller reset or closed while it was in flight
+ *   'ERR_NVME_REVOKED' the command's data mapping (peer memory under
+ *                      iommufd) was revoked while it was in flight
+ *                      (NvmeRevokedError: the mapping, and the status the
+ *                      controller gave, if any)
  *
  * Status names are those of the NVMe base specification.
  */
+import type { DmaMapping } from '../../dma-mapping';
+import { hex } from '../../validate';
 import { decodeStatus, Status } from './completion';
 
 /**
@@ -20,9 +26,11 @@ import { decodeStatus, Status } from './completion';
  * completion within its time-out; its identifier stays taken until it
  * completes or the controller is reset), `'ERR_NVME_FATAL'` (Controller Fatal
  * Status, or the controller is gone from the bus), `'ERR_NVME_ABORTED'` (the
- * driver gave it up: queue deleted, controller reset or closed).
+ * driver gave it up: queue deleted, controller reset or closed),
+ * `'ERR_NVME_REVOKED'` (its data mapping was revoked while it was in flight:
+ * an {@link NvmeRevokedError}).
  */
-export type NvmeErrorCode = 'ERR_NVME_STATUS' | 'ETIMEDOUT' | 'ERR_NVME_FATAL' | 'ERR_NVME_ABORTED';
+export type NvmeErrorCode = 'ERR_NVME_STATUS' | 'ETIMEDOUT' | 'ERR_NVME_FATAL' | 'ERR_NVME_ABORTED' | 'ERR_NVME_REVOKED';
 
 /** Status code types (SCT). */
 export const StatusType = {
@@ -224,5 +232,52 @@ export class NvmeStatusError extends NvmeError {
     this.more = s.more;
     this.status = status;
     this.result = result;
+  }
+}
+
+/** For messages: 'the mapping at IOVA 0x100000 (0x2000 bytes)'. */
+export function describeMapping(m: DmaMapping): string {
+  return `the mapping at IOVA ${hex(m.dmaAddress)} (${hex(m.byteLength)} bytes)`;
+}
+
+/**
+ * A command whose data mapping was revoked while the controller held it: the
+ * peer memory behind it (a P2PProvider's dma-buf under iommufd) went
+ * away because the exporting device was reset or stopped decoding its
+ * memory, and iommufd removed the IOMMU entries. Whatever the controller
+ * answered, the data did not reliably reach its memory (reads) or come from
+ * it (writes: the blocks written may hold anything), so the command counts
+ * as failed. Unmap the mapping, link the list again (fresh dma-bufs) and
+ * repeat the command.
+ */
+export class NvmeRevokedError extends NvmeError {
+  /** Always 'ERR_NVME_REVOKED'. */
+  declare readonly code: 'ERR_NVME_REVOKED';
+  /** The revoked mapping the command's data was in ({@link DmaMapping.revoked} is true). */
+  readonly mapping: DmaMapping;
+  /** The error status the controller completed the command with, if it gave one (also the error's `cause`). */
+  readonly statusError?: NvmeStatusError;
+
+  /**
+   * Made by the driver when a command's completion (or its failure) comes after its mapping was revoked.
+   *
+   * @param context - The command.
+   * @param mapping - Its data mapping, revoked.
+   * @param statusError - What the controller answered, when it was an error status.
+   */
+  constructor(context: CommandContext, mapping: DmaMapping, statusError?: NvmeStatusError) {
+    super(
+      `${describeCommand(context)}: its data buffer, ${describeMapping(mapping)}, was revoked while the command was in flight ` +
+        `(the peer device exporting that memory was reset or stopped decoding it), so the data did not reliably move` +
+        `${statusError ? `; the controller answered ${statusError.statusName}` : ''}: unmap the mapping, link its list again and repeat the command`,
+      'ERR_NVME_REVOKED',
+      context,
+    );
+    this.name = 'NvmeRevokedError';
+    this.mapping = mapping;
+    if (statusError) {
+      this.statusError = statusError;
+      this.cause = statusError;
+    }
   }
 }

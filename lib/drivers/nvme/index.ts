@@ -2,7 +2,8 @@
  * An NVMe driver in TypeScript over VFIO: NvmeController (reset, admin
  * queue, Identify, I/O queue pairs, polled or MSI-X completions, shutdown)
  * and NvmeNamespace (Read, Write, Flush, Write Zeroes into the library's
- * DMA mappings, as PRP entries and lists). Every command can end through a
+ * DMA mappings, CPU memory or a peer device's BAR, as PRP entries and
+ * lists). Every command can end through a
  * promise or, on the lean path, through a callback (readInto, writeFrom:
  * nothing allocated per command).
  *
@@ -12,8 +13,8 @@
  *   ns.readInto(0, 8, mapping, 0, (err, tag) => { ... }, tag); // no promise
  *
  * Files: registers.ts (BAR0), commands.ts (submission entries),
- * completion.ts (completion entries), errors.ts (statuses, NvmeError),
- * prp.ts (data pointers), queue-pair.ts (rings, CIDs, callbacks, promises),
+ * completion.ts (completion entries), errors.ts (statuses, NvmeError,
+ * NvmeRevokedError), prp.ts (data pointers), queue-pair.ts (rings, CIDs, callbacks, promises),
  * completion-modes.ts (polling, interrupts), identify.ts (Identify data),
  * controller.ts, namespace.ts.
  */
@@ -21,7 +22,7 @@ export { NvmeController, NVME_CLASS_CODE } from './controller';
 export type { NvmeControllerOptions, NvmeCompletionMode } from './controller';
 export { NvmeNamespace } from './namespace';
 export type { IoOptions, NamespaceHost, BlockTransfer } from './namespace';
-export { NvmeError, NvmeStatusError, StatusType, statusName } from './errors';
+export { NvmeError, NvmeRevokedError, NvmeStatusError, StatusType, statusName } from './errors';
 export type { NvmeErrorCode, CommandContext } from './errors';
 export { AdminOpcode, IoOpcode, IdentifyCns } from './commands';
 /**

@@ -11,6 +11,14 @@
  *
  * LBAs are not checked against the namespace size here: the controller is
  * the authority, and answers 'LBA Out of Range' (an NvmeStatusError).
+ *
+ * Peer-to-peer storage: the mapping may be of a PhysList.p2p() -- ranges of
+ * another device's BAR, linked into an IOVA window -- and the controller then
+ * reads blocks straight into that device's memory, or writes them from it,
+ * with no bounce through CPU memory; PRPs are built over the P2P IOVAs as
+ * over any others. A revoked P2P mapping is refused before any command is
+ * written (VfioStateError ERR_VFIO_REVOKED); one revoked while commands are
+ * in flight fails them with NvmeRevokedError.
  */
 import { DmaMapping } from '../../dma-mapping';
 import { toBigInt } from '../../validate';
@@ -56,13 +64,15 @@ export interface NamespaceHost {
  *
  * @param lba - The first logical block (a number below 2^53, or a bigint).
  * @param blocks - How many: 1..maxTransferBlocks.
- * @param mapping - The mapping the bytes go to or come from.
+ * @param mapping - The mapping the bytes go to or come from: CPU memory or a
+ *   peer's BAR (a mapping of a PhysList.p2p()).
  * @param offset - Byte offset in `mapping`, dword aligned (with the mapping's IOVA).
  * @param callback - Called once: `error` undefined on success, else an
  *   {@link NvmeError} (status, ETIMEDOUT, ERR_NVME_FATAL, ERR_NVME_ABORTED).
  * @param tag - Handed to `callback`.
  * @param options - Queue, FUA, time-out.
- * @throws TypeError or RangeError for bad arguments (nothing is submitted then).
+ * @throws TypeError or RangeError for bad arguments; {@link VfioStateError}
+ *   `ERR_VFIO_REVOKED` for a revoked mapping (nothing is submitted then).
  */
 export type BlockTransfer = <T>(
   lba: number | bigint,
@@ -136,10 +146,15 @@ export class NvmeNamespace {
    *
    * @param lba - The first logical block.
    * @param blocks - How many: 1..maxTransferBlocks.
-   * @param data - Where the bytes go: at least `blocks * blockSize` bytes of mapped memory.
+   * @param data - Where the bytes go: at least `blocks * blockSize` bytes of
+   *   mapped memory: CPU memory, or a peer device's BAR (a mapping of a
+   *   PhysList.p2p(), one or many fragments: peer-to-peer, no CPU copy).
    * @param options - Queue, FUA, time-out.
    * @returns The completion; rejects with RangeError or TypeError for bad arguments
-   *   (a data pointer too small, unaligned, or unmapped) and {@link NvmeError} for a failed command.
+   *   (a data pointer too small, unaligned, or unmapped), {@link VfioStateError}
+   *   `ERR_VFIO_REVOKED` for a revoked P2P mapping (nothing is sent), and
+   *   {@link NvmeError} for a failed command ({@link NvmeRevokedError} when the
+   *   mapping was revoked while the command was in flight).
    */
   read(lba: number | bigint, blocks: number, data: DataPointer, options: IoOptions = {}): Promise<Completion> {
     return this.transferAsync(cmds.IoOpcode.READ, lba, blocks, data, options);
@@ -215,7 +230,7 @@ export class NvmeNamespace {
     }
     this.host
       .ioQueue(options?.queue)
-      .transfer(opcode, name, this.nsid, this.lbaLow, this.lbaHigh, cdw12, address, bytes, callback, tag, options);
+      .transfer(opcode, name, this.nsid, this.lbaLow, this.lbaHigh, cdw12, address, bytes, callback, tag, options, mapping);
   }
 
   private transferAsync(
@@ -242,9 +257,18 @@ export class NvmeNamespace {
       const fatal = this.host.fatalSeen;
       if (fatal) return Promise.reject(fatal);
       const name = opcode === cmds.IoOpcode.READ ? 'Read' : 'Write';
-      return this.host
-        .ioQueue(options.queue)
-        .transferAsync({ opcode, name, nsid: this.nsid, cdw10: this.lbaLow, cdw11: this.lbaHigh, cdw12, address, length: bytes, options });
+      return this.host.ioQueue(options.queue).transferAsync({
+        opcode,
+        name,
+        nsid: this.nsid,
+        cdw10: this.lbaLow,
+        cdw11: this.lbaHigh,
+        cdw12,
+        address,
+        length: bytes,
+        options,
+        mapping,
+      });
     } catch (err) {
       return Promise.reject(err);
     }

@@ -14,13 +14,24 @@
  * page of them at a time, the last entry of a full list page pointing to
  * the next list page.
  *
+ * Peer memory is data like any other: a DmaMapping of a PhysList.p2p()
+ * linked into a window (a peer device's BAR, through a P2PProvider) is one
+ * IOVA-contiguous segment, and its PRPs are built exactly as for CPU memory.
+ * A phys_list holds one kind of memory only, so a mapping is all CPU memory
+ * or all peer memory. What the controller cannot reach is refused before a
+ * command is written: an unmapped mapping, one whose peer memory was revoked
+ * (VfioStateError ERR_VFIO_REVOKED), bytes past its end, an IOVA that is not
+ * dword aligned.
+ *
  * IOVAs are numbers here (the library's allocator hands out IOVAs below
  * 2^53, where every integer is exact), and list entries are written as two
  * 32-bit halves into the queue's memory: no bigint arithmetic, and for a
  * transfer of one or two pages no allocation at all.
  */
 import { DmaMapping } from '../../dma-mapping';
+import { VfioStateError } from '../../errors';
 import { hex, toBigInt } from '../../validate';
+import { describeMapping } from './errors';
 
 /** A run of IOVA-contiguous bytes a command transfers. */
 export interface IoSegment {
@@ -56,15 +67,30 @@ export interface DmaRange {
 const TWO_32 = 2 ** 32;
 
 /**
+ * A revoked mapping, refused before a command is written: its peer memory is
+ * gone from the IOMMU, so the controller would fault (or reach nothing).
+ */
+export function revokedRefusal(mapping: DmaMapping): VfioStateError {
+  return new VfioStateError(
+    `${describeMapping(mapping)} was revoked (the peer device exporting its memory was reset or stopped decoding it): ` +
+      'the controller cannot reach it; unmap it and link its list again',
+    'ERR_VFIO_REVOKED',
+  );
+}
+
+/**
  * The IOVA of `byteLength` bytes at `offset` of `mapping`, checked: the
- * mapping is active and holds them. Alignment is the PRP builder's check.
+ * mapping is active, not revoked, and holds them. Alignment is the PRP
+ * builder's check.
  *
  * @throws TypeError when `mapping` is not a DmaMapping; RangeError when it is
- *   unmapped, or `offset` is not a non-negative integer, or the bytes run past its end.
+ *   unmapped, or `offset` is not a non-negative integer, or the bytes run past
+ *   its end; {@link VfioStateError} `ERR_VFIO_REVOKED` when its peer memory was revoked.
  */
 export function mappedAddress(mapping: DmaMapping, offset: number, byteLength: number): number {
   if (!(mapping instanceof DmaMapping)) throw new TypeError('mapping must be a DmaMapping');
   if (!mapping.active) throw new RangeError('the DmaMapping is unmapped');
+  if (mapping.revoked) throw revokedRefusal(mapping);
   if (offset >>> 0 !== offset && !(offset >= 0 && Math.floor(offset) === offset)) {
     throw new RangeError(`offset must be a non-negative integer, not ${offset}`);
   }

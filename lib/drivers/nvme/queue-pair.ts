@@ -28,14 +28,21 @@
  * command's deadline is set when the watchdog first sees it (so no clock is
  * read per command): it fails between `timeoutMs` and `timeoutMs` plus two
  * watchdog periods after it was submitted, never before.
+ *
+ * A Read or Write into a DmaMapping keeps that mapping by CID until it
+ * completes: peer memory (a P2P phys_list under iommufd) can be revoked
+ * while the controller holds the command, and then the command fails with
+ * an NvmeRevokedError naming the mapping, whatever the controller answered;
+ * a command still waiting for a CID when its mapping is revoked is never
+ * written.
  */
 import { AddressSpace, DmaMapping } from '../../address-space';
 import { DmaBuffer } from '../../memory';
 import { encodeCommand, NvmeCommand, writeSubmission } from './commands';
 import { Completion, decodeCompletion } from './completion';
 import { CompletionMode, Reaper } from './completion-modes';
-import { CommandContext, describeCommand, NvmeError, NvmeStatusError } from './errors';
-import { buildPrps, contiguousPrp2, DmaRange, PrpListArea, rangesOf } from './prp';
+import { CommandContext, describeCommand, NvmeError, NvmeRevokedError, NvmeStatusError } from './errors';
+import { buildPrps, contiguousPrp2, DmaRange, listPagesFor, PrpListArea, rangesOf, revokedRefusal } from './prp';
 import { CQ_ENTRY_SIZE, NvmeRegisters, SQ_ENTRY_SIZE } from './registers';
 
 /** What a {@link QueuePair} is made of; {@link NvmeController} fills it in. */
@@ -109,6 +116,8 @@ export interface Transfer {
   length: number;
   /** Its time-out (default: the controller's). */
   options?: SubmitOptions;
+  /** The mapping the data is in, if any: the command fails with an {@link NvmeRevokedError} if it is revoked while in flight. */
+  mapping?: DmaMapping;
 }
 
 /** A command that waits for a free CID (the slow path: it has an object). */
@@ -116,6 +125,8 @@ interface Request {
   cmd: NvmeCommand;
   /** Its data, checked; undefined for none (`cmd.prp1` and `prp2` may then be raw PRPs). */
   ranges: DmaRange[] | undefined;
+  /** The mapping its data is in, when it came from one (checked for revocation when it is written and when it completes). */
+  mapping?: DmaMapping;
   /** Undefined: a promise's command, whose {@link Waiter} is the tag. */
   callback: IoCallback | undefined;
   tag: unknown;
@@ -208,6 +219,8 @@ export class QueuePair implements Reaper {
   private readonly callbacks: (IoCallback | undefined)[];
   private readonly tags: unknown[];
   private readonly names: string[];
+  /** The data mapping of each CID's command (null for none). */
+  private readonly mappings: (DmaMapping | null)[];
   private readonly timeouts: number[];
   private readonly deadlines: Float64Array;
   private readonly areas: PrpListArea[] = [];
@@ -268,6 +281,7 @@ export class QueuePair implements Reaper {
     this.callbacks = new Array<IoCallback | undefined>(this.slots).fill(undefined);
     this.tags = new Array<unknown>(this.slots).fill(undefined);
     this.names = new Array<string>(this.slots).fill('');
+    this.mappings = new Array<DmaMapping | null>(this.slots).fill(null);
     for (let cid = 0; cid < this.slots; cid++) {
       const offset = sqBytes + cqBytes + cid * prpBytes;
       this.areas.push({ dmaAddress: this.mapping.dmaAddress + offset, words: this.u32, word: offset / 4, pages: o.prpPagesPerCommand });
@@ -355,6 +369,9 @@ export class QueuePair implements Reaper {
    * @param callback - Called once when it ends ({@link IoCallback}).
    * @param tag - Passed to `callback`.
    * @param options - Its time-out (default: the controller's).
+   * @param mapping - The DmaMapping the data is in, if any (already checked
+   *   by the caller to hold it): a revocation of it while the command is in
+   *   flight fails the command with an {@link NvmeRevokedError}.
    * @throws TypeError when `callback` is not a function; RangeError for an
    *   unaligned `address`, a transfer longer than the PRP list pages cover,
    *   or a bad `timeoutMs` (nothing is submitted then).
@@ -371,6 +388,7 @@ export class QueuePair implements Reaper {
     callback: IoCallback<T>,
     tag: T,
     options?: SubmitOptions,
+    mapping?: DmaMapping,
   ): void {
     if (typeof callback !== 'function') throw new TypeError('callback must be a function');
     // transferAsync's commands are settled as a promise: their tag is their Waiter
@@ -378,9 +396,11 @@ export class QueuePair implements Reaper {
     const cb = kind === PROMISE ? undefined : (callback as IoCallback);
     const timeoutMs = options === undefined ? this.defaultTimeoutMs : this.timeoutOf(options);
     if (this.freeTop === 0 || this.closing) {
-      // no free CID (or closing): the general path, with a request object
+      // no free CID (or closing): the general path, with a request object;
+      // what PRPs cannot express is refused now, not when a CID frees up
+      this.checkContiguous(address, length);
       const cmd: NvmeCommand = { name, opcode, nsid, cdw10, cdw11, cdw12 };
-      const r: Request = { cmd, ranges: [{ address, length }], callback: cb, tag, timeoutMs, deadline: Date.now() + timeoutMs };
+      const r: Request = { cmd, ranges: [{ address, length }], mapping, callback: cb, tag, timeoutMs, deadline: Date.now() + timeoutMs };
       if (this.closing) return this.refuse(r);
       this.stats.submitted++;
       return this.wait(r);
@@ -399,6 +419,7 @@ export class QueuePair implements Reaper {
     this.freeTop--;
     this.stats.submitted++;
     this.occupy(cid, kind, cb, tag, name, opcode, timeoutMs, 0);
+    if (mapping !== undefined) this.mappings[cid] = mapping;
     writeSubmission(this.u32, this.sqTail << 4, opcode, cid, nsid, address, prp2, cdw10, cdw11, cdw12, 0, 0, 0);
     this.advance();
   }
@@ -412,8 +433,23 @@ export class QueuePair implements Reaper {
   transferAsync(t: Transfer): Promise<Completion> {
     return new Promise<Completion>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject };
-      this.transfer(t.opcode, t.name, t.nsid, t.cdw10, t.cdw11, t.cdw12, t.address, t.length, AWAITED, waiter, t.options);
+      this.transfer(t.opcode, t.name, t.nsid, t.cdw10, t.cdw11, t.cdw12, t.address, t.length, AWAITED, waiter, t.options, t.mapping);
     });
+  }
+
+  /**
+   * What {@link contiguousPrp2} would refuse, checked without writing a list:
+   * an IOVA that is not dword aligned, more PRP list pages than a command has.
+   */
+  private checkContiguous(address: number, length: number): void {
+    if ((address & 3) !== 0) throw new RangeError(`the data starts at IOVA 0x${address.toString(16)}: NVMe needs it dword aligned`);
+    const first = this.pageSize - (address & (this.pageSize - 1));
+    const entries = length <= first ? 1 : 1 + Math.ceil((length - first) / this.pageSize);
+    const pages = listPagesFor(entries, this.pageSize);
+    const have = this.areas.length > 0 ? this.areas[0].pages : 0;
+    if (pages > have) {
+      throw new RangeError(`the transfer needs ${entries} PRP entries (${pages} list pages); this queue has ${have} per command`);
+    }
   }
 
   private timeoutOf(options: SubmitOptions): number {
@@ -441,6 +477,12 @@ export class QueuePair implements Reaper {
 
   /** Writes `r` into the SQ at the tail under `cid`; a data pointer PRPs cannot express fails it and hands the CID on. */
   private issue(cid: number, r: Request): void {
+    if (r.mapping !== undefined && r.mapping.revoked) {
+      // revoked while it waited for a CID: never written
+      this.release(cid);
+      this.deliver(r.callback ? CALLBACK : PROMISE, r.callback, r.tag, revokedRefusal(r.mapping));
+      return;
+    }
     try {
       buildPrps(r.ranges ?? [], this.pageSize, this.areas[cid], this.prp);
     } catch (err) {
@@ -453,6 +495,7 @@ export class QueuePair implements Reaper {
       if (r.cmd.prp2 !== undefined) this.prp[1] = Number(r.cmd.prp2);
     }
     this.occupy(cid, r.callback ? CALLBACK : PROMISE, r.callback, r.tag, r.cmd.name, r.cmd.opcode, r.timeoutMs, r.deadline);
+    if (r.mapping !== undefined) this.mappings[cid] = r.mapping;
     encodeCommand(this.u32, this.sqTail << 4, r.cmd, cid, this.prp[0], this.prp[1]);
     this.advance();
   }
@@ -576,6 +619,8 @@ export class QueuePair implements Reaper {
       this.stats.stray++;
       return;
     }
+    const mapping = this.mappings[cid];
+    if (mapping !== null) this.mappings[cid] = null;
     if ((meta & ABANDONED) !== 0) {
       this.meta[cid] = FREE;
       this.release(cid);
@@ -584,8 +629,12 @@ export class QueuePair implements Reaper {
     const callback = this.callbacks[cid];
     const tag = this.tags[cid];
     const result = this.u32[w];
-    const error = status === 0 ? undefined : new NvmeStatusError(status, result, this.context(cid));
-    const completion = kind === PROMISE && status === 0 ? decodeCompletion(this.u32, w) : undefined;
+    let error: NvmeError | undefined = status === 0 ? undefined : new NvmeStatusError(status, result, this.context(cid));
+    if (mapping !== null && mapping.revoked) {
+      // its memory went away while the controller held it: whatever it answered, the data did not reliably move
+      error = new NvmeRevokedError(this.context(cid), mapping, error as NvmeStatusError | undefined);
+    }
+    const completion = kind === PROMISE && error === undefined ? decodeCompletion(this.u32, w) : undefined;
     this.meta[cid] = FREE;
     this.callbacks[cid] = undefined;
     this.tags[cid] = undefined;
@@ -713,6 +762,7 @@ export class QueuePair implements Reaper {
   resetRings(): void {
     if (this.awaited > 0) throw new Error('resetRings() with commands pending: fail() them first');
     this.meta.fill(FREE);
+    this.mappings.fill(null);
     this.freeAll();
     this.u32.fill(0);
     this.sqTail = 0;
