@@ -86,6 +86,14 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
   private readonly dependents = new Set<DeviceDependent>();
   private closing = false;
   private closed = false;
+  /**
+   * Whether the BARs decode memory (the Command register's memory-enable
+   * bit), as last written through config space: vfio-pci turns it on when
+   * it enables the device at open.
+   */
+  private memoryOn = true;
+  /** resetAsync() calls under way: the BARs cannot be accessed meanwhile. */
+  private resetting = 0;
 
   /** @internal */
   constructor(
@@ -150,16 +158,54 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
       const info = this.regionInfo(index);
       r = index === PciRegion.CONFIG ? new Region(this.configFile(info.offset), info, false) : new Region(this.native, info, true);
       this.regionCache.set(index, r);
+      if (index <= PciRegion.BAR5) r.setOffline(this.barOffline(index));
     }
     return r;
+  }
+
+  /**
+   * Why BAR `index` cannot be accessed now, or undefined when it can: VFIO
+   * zaps the BARs' mmaps while memory decoding is off (and while the device
+   * resets), and a load or store there is a SIGBUS.
+   */
+  private barOffline(index: number): VfioStateError | undefined {
+    if (this.resetting > 0)
+      return new VfioStateError(
+        `BAR ${index} of ${this.bdf} cannot be accessed while the device resets (resetAsync() is under way): await it first`,
+        'ERR_VFIO_RESETTING',
+      );
+    if (!this.memoryOn)
+      return new VfioStateError(
+        `BAR ${index} of ${this.bdf} cannot be accessed: its memory decoding is off (the Command register's memory-enable ` +
+          `bit is clear, and VFIO unmaps the BARs meanwhile); setMemoryEnabled(true) turns it back on`,
+        'ERR_VFIO_MEMORY_DISABLED',
+      );
+    return undefined;
+  }
+
+  /** Every open BAR region follows barOffline(): accessible again, or throwing instead of touching its mapping. */
+  private updateBars(): void {
+    for (const [index, r] of this.regionCache) if (index <= PciRegion.BAR5) r.setOffline(this.barOffline(index));
+  }
+
+  /**
+   * A write put the Command register's low byte, memory-enable bit `on`:
+   * the BARs' regions follow at once (before anything else runs); when it
+   * is off, the kernel revoked the BARs' dma-bufs too.
+   */
+  private commandWritten(on: boolean): void {
+    this.memoryOn = on;
+    this.updateBars();
+    if (!on) this.revokeMemory('memory-disabled');
   }
 
   /**
    * The device file as the config region uses it, watched: a write that
    * puts the Command register's low byte with the memory-enable bit clear
    * revokes the BARs' dma-bufs in the kernel (vfio-pci does it for every
-   * write at PCI_COMMAND that clears the bit, whatever the bit was), so it
-   * counts as memory disabled here too, however it was made.
+   * write at PCI_COMMAND that clears the bit, whatever the bit was) and
+   * unmaps the BARs, so it counts as memory disabled here too, however it
+   * was made; one with the bit set makes the BARs accessible again.
    */
   private configFile(regionOffset: bigint): NativeDevice {
     const native = this.native;
@@ -168,9 +214,10 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
       pread: (offset, target) => native.pread(offset, target),
       pwrite: (offset, source) => {
         const at = command - offset;
-        const clears = at >= 0n && at < BigInt(source.length) && (source[Number(at)] & PCI_COMMAND_MEMORY) === 0;
+        const covers = at >= 0n && at < BigInt(source.length);
+        const on = covers && (source[Number(at)] & PCI_COMMAND_MEMORY) !== 0;
         const written = native.pwrite(offset, source);
-        if (clears) this.revokeMemory('memory-disabled');
+        if (covers) this.commandWritten(on);
         return written;
       },
       mmap: (offset, length, writable) => native.mmap(offset, length, writable),
@@ -194,9 +241,11 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
    * Config space (region 7), through pread/pwrite: VFIO virtualizes parts of
    * it, so it is never mmapped. A write of the Command register with the
    * memory-enable bit clear counts as memory disabled, as
-   * {@link VfioPciDevice.setMemoryEnabled}(false) does: P2P providers revoke,
-   * `'memory-disabled'` is emitted (a listener's error is thrown by the write,
-   * after it was made).
+   * {@link VfioPciDevice.setMemoryEnabled}(false) does: the BARs' regions
+   * throw `ERR_VFIO_MEMORY_DISABLED` instead of touching their unmapped
+   * mmaps, P2P providers revoke, `'memory-disabled'` is emitted (a
+   * listener's error is thrown by the write, after it was made). A write
+   * with the bit set makes the BARs accessible again.
    */
   get config(): Region {
     return this.region(PciRegion.CONFIG);
@@ -214,9 +263,11 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
 
   /**
    * Turns memory decoding of the BARs on or off in the command register.
-   * Off makes the kernel revoke dma-bufs exported from them: the device's
-   * P2P providers mark their iommufd mappings revoked, then it emits
-   * `'memory-disabled'` (as any write of the Command register through
+   * Off makes VFIO unmap the BARs (a load there would be a SIGBUS): their
+   * regions' accessors throw `ERR_VFIO_MEMORY_DISABLED` until it is on
+   * again. It also makes the kernel revoke dma-bufs exported from them: the
+   * device's P2P providers mark their iommufd mappings revoked, then it
+   * emits `'memory-disabled'` (as any write of the Command register through
    * {@link VfioPciDevice.config} that clears the memory-enable bit does).
    *
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
@@ -251,15 +302,25 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
   /**
    * {@link VfioPciDevice.reset} off the event loop: the ioctl runs on a
    * thread of libuv's pool (a function-level reset takes 100 ms or more on
-   * hardware) while the device stays referenced. Closing the device
-   * meanwhile is safe: the reset finishes on the file it started on, and the
-   * promise rejects with `ERR_VFIO_CLOSED`.
+   * hardware) while the device stays referenced. Meanwhile its BARs'
+   * accessors throw `ERR_VFIO_RESETTING` (VFIO holds the BARs unmapped for
+   * the reset: an access would stall the event loop until it ends). Closing
+   * the device meanwhile is safe: the reset finishes on the file it started
+   * on, and the promise rejects with `ERR_VFIO_CLOSED`.
    *
    * @throws (rejects) What {@link VfioPciDevice.reset} throws.
    */
   async resetAsync(): Promise<void> {
     this.requireReset();
-    await this.live().resetAsync();
+    const done = this.live().resetAsync();
+    this.resetting++;
+    this.updateBars();
+    try {
+      await done;
+    } finally {
+      this.resetting--;
+      if (!this.closed) this.updateBars();
+    }
     if (this.closed || this.closing) throw new VfioStateError(`device ${this.bdf} was closed while it reset`, 'ERR_VFIO_CLOSED');
     this.revokeMemory('reset');
   }

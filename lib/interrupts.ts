@@ -14,6 +14,7 @@ import { EventEmitter, on } from 'node:events';
 import type { VfioPciDevice } from './device';
 import { VfioError, VfioStateError } from './errors';
 import { native, NativeEventfdWatcher, NativeFile } from './native';
+import { kindOf } from './validate';
 
 /** vfio-pci's IRQ indexes (VFIO_PCI_*_IRQ_INDEX), for {@link DeviceInterrupts.info}. */
 export const IrqIndex = {
@@ -99,6 +100,19 @@ interface VectorOwner {
 /** An EventEmitter listener, typed as EventEmitter types it. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
 type Listener = (...args: any[]) => void;
+
+/**
+ * `signal` is undefined or an AbortSignal: anything else would fail only
+ * once a timer and listeners were armed on it.
+ *
+ * @throws TypeError naming `signal` and what it is.
+ */
+function checkSignal(signal: unknown, name = 'signal'): void {
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw new TypeError(
+      `${name} must be an AbortSignal, not ${signal === null ? 'null' : typeof signal === 'object' ? 'a plain object' : typeof signal}`,
+    );
+}
 
 function checkInteger(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number') throw new TypeError(`${name} must be a number, not ${value === null ? 'null' : typeof value}`);
@@ -295,14 +309,17 @@ export class IrqVector extends EventEmitter {
    *
    * @param options - `timeoutMs` and an AbortSignal.
    * @returns The event's count: the interrupts the eventfd counted since the previous event.
-   * @throws TypeError or RangeError (synchronously) when `timeoutMs` is not an integer in 0..2^31-1.
+   * @throws TypeError or RangeError (synchronously, before anything is armed)
+   *   when `timeoutMs` is not an integer in 0..2^31-1, or `signal` is not an AbortSignal.
    * Rejects with a {@link VfioStateError}: `ETIMEDOUT` after `timeoutMs`, `ERR_VFIO_CLOSED`
    * when the vector is (or gets) torn down; with the signal's reason when it aborts.
    */
   wait(options: IrqWaitOptions = {}): Promise<number> {
     const { signal, timeoutMs } = options;
     if (timeoutMs !== undefined) checkInteger(timeoutMs, 'timeoutMs', 0, 2 ** 31 - 1);
+    checkSignal(signal);
     return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
       const settle = (fn: () => void): void => {
         this.off('interrupt', onInterrupt);
         this.off('close', onClose);
@@ -313,18 +330,17 @@ export class IrqVector extends EventEmitter {
       const onInterrupt = (n: number): void => settle(() => resolve(n));
       const onClose = (): void => settle(() => reject(new VfioStateError(`${this.name} was torn down`, 'ERR_VFIO_CLOSED')));
       const onAbort = (): void => settle(() => reject(signal!.reason));
-      const timer =
-        timeoutMs === undefined
-          ? undefined
-          : setTimeout(
-              () => settle(() => reject(new VfioStateError(`no interrupt on ${this.name} within ${timeoutMs} ms`, 'ETIMEDOUT'))),
-              timeoutMs,
-            );
       if (this.closed) return onClose();
       if (signal?.aborted) return onAbort();
       this.on('interrupt', onInterrupt);
       this.once('close', onClose);
       signal?.addEventListener('abort', onAbort, { once: true });
+      // armed last: nothing above can leave it running
+      if (timeoutMs !== undefined)
+        timer = setTimeout(
+          () => settle(() => reject(new VfioStateError(`no interrupt on ${this.name} within ${timeoutMs} ms`, 'ETIMEDOUT'))),
+          timeoutMs,
+        );
     });
   }
 
@@ -334,6 +350,7 @@ export class IrqVector extends EventEmitter {
    * is torn down and throws an AbortError when `signal` aborts. Breaking
    * out of the loop stops listening.
    *
+   * @throws TypeError when `signal` is given and is not an AbortSignal.
    * @example
    * ```ts
    * for await (const n of vector.events({ signal: AbortSignal.timeout(5000) })) {
@@ -342,6 +359,7 @@ export class IrqVector extends EventEmitter {
    * ```
    */
   events(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<number> {
+    checkSignal(options.signal);
     const source = on(this, 'interrupt', { signal: options.signal, close: ['close'] }) as AsyncIterableIterator<unknown[]>;
     if (this.closed) void source.return?.();
     const done = { done: true, value: undefined } as IteratorReturnResult<undefined>;
@@ -408,6 +426,9 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` when the device is closed.
    */
   constructor(readonly device: VfioPciDevice) {
+    // (duck-typed: interrupts.ts and device.ts import each other)
+    if (device === null || typeof device !== 'object' || typeof (device as { addDependent?: unknown }).addDependent !== 'function')
+      throw new TypeError(`device must be a VfioPciDevice, not ${kindOf(device)}`);
     if (device.isClosed) throw new VfioStateError(`device ${device.bdf} is closed`, 'ERR_VFIO_CLOSED');
     device.addDependent(this); // the device's close() calls close()
   }

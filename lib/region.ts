@@ -106,6 +106,15 @@ function fits(value: unknown, max: number): boolean {
  * checks first (about 100 ns); offsets past 4 GiB and writes to a
  * read-only mapping take a native call or a pwrite (about 150 ns), just as
  * exact; bad arguments take the same path to their errors.
+ *
+ * A BAR that does not decode memory (its device's Command register has the
+ * memory-enable bit clear: {@link VfioPciDevice.setMemoryEnabled}(false), or
+ * the same write through {@link VfioPciDevice.config}) cannot be accessed:
+ * VFIO unmaps it, and a load there would kill the process with SIGBUS.
+ * Meanwhile its accessors throw a {@link VfioStateError}
+ * `ERR_VFIO_MEMORY_DISABLED` (`ERR_VFIO_RESETTING` during
+ * {@link VfioPciDevice.resetAsync}) without touching the mapping, at no cost
+ * to the accesses made while it decodes: its views are swapped for empty ones.
  */
 export class Region implements Disposable {
   private memory?: NativeMemory;
@@ -136,6 +145,13 @@ export class Region implements Disposable {
   private w32 = 0;
   private w64 = 0;
   private sink = 0;
+  /**
+   * Why the mapping must not be touched now, or undefined: while a BAR does
+   * not decode memory (or its device resets), VFIO zaps its mmap and a
+   * load or store there is a SIGBUS. The views are zero-length meanwhile,
+   * so every access takes the slow path, which throws this instead.
+   */
+  private offline?: VfioStateError;
 
   /** @internal */
   constructor(
@@ -170,6 +186,25 @@ export class Region implements Disposable {
     this.w16 = this.r16 * writable;
     this.w32 = this.r32 * writable;
     this.w64 = this.r64 * writable;
+  }
+
+  /**
+   * @internal The device says whether the region may be accessed: with
+   * `why` (memory decoding turned off, a reset under way) its views become
+   * zero-length and every access throws `why`, without touching the
+   * mapping; with undefined the views over the mapping come back.
+   */
+  setOffline(why: VfioStateError | undefined): void {
+    if (this.closed) return;
+    this.offline = why;
+    if (why === undefined && this.memory) this.setViews(this.memory.arrayBuffer());
+    else this.setViews(undefined);
+  }
+
+  /** The error of an access while the region is offline (see setOffline), thrown anew so its stack is the caller's. */
+  private checkOnline(): void {
+    const why = this.offline;
+    if (why) throw new VfioStateError(why.message, why.code);
   }
 
   /** `v`, after it went into the sink (see the fields): the load that produced it stays. */
@@ -207,11 +242,19 @@ export class Region implements Disposable {
    * unused, and narrows one used only by a test against a small mask).
    * Detached when the region closes.
    *
+   * While the BAR does not decode memory (or its device resets) VFIO unmaps
+   * it, and an access through this ArrayBuffer then kills the process with
+   * SIGBUS: the register accessors throw instead, and so does this getter.
+   *
    * @throws {@link VfioStateError} `ERR_VFIO_NOT_MAPPABLE` when the region is
-   *   not mmapped (see `mapped`), `ERR_VFIO_CLOSED` after close().
+   *   not mmapped (see `mapped`), `ERR_VFIO_CLOSED` after close(),
+   *   `ERR_VFIO_MEMORY_DISABLED` while memory decoding is off,
+   *   `ERR_VFIO_RESETTING` while the device resets.
    */
   get buffer(): ArrayBuffer {
-    return this.mem().arrayBuffer();
+    const m = this.mem();
+    this.checkOnline();
+    return m.arrayBuffer();
   }
 
   /** @internal the mmap, for peer-to-peer mapping under type1 */
@@ -240,7 +283,8 @@ export class Region implements Disposable {
    * @param offset - Bytes from the region's start, a multiple of 1.
    * @returns The value, unsigned.
    * @throws RangeError when `offset` is not 1-byte aligned or the access runs past the region.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed, `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read8(offset: number | bigint): number {
     const i = elementIndex(offset, 0);
@@ -253,7 +297,8 @@ export class Region implements Disposable {
    * @param offset - Bytes from the region's start, a multiple of 2.
    * @returns The value, unsigned.
    * @throws RangeError when `offset` is not 2-byte aligned or the access runs past the region.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed, `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read16(offset: number | bigint): number {
     const i = elementIndex(offset, 1);
@@ -266,7 +311,8 @@ export class Region implements Disposable {
    * @param offset - Bytes from the region's start, a multiple of 4.
    * @returns The value, unsigned.
    * @throws RangeError when `offset` is not 4-byte aligned or the access runs past the region.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed, `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read32(offset: number | bigint): number {
     const i = elementIndex(offset, 2);
@@ -279,7 +325,8 @@ export class Region implements Disposable {
    * @param offset - Bytes from the region's start, a multiple of 8.
    * @returns The value, unsigned, as a bigint.
    * @throws RangeError when `offset` is not 8-byte aligned or the access runs past the region.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pread.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed, `ERR_VFIO_SHORT_IO` on a short pread.
    */
   read64(offset: number | bigint): bigint {
     const i = elementIndex(offset, 3);
@@ -294,7 +341,8 @@ export class Region implements Disposable {
    * @param value - The value, an integer in 0..0xff.
    * @throws RangeError when `offset` is not 1-byte aligned, the access runs
    *   past the region, or `value` does not fit in 8 bits.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed, `ERR_VFIO_SHORT_IO` on a short pwrite.
    */
   write8(offset: number | bigint, value: number): void {
     const i = elementIndex(offset, 0);
@@ -309,7 +357,8 @@ export class Region implements Disposable {
    * @param value - The value, an integer in 0..0xffff.
    * @throws RangeError when `offset` is not 2-byte aligned, the access runs
    *   past the region, or `value` does not fit in 16 bits.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed, `ERR_VFIO_SHORT_IO` on a short pwrite.
    */
   write16(offset: number | bigint, value: number): void {
     const i = elementIndex(offset, 1);
@@ -324,7 +373,8 @@ export class Region implements Disposable {
    * @param value - The value, an integer in 0..0xffffffff.
    * @throws RangeError when `offset` is not 4-byte aligned, the access runs
    *   past the region, or `value` does not fit in 32 bits.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed, `ERR_VFIO_SHORT_IO` on a short pwrite.
    */
   write32(offset: number | bigint, value: number): void {
     const i = elementIndex(offset, 2);
@@ -339,7 +389,8 @@ export class Region implements Disposable {
    * @param value - The value, a bigint in 0..2^64-1.
    * @throws RangeError when `offset` is not 8-byte aligned, the access runs
    *   past the region, or `value` does not fit in 64 bits.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_SHORT_IO` on a short pwrite.
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed, `ERR_VFIO_SHORT_IO` on a short pwrite.
    */
   write64(offset: number | bigint, value: bigint): void {
     const i = elementIndex(offset, 3);
@@ -360,6 +411,7 @@ export class Region implements Disposable {
    */
   private slow(width: Width, offset: number | bigint, value?: unknown, write = false): number | bigint | void {
     this.check();
+    this.checkOnline();
     const off = this.offsetOf(offset, width);
     let v = 0n;
     if (write && width === 8) {
@@ -412,11 +464,13 @@ export class Region implements Disposable {
    *
    * @returns The bytes read: fewer than `length` when the kernel returned fewer.
    * @throws RangeError when the range runs past the region.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed.
    * @throws {@link VfioError} (syscall `pread`) when the read fails.
    */
   readBytes(offset: number | bigint, length: number): Uint8Array {
     this.check();
+    this.checkOnline();
     const off = toBigInt(offset, 'offset');
     if (off + BigInt(length) > this.info.size) throw new RangeError('read past the end of the region');
     const out = new Uint8Array(length);
@@ -429,11 +483,13 @@ export class Region implements Disposable {
    *
    * @returns The bytes written.
    * @throws RangeError when the range runs past the region.
-   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
+   * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
+   *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed.
    * @throws {@link VfioError} (syscall `pwrite`) when the write fails.
    */
   writeBytes(offset: number | bigint, data: Uint8Array): number {
     this.check();
+    this.checkOnline();
     const off = toBigInt(offset, 'offset');
     if (off + BigInt(data.length) > this.info.size) throw new RangeError('write past the end of the region');
     return this.device.pwrite(this.info.offset + off, data);

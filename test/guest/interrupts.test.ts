@@ -283,6 +283,34 @@ forEachBackend('interrupts', (backend) => {
     edu.acknowledgePending(intx);
   });
 
+  it('wait() refuses a signal that is not an AbortSignal before arming anything; no timer outlives its promise', async () => {
+    const [v] = irqs.enableMsi();
+    await new Promise((resolve) => setImmediate(resolve)); // mocha arms its time-out once the test returned its promise
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const listeners = (): number => v.listenerCount('interrupt') + v.listenerCount('close');
+    const before = { timers: timers(), listeners: listeners() };
+    for (const signal of [{}, null, 'abort', { aborted: false, addEventListener: () => undefined }]) {
+      assert.throws(() => v.wait({ signal: signal as unknown as AbortSignal, timeoutMs: 50 }), {
+        name: 'TypeError',
+        message: /^signal must be an AbortSignal, not /,
+      });
+    }
+    assert.throws(() => v.events({ signal: {} as AbortSignal }), { name: 'TypeError', message: /^signal must be an AbortSignal/ });
+    assert.deepEqual({ timers: timers(), listeners: listeners() }, before, 'no timer armed, no listener left');
+    // settled every way: by abort, by time-out, by an interrupt; each takes its timer and listeners along
+    const abort = new AbortController();
+    const aborted = v.wait({ signal: abort.signal, timeoutMs: 60_000 });
+    abort.abort();
+    await assert.rejects(aborted, { name: 'AbortError' });
+    await assert.rejects(v.wait({ timeoutMs: 1 }), { code: 'ETIMEDOUT' });
+    const fired = v.wait({ signal: new AbortController().signal, timeoutMs: 60_000 });
+    edu.raiseInterrupt(0x4);
+    assert.equal(await fired, 1);
+    edu.acknowledgePending(v);
+    assert.deepEqual({ timers: timers(), listeners: listeners() }, before, 'every timer and listener gone with its promise');
+    await sleep(QUIET_MS); // a timer a refused call armed would throw here, uncaught (mocha reports it)
+  });
+
   it('reports a kernel refusal as VfioError and keeps no half-made vector', () => {
     irqs.enableMsi();
     const rogue = new DeviceInterrupts(edu.device); // a second controller that does not know MSI is on
