@@ -13,6 +13,9 @@
  * from below it (the host's pattern). ivshmem: the whole BAR, put back after.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { AddressSpace, DmaMapping, IovaWindow } from '../../lib/address-space';
 import { VfioPciDevice } from '../../lib/device';
 import { NvmeController, NvmeNamespace, NvmeRevokedError } from '../../lib/drivers/nvme';
@@ -20,7 +23,8 @@ import { DmaBuffer } from '../../lib/memory';
 import { P2PProvider } from '../../lib/p2p-provider';
 import { PhysList } from '../../lib/phys-list';
 import { IVSHMEM_SIZE } from '../../vm/devices';
-import { BDF, forEachBackend, pattern, readIvshmemHost as readHost, writeIvshmemHost as writeHost } from '../support/guest';
+import { PROJECT_ROOT } from '../../vm/paths';
+import { BDF, forEachBackend, KERNEL, pattern, readIvshmemHost as readHost, writeIvshmemHost as writeHost } from '../support/guest';
 import { assertSameBytes, hostBlocks, IMAGE_BLOCKS_4K, readImage } from '../support/p2p-storage';
 import { NVME_BLOCK } from '../support/witness';
 
@@ -29,6 +33,26 @@ const MINE = IMAGE_BLOCKS_4K - 512;
 const MINE_BLOCKS = 256;
 const BAR = IVSHMEM_SIZE;
 const KiB = 1024;
+
+/** Puts the host's pattern back into this suite's blocks of the disk, written from CPU memory. */
+async function putBackHostPattern(space: AddressSpace, ns: NvmeNamespace): Promise<void> {
+  const per4k = NVME_BLOCK / ns.blockSize;
+  using buf = DmaBuffer.allocate(MINE_BLOCKS * NVME_BLOCK);
+  buf.bytes.set(hostBlocks(MINE, MINE_BLOCKS));
+  const m = space.map(buf);
+  for (let b = 0; b < MINE_BLOCKS; b += 64) {
+    await ns.write((MINE + b) * per4k, 64 * per4k, { mapping: m, offset: b * NVME_BLOCK });
+  }
+  await ns.flush();
+  m.unmap();
+}
+
+/** Opens the controller in an address space of its own for `body`, then closes both. */
+async function withNamespace<T>(body: (space: AddressSpace, ns: NvmeNamespace) => Promise<T>): Promise<T> {
+  using space = AddressSpace.open();
+  await using nvme = await NvmeController.open(space, BDF.nvme);
+  return await body(space, nvme.namespace(1));
+}
 
 /** A promise of a readInto/writeFrom's end, for the callback path. */
 function viaCallback(start: (cb: (error: Error | undefined) => void) => void): Promise<void> {
@@ -62,17 +86,7 @@ forEachBackend('NVMe peer-to-peer: blocks straight into and out of ivshmem BAR2'
 
   after(async () => {
     try {
-      if (ns) {
-        // the host's pattern back into this suite's blocks, from CPU memory
-        using buf = DmaBuffer.allocate(MINE_BLOCKS * NVME_BLOCK);
-        buf.bytes.set(hostBlocks(MINE, MINE_BLOCKS));
-        const m = space.map(buf);
-        for (let b = 0; b < MINE_BLOCKS; b += 64) {
-          await ns.write(lba(MINE + b), 64 * per4k, { mapping: m, offset: b * NVME_BLOCK });
-        }
-        await ns.flush();
-        m.unmap();
-      }
+      if (ns) await putBackHostPattern(space, ns);
       if (savedBar) writeHost(0, savedBar);
     } finally {
       await nvme?.close();
@@ -406,4 +420,65 @@ forEachBackend('NVMe peer-to-peer: blocks straight into and out of ivshmem BAR2'
       assert.ok(guard.bytes.every((b) => b === 0x5a));
     });
   }
+});
+
+describe(`examples/nvme-to-peer.ts, run as the README shows [${KERNEL} kernel]`, () => {
+  let blockSize = 0;
+  let savedBar: Uint8Array;
+  const file = path.join(PROJECT_ROOT, '.vm', `nvme-to-peer-${process.pid}.bin`);
+  before(async () => {
+    savedBar = readHost(0, BAR);
+    blockSize = await withNamespace(async (_space, ns) => Promise.resolve(ns.blockSize));
+  });
+  after(async () => {
+    fs.rmSync(file, { force: true });
+    await withNamespace(putBackHostPattern);
+    if (savedBar) writeHost(0, savedBar);
+  });
+
+  it('copies a file disk -> peer BAR -> disk: the host image holds it at both LBAs, the ivshmem file in the BAR fragments it names, nothing else', function () {
+    this.timeout(300_000);
+    const data = pattern(200 * KiB + 123, 4242);
+    fs.writeFileSync(file, data);
+    const from = (MINE * NVME_BLOCK) / blockSize;
+    const to = ((MINE + 128) * NVME_BLOCK) / blockSize;
+    const before = readHost(0, BAR);
+    const run = spawnSync(process.execPath, ['dist/examples/nvme-to-peer.js', file, '--from', String(from), '--to', String(to)], {
+      cwd: PROJECT_ROOT,
+      encoding: 'utf8',
+      timeout: 240_000,
+    });
+    const transcript = `--- stdout\n${run.stdout}--- stderr\n${run.stderr}`;
+    assert.equal(run.status, 0, transcript);
+    const blocks = Math.ceil(data.length / blockSize);
+    const lines = run.stdout.trim().split('\n');
+    const backend = KERNEL === 'debian' ? 'type1' : 'iommufd';
+    assert.match(
+      lines[0],
+      new RegExp(`^QEMU NVMe Ctrl: ${blockSize}-byte blocks; peer ${BDF.ivshmem} BAR2, ${BAR} bytes \\(${backend}\\)$`),
+      transcript,
+    );
+    assert.match(
+      lines[1],
+      new RegExp(`^wrote .*nvme-to-peer-\\d+\\.bin \\(${data.length} bytes, ${blocks} blocks\\) at LBA ${from} from CPU memory$`),
+    );
+    assert.match(
+      lines[2],
+      new RegExp(
+        `^disk -> peer: ${blocks} blocks from LBA ${from} into BAR offsets 0xf0000, 0xe0000, 0xd0000, 0xc0000 \\(IOVA 0x[0-9a-f]+\\), peer to peer$`,
+      ),
+    );
+    assert.match(lines[3], new RegExp(`^peer -> disk: ${blocks} blocks to LBA ${to}, peer to peer$`));
+    assert.match(lines[4], new RegExp(`^the BAR and LBAs ${from} and ${to} hold .* byte for byte$`));
+    // the outside witnesses: the image at both LBAs, the ivshmem file in the four fragments
+    assertSameBytes(readImage(from * blockSize, data.length), data, 'the image at --from');
+    assertSameBytes(readImage(to * blockSize, data.length), data, 'the image at --to');
+    const copied = new Uint8Array(blocks * blockSize); // the file, then the zeros that padded its last block
+    copied.set(data);
+    const want = Buffer.from(before);
+    [0xf0000, 0xe0000, 0xd0000, 0xc0000].forEach((offset, k) => {
+      want.set(copied.subarray(k * 64 * KiB, Math.min((k + 1) * 64 * KiB, copied.length)), offset);
+    });
+    assertSameBytes(readHost(0, BAR), want, 'the ivshmem file');
+  });
 });
