@@ -138,6 +138,8 @@ function access(a?: Partial<Access>): Access {
 
 /** The page size as a number, for the hot paths' arithmetic. */
 const PAGE = Number(PAGE_SIZE);
+/** Single-page IOVAs an address space keeps for its next single-page maps (see AddressSpace.recycled). */
+const RECYCLE_DEPTH = 64;
 
 /**
  * A size, offset, alignment or limit as a number, from a number or a bigint;
@@ -281,6 +283,17 @@ export class IovaWindow implements Disposable {
  */
 export class AddressSpace implements Disposable {
   private allocator?: IovaAllocator;
+  /**
+   * IOVAs of single-page mappings just unmapped, still allocated in the
+   * allocator and handed straight to the next single-page map without
+   * constraints: a 4 KiB map + unmap makes no allocator call. This is the
+   * kernel IOVA allocator's per-CPU magazine in front of its shared cache.
+   * Everything else that asks the allocator ({@link AddressSpace.iovas})
+   * first gives these back, so no IOVA is held from an exact request, a
+   * reservation or an error message.
+   */
+  private readonly recycled = new Float64Array(RECYCLE_DEPTH);
+  private recycledCount = 0;
   /** The newest live mapping: the head of their list (linked through the mappings themselves). */
   private newest: DmaMapping | null = null;
   /** map()'s checked request, reused. */
@@ -440,6 +453,7 @@ export class AddressSpace implements Disposable {
   }
 
   private iovas(): IovaAllocator {
+    if (this.recycledCount > 0) this.returnRecycled();
     // IOVA 0 is never handed out: to many devices and drivers an address of 0 means "none".
     if (!this.allocator)
       this.allocator = new IovaAllocator(this.live().iovaRanges(), {
@@ -449,9 +463,16 @@ export class AddressSpace implements Disposable {
     return this.allocator;
   }
 
+  /** Gives the recycled single-page IOVAs back to the allocator. */
+  private returnRecycled(): void {
+    const allocator = this.allocator!;
+    while (this.recycledCount > 0) allocator.freeFast(this.recycled[--this.recycledCount], PAGE);
+  }
+
   /** Newly attached devices can bring reserved regions: keep the allocator off them. */
   private refreshRanges(): void {
     if (!this.allocator) return;
+    if (this.recycledCount > 0) this.returnRecycled(); // held IOVAs would make reserve() see a busy range
     let next = 0n;
     for (const r of [...this.live().iovaRanges()].sort((a, b) => (a.start < b.start ? -1 : 1))) {
       if (r.start > next) this.allocator.reserve(next, r.start - 1n);
@@ -466,12 +487,16 @@ export class AddressSpace implements Disposable {
    * and to say why nothing fits.
    */
   private allocateIova(length: number, o: AllocationOptions | undefined): number {
-    const allocator = this.iovas();
     if (o === undefined || (o.iova === undefined && o.align === undefined && o.limit === undefined)) {
-      const iova = allocator.allocFast(length, PAGE, IOVA_FAST_END);
-      if (iova < 0) throw allocator.noSpaceError(length, PAGE, IOVA_FAST_END);
-      return iova;
+      if (length === PAGE && this.recycledCount > 0) return this.recycled[--this.recycledCount];
+      const iova = (this.allocator ?? this.iovas()).allocFast(length, PAGE, IOVA_FAST_END);
+      if (iova >= 0) return iova;
+      const allocator = this.iovas(); // with the recycled IOVAs back, once more; then say what there is
+      const again = allocator.allocFast(length, PAGE, IOVA_FAST_END);
+      if (again < 0) throw allocator.noSpaceError(length, PAGE, IOVA_FAST_END);
+      return again;
     }
+    const allocator = this.iovas();
     const align = o.align === undefined ? PAGE : num(o.align, 'align');
     const limit = o.limit === undefined ? IOVA_FAST_END : num(o.limit, 'limit', true);
     if (o.iova !== undefined) {
@@ -732,7 +757,10 @@ export class AddressSpace implements Disposable {
     if (next !== null) next.prev = prev;
     m.prev = null;
     m.next = null;
-    if (m.ownsIova && !this.closed) this.allocator!.freeFast(m.pageIova, m.pageLength);
+    if (m.ownsIova && !this.closed) {
+      if (m.pageLength === PAGE && this.recycledCount < RECYCLE_DEPTH) this.recycled[this.recycledCount++] = m.pageIova;
+      else this.allocator!.freeFast(m.pageIova, m.pageLength);
+    }
     m.released();
   }
 

@@ -24,6 +24,13 @@ export interface SmokeBackend {
   mapCalls: Record<string, number>;
   /** The error code of mapping a second buffer at the same IOVA. */
   overlapCode?: string;
+  /** The IOVA of a single-page map right after the unmap (the address space recycles single-page IOVAs). */
+  recycledIova: string;
+  /** An exact map, then an exact reservation, at the IOVA the space held for reuse: the IOVAs they got. */
+  exactIova: string;
+  reservedIova: string;
+  /** Mappings the fake kernel held at the end. */
+  liveAtEnd: number;
   bar0Mapped: boolean;
   bar0Ident: number;
   bar0Readback: number;
@@ -55,6 +62,12 @@ function walk(backend: 'auto' | 'type1', sysfs: string, bdf: string): SmokeBacke
   }
   m.unmap();
   const after = readStats();
+  const again = space.map(buffer);
+  again.unmap();
+  const exact = space.map(buffer, { iova: again.iova });
+  exact.unmap();
+  const window = space.reserve(PAGE_SIZE, { iova: again.iova });
+  window.release();
   const bar = device.bar(0);
   bar.write32(0x100, 0xcafef00d);
   const result: SmokeBackend = {
@@ -65,6 +78,10 @@ function walk(backend: 'auto' | 'type1', sysfs: string, bdf: string): SmokeBacke
     liveUnmapped: after.liveAreas,
     mapCalls: callDelta(before.calls, after.calls),
     overlapCode,
+    recycledIova: `0x${again.iova.toString(16)}`,
+    exactIova: `0x${exact.iova.toString(16)}`,
+    reservedIova: `0x${window.iova.toString(16)}`,
+    liveAtEnd: readStats().liveAreas,
     bar0Mapped: bar.mapped,
     bar0Ident: bar.read32(0),
     bar0Readback: bar.read32(0x100),

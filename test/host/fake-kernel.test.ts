@@ -57,6 +57,15 @@ describe('host lane: the fake kernel', function () {
     }
   });
 
+  it('hands a single-page IOVA just unmapped to the next single-page map, and to exact requests for it', () => {
+    for (const b of result.backends) {
+      assert.equal(b.recycledIova, b.iova);
+      assert.equal(b.exactIova, b.iova, 'an exact map takes the IOVA the space kept for reuse');
+      assert.equal(b.reservedIova, b.iova, 'so does an exact reservation');
+      assert.equal(b.liveAtEnd, 0);
+    }
+  });
+
   it('mmaps BAR0 onto the fake device memory and reads config space through pread', () => {
     for (const b of result.backends) {
       assert.equal(b.bar0Mapped, true);
