@@ -12,10 +12,11 @@ import { dmaMetrics } from './metrics/dma';
 import { irqMetrics } from './metrics/irq';
 import { mmioMetrics, mmioSink } from './metrics/mmio';
 import { nvmeMetrics } from './metrics/nvme';
+import { p2pStorageMetrics } from './metrics/p2p-storage';
 import { BenchContext, Metric, Prepared } from './metrics/types';
 import { runNativeBench, Spec } from './native-side';
 
-export type Side = 'addon' | 'c' | 'jsLoop';
+export type Side = 'addon' | 'c' | 'jsLoop' | 'versus';
 
 export interface RawResult {
   metric: Metric;
@@ -31,6 +32,8 @@ export interface GuestOptions {
   /** Least warm-up time of each addon measurement in the first round, and in later rounds. */
   warmupMs: { first: number; later: number };
   log: (line: string) => void;
+  /** Only the metrics whose id matches (all when undefined). */
+  only?: RegExp;
 }
 
 /** The backends this kernel offers: iommufd needs /dev/iommu. */
@@ -38,10 +41,15 @@ export function availableBackends(): BackendKind[] {
   return fs.existsSync('/dev/iommu') ? ['iommufd', 'type1'] : ['type1'];
 }
 
-function metricsFor(backend: BackendKind, first: boolean): Metric[] {
+function metricsFor(backend: BackendKind, first: boolean, only: RegExp | undefined): Metric[] {
   // What does not depend on the backend is measured once, with the first one;
   // the NVMe driver last, as it takes the device over.
-  return [...dmaMetrics(backend), ...(first ? [...mmioMetrics(backend), ...irqMetrics(backend), ...nvmeMetrics(backend)] : [])];
+  const all = [
+    ...dmaMetrics(backend),
+    ...(first ? [...mmioMetrics(backend), ...irqMetrics(backend), ...nvmeMetrics(backend)] : []),
+    ...p2pStorageMetrics(backend),
+  ];
+  return only ? all.filter((m) => only.test(m.id)) : all;
 }
 
 /**
@@ -82,6 +90,8 @@ async function withSpace<T>(backend: BackendKind, bdfs: readonly string[], body:
 
 class Runner {
   readonly results = new Map<string, RawResult>();
+  /** Addon blocks so far: a metric with a `versus` side runs that side first in every other block. */
+  private blocks = 0;
   /** The C specs, completed by the addon's first run (the IOVAs its allocator picked). */
   private readonly specs = new Map<string, Spec>();
 
@@ -89,7 +99,7 @@ class Runner {
 
   private result(m: Metric): RawResult {
     let r = this.results.get(m.id);
-    if (!r) this.results.set(m.id, (r = { metric: m, samples: { addon: [], c: [], jsLoop: [] } }));
+    if (!r) this.results.set(m.id, (r = { metric: m, samples: { addon: [], c: [], jsLoop: [], versus: [] } }));
     return r;
   }
 
@@ -102,7 +112,7 @@ class Runner {
     return Math.max(1, Math.round(m.samples * this.o.scale));
   }
 
-  private async side(r: RawResult, side: 'addon' | 'jsLoop', p: Prepared, warmupMs: number): Promise<void> {
+  private async side(r: RawResult, side: 'addon' | 'jsLoop' | 'versus', p: Prepared, warmupMs: number): Promise<void> {
     try {
       r.samples[side].push(...(await timeSamples(r.metric, this.samples(r.metric), p, warmupMs)));
     } finally {
@@ -111,15 +121,18 @@ class Runner {
   }
 
   async addonBlock(backend: BackendKind, metrics: Metric[], bdfs: string[], warmupMs: number): Promise<void> {
+    const versusFirst = this.blocks++ % 2 === 1;
     await withSpace(backend, bdfs, async (ctx) => {
       for (const m of metrics) {
         const r = this.result(m);
         if (r.error) continue;
         try {
+          if (m.versus && versusFirst) await this.side(r, 'versus', await m.versus.prepare(ctx), warmupMs);
           const p = await m.addon(ctx);
           await this.side(r, 'addon', p, warmupMs);
           if (!this.specs.has(m.id)) this.specs.set(m.id, { ...m.cSpec, ...p.cSpec, id: m.id, samples: this.samples(m), warmup: m.warmup });
           if (m.jsLoop) await this.side(r, 'jsLoop', m.jsLoop(ctx), warmupMs);
+          if (m.versus && !versusFirst) await this.side(r, 'versus', await m.versus.prepare(ctx), warmupMs);
         } catch (err) {
           this.fail(r, err);
         }
@@ -138,7 +151,8 @@ class Runner {
   }
 
   async cBlock(backend: BackendKind, metrics: Metric[], bdfs: string[]): Promise<void> {
-    const ready = metrics.filter((m) => !this.result(m).error && this.specs.has(m.id));
+    // a metric measured against another path of the library has no C side
+    const ready = metrics.filter((m) => !m.versus && !this.result(m).error && this.specs.has(m.id));
     const viaVfio = ready.filter((m) => !m.kernelDriver);
     if (viaVfio.length > 0) this.native(backend, bdfs, viaVfio);
     for (const m of ready.filter((x) => x.kernelDriver)) {
@@ -158,7 +172,8 @@ class Runner {
 export async function runGuestBench(o: GuestOptions): Promise<RawResult[]> {
   const runner = new Runner(o);
   for (const [i, backend] of availableBackends().entries()) {
-    const metrics = metricsFor(backend, i === 0);
+    const metrics = metricsFor(backend, i === 0, o.only);
+    if (metrics.length === 0) continue;
     const bdfs = [...new Set(metrics.flatMap((m) => m.devices))];
     for (let round = 0; round < o.rounds; round++) {
       o.log(`bench: ${backend}, round ${round + 1} of ${o.rounds}`);

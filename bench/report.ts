@@ -47,7 +47,30 @@ export interface FailedRow {
   error: string;
 }
 
-export type Row = MeasuredRow | FailedRow;
+/**
+ * Two paths of the library for the same work (a metric with `versus`), no C
+ * side: e.g. NVMe into a peer BAR directly against through CPU memory.
+ */
+export interface PairRow {
+  id: string;
+  label: string;
+  backend: string;
+  figure: 'pair';
+  /** The addon side: the direct path. */
+  direct: Summary;
+  /** What the other side is. */
+  versusLabel: string;
+  versus: Summary;
+  /** versus median / direct median: how many times longer the other path takes. */
+  ratio: number;
+  /** The same of the minima. */
+  minRatio: number;
+  /** Bytes per operation, and MiB/s of each side at the medians. */
+  bytesPerOp?: number;
+  mibPerSecond?: { direct: number; versus: number };
+}
+
+export type Row = MeasuredRow | FailedRow | PairRow;
 
 export interface Report {
   date: string;
@@ -77,7 +100,28 @@ export function toRows(raw: RawResult[]): Row[] {
   return raw.map(({ metric: m, samples, error }): Row => {
     const target = m.target && targetText(m.target);
     const figure = m.figure ?? (m.perSecond ? 'device' : 'ratio');
-    if (error || samples.addon.length === 0 || samples.c.length === 0) {
+    if (m.versus && !error && samples.addon.length > 0 && samples.versus.length > 0) {
+      const direct = summarize(samples.addon);
+      const versus = summarize(samples.versus);
+      const row: PairRow = {
+        id: m.id,
+        label: m.label,
+        backend: m.backend,
+        figure: 'pair',
+        direct,
+        versusLabel: m.versus.label,
+        versus,
+        ratio: ratio(versus, direct),
+        minRatio: ratio(versus, direct, 'min'),
+      };
+      if (m.bytesPerOp) {
+        const mib = (ns: number): number => Math.round((m.bytesPerOp! / (1 << 20) / (ns / 1e9)) * 10) / 10;
+        row.bytesPerOp = m.bytesPerOp;
+        row.mibPerSecond = { direct: mib(direct.median), versus: mib(versus.median) };
+      }
+      return row;
+    }
+    if (error || samples.addon.length === 0 || (samples.c.length === 0 && !m.versus) || (m.versus && samples.versus.length === 0)) {
       return { id: m.id, label: m.label, figure, target, error: error ?? 'no samples' };
     }
     const addon = summarize(samples.addon);
@@ -107,6 +151,10 @@ function isMeasured(r: Row): r is MeasuredRow {
   return 'addon' in r;
 }
 
+function isPair(r: Row): r is PairRow {
+  return 'direct' in r;
+}
+
 const HEADER = [
   'metric',
   'backend',
@@ -133,6 +181,7 @@ function figureText(f: Figure, tcg: boolean): string {
   const ratio = tcg ? 'addon ÷ C: diagnostic under TCG' : 'addon ÷ C';
   if (f === 'device') return `ops/s: device throughput; ${ratio}`;
   if (f === 'kernel') return `JS loop ÷ addon: system calls saved; ${ratio}`;
+  if (f === 'pair') return 'two paths of the library, no C side (see the table of pairs)';
   return ratio;
 }
 
@@ -144,7 +193,7 @@ function metText(r: MeasuredRow): string {
   return r.met === undefined ? '—' : yesNo(r.met);
 }
 
-function cells(r: Row, tcg: boolean): string[] {
+function cells(r: MeasuredRow | FailedRow, tcg: boolean): string[] {
   if (!isMeasured(r)) return [r.label, '', '', '', '', '', '', '', '', '', r.target ?? '', `failed: ${r.error}`, figureText(r.figure, tcg)];
   const rate = (ns: number, perSecond?: number): string => `${formatNs(ns)}${perSecond ? ` (${perSecond} /s)` : ''}`;
   const js = r.jsLoop ? `${formatNs(r.jsLoop.median)} (${r.jsLoopOverAddon!.toFixed(1)}×)` : '';
@@ -172,11 +221,50 @@ export function toJson(report: Report): string {
   return `${top.slice(0, -1)},"metrics":[\n${metrics.map((m) => JSON.stringify(m)).join(',\n')}\n]}\n`;
 }
 
-/** A Markdown table of the report. */
+const PAIR_HEADER = [
+  'metric',
+  'backend',
+  'direct median',
+  'direct min',
+  'other path',
+  'other median',
+  'other min',
+  'other ÷ direct',
+  'mins',
+  'runs',
+];
+
+function pairCells(r: PairRow): string[] {
+  const rate = (ns: number, mib?: number): string => `${formatNs(ns)}${mib === undefined ? '' : ` (${mib} MiB/s)`}`;
+  return [
+    r.label,
+    r.backend,
+    rate(r.direct.median, r.mibPerSecond?.direct),
+    formatNs(r.direct.min),
+    r.versusLabel,
+    rate(r.versus.median, r.mibPerSecond?.versus),
+    formatNs(r.versus.min),
+    `${r.ratio.toFixed(2)}×`,
+    `${r.minRatio.toFixed(2)}×`,
+    `${r.direct.runs} / ${r.versus.runs}`,
+  ];
+}
+
+const markdown = (lines: string[][]): string => lines.map((l) => `| ${l.join(' | ')} |`).join('\n');
+
+/**
+ * Markdown tables of the report: the rows against C (and failed rows), then,
+ * when there are any, the pairs of two paths of the library (time per
+ * operation with throughput, and how many times longer the other path takes).
+ */
 export function table(report: Report): string {
   const tcg = emulated(report);
-  const lines = [HEADER, HEADER.map(() => '---'), ...report.metrics.map((r) => cells(r, tcg))];
-  return lines.map((l) => `| ${l.join(' | ')} |`).join('\n');
+  const main = report.metrics.filter((r): r is MeasuredRow | FailedRow => !isPair(r));
+  const pairs = report.metrics.filter(isPair);
+  const out: string[] = [];
+  if (main.length > 0) out.push(markdown([HEADER, HEADER.map(() => '---'), ...main.map((r) => cells(r, tcg))]));
+  if (pairs.length > 0) out.push(markdown([PAIR_HEADER, PAIR_HEADER.map(() => '---'), ...pairs.map(pairCells)]));
+  return out.join('\n\n');
 }
 
 /**

@@ -2,7 +2,11 @@
  * npm run bench: the addon against the same system calls in C, side by side
  * in one guest run.
  *
- *   node dist/bench/run.js [--rounds N] [--quick] [--kernel custom|debian] [--out FILE]
+ *   node dist/bench/run.js [--rounds N] [--quick] [--kernel custom|debian] [--out FILE] [--only REGEX]
+ *
+ * --only runs only the metrics whose id matches REGEX, e.g. `--only '^p2p\.'`
+ * for the peer-to-peer storage rows (NVMe into a peer BAR directly against
+ * through CPU memory).
  *
  * On the host it builds what it needs (native-bench; the addon if it was
  * never built), boots the test guest with this script in it, then prints
@@ -26,6 +30,8 @@ interface Options {
   out: string;
   /** In the guest: where the rows go for the host. */
   inGuest?: string;
+  /** --only REGEX: only the metrics whose id matches (e.g. '^p2p\\.' for the P2P storage rows). */
+  only?: string;
 }
 
 function parse(argv: string[]): Options {
@@ -39,7 +45,10 @@ function parse(argv: string[]): Options {
     } else if (a === '--kernel') o.kernel = argv[++i] === 'debian' ? 'debian' : 'custom';
     else if (a === '--out') o.out = path.resolve(argv[++i]);
     else if (a === '--in-guest') o.inGuest = path.resolve(argv[++i]);
-    else throw new RangeError(`unknown argument ${a}`);
+    else if (a === '--only') {
+      o.only = argv[++i] ?? '';
+      new RegExp(o.only); // a bad pattern fails here, on the host, not in the guest
+    } else throw new RangeError(`unknown argument ${a}`);
   }
   return o;
 }
@@ -60,7 +69,8 @@ interface GuestOutput {
 async function measure(o: Options): Promise<GuestOutput> {
   buildNativeBench(log);
   const warmupMs = o.scale < 1 ? { first: 500, later: 100 } : { first: 1500, later: 300 };
-  const rows = toRows(await runGuestBench({ rounds: o.rounds, scale: o.scale, warmupMs, log }));
+  const only = o.only === undefined ? undefined : new RegExp(o.only);
+  const rows = toRows(await runGuestBench({ rounds: o.rounds, scale: o.scale, warmupMs, log, only }));
   return { guestKernel: os.release(), vcpus: os.cpus().length, node: process.version, rows };
 }
 
@@ -75,7 +85,14 @@ async function measureInGuest(o: Options): Promise<GuestOutput> {
   buildNativeBench(log);
   const raw = path.join(PROJECT_ROOT, '.vm', 'bench', `guest-${process.pid}.json`);
   fs.mkdirSync(path.dirname(raw), { recursive: true });
-  const args = ['--rounds', String(o.rounds), ...(o.scale !== 1 ? ['--quick'] : []), '--in-guest', raw];
+  const args = [
+    '--rounds',
+    String(o.rounds),
+    ...(o.scale !== 1 ? ['--quick'] : []),
+    ...(o.only ? ['--only', o.only] : []),
+    '--in-guest',
+    raw,
+  ];
   const r = await runInGuest({
     kernel: o.kernel,
     command: ['node', 'dist/bench/run.js', ...args],

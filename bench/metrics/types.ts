@@ -64,14 +64,23 @@ export interface Metric {
   kernelDriver?: { bdf: string; driver: string; spec(): Record<string, string | number> };
   /** Also report operations per second (1 / the time per operation). */
   perSecond?: boolean;
+  /** Bytes one operation moves: the row also reports throughput. */
+  bytesPerOp?: number;
+  /**
+   * Another way to do the same work through the library, measured in the
+   * same rounds instead of a C side (the row is a 'pair': the addon side
+   * against this one, e.g. a direct P2P path against a bounce through CPU memory).
+   */
+  versus?: { label: string; prepare(ctx: BenchContext): Prepared | Promise<Prepared> };
   /**
    * What the row's figures stand for in an emulated guest (bench/report.ts
    * says it in the table): 'ratio', the default, the addon ÷ C ratio, only
    * diagnostic under TCG (JavaScript pays 90-200× there, kernel code 20-40×);
    * 'device', a device path's throughput (the default with `perSecond`);
-   * 'kernel', system calls saved for the same work, which the C side shows too.
+   * 'kernel', system calls saved for the same work, which the C side shows too;
+   * 'pair', two paths of the library for the same work (see `versus`), no C side.
    */
-  figure?: 'ratio' | 'device' | 'kernel';
+  figure?: 'ratio' | 'device' | 'kernel' | 'pair';
 }
 
 export const BDF = { edu: '0000:00:03.0', ivshmem: '0000:00:04.0', nvme: '0000:00:05.0' } as const;
