@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { AddressSpace } from '../../lib/address-space';
 import { JsonChild, fixture } from '../support/children';
+import { figure } from '../support/figures';
 import { BDF, forEachBackend, MATRIX } from '../support/guest';
 import type { Attempt } from '../fixtures/second-open';
 
@@ -55,8 +56,8 @@ forEachBackend('a device another process holds', (backend) => {
       }
       const { code } = await child.end(30_000);
       assert.equal(code, 0, child.stderr);
-      console.log(
-        `      second process [held through ${backend}]: ${summary(first)}; after the holder closed: ${again.length} of ${again.length} opened`,
+      figure(
+        `second process [held through ${backend}]: ${summary(first)}; after the holder closed: ${again.length} of ${again.length} opened`,
       );
     } finally {
       space.close();

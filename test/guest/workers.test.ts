@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { JsonChild, fixture } from '../support/children';
+import { figure } from '../support/figures';
 import { forEachBackend, pattern } from '../support/guest';
 import { NVME_BLOCK } from '../support/witness';
 import type { DeviceWorkerResult } from '../fixtures/device-worker';
@@ -41,8 +42,8 @@ forEachBackend('worker threads, each with its own device', (backend) => {
         pattern(32 * 1024, 300 + 7),
         "ivshmem holds the worker's bytes",
       );
-      console.log(
-        `      workers [${backend}]: ${w.map((r) => `${r.kind} ${r.operations} operations, ${r.bytesChecked} bytes checked in ${r.end - r.start} ms`).join('; ')}; ` +
+      figure(
+        `workers [${backend}]: ${w.map((r) => `${r.kind} ${r.operations} operations, ${r.bytesChecked} bytes checked in ${r.end - r.start} ms`).join('; ')}; ` +
           `then the main thread reopened all three (${report.main.ms} ms); ${Math.round((Date.now() - started) / 1000)} s`,
       );
     } finally {

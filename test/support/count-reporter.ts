@@ -1,9 +1,11 @@
 /**
- * Mocha's spec output, plus the suite's real counts written as JSON to
- * $NODE_VFIO_RESULTS, which test/run-all reads to print CI's closing line.
+ * Mocha's spec output, plus the suite's real counts (and the figures its
+ * tests printed with figure()) written as JSON to $NODE_VFIO_RESULTS, which
+ * test/run-all reads to print CI's closing lines.
  */
 import * as fs from 'node:fs';
 import Mocha from 'mocha';
+import { figures } from './figures';
 
 class CountReporter extends Mocha.reporters.Spec {
   constructor(runner: Mocha.Runner, options?: Mocha.MochaOptions) {
@@ -14,7 +16,7 @@ class CountReporter extends Mocha.reporters.Spec {
       const file = process.env.NODE_VFIO_RESULTS;
       if (!file) return;
       const s = runner.stats ?? { passes: 0, failures: 0, pending: 0, tests: 0 };
-      fs.writeFileSync(file, JSON.stringify({ passed: s.passes, failed: s.failures, pending: s.pending, failures }));
+      fs.writeFileSync(file, JSON.stringify({ passed: s.passes, failed: s.failures, pending: s.pending, failures, figures: figures() }));
     });
   }
 }
