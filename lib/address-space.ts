@@ -16,7 +16,7 @@ import { IovaAllocator, IovaAllocatorError, IovaRange, IOVA_FAST_END, IOVA_SPACE
 import { DmaBuffer, PAGE_SIZE } from './memory';
 import { PhysList, CpuFragment } from './phys-list';
 import { readPciDevice } from './sysfs';
-import { checkRangeFits, hex, toBigInt } from './validate';
+import { checkRangeFits, hex, kindOf, toBigInt } from './validate';
 
 export { DmaMapping } from './dma-mapping';
 export type { DmaMappingEvent } from './dma-mapping';
@@ -338,8 +338,12 @@ export class AddressSpace implements Disposable {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const choice = options.backend ?? 'auto';
     if (!['auto', 'iommufd', 'type1'].includes(choice))
-      throw new TypeError(`backend must be 'auto', 'iommufd' or 'type1', not ${String(choice)}`);
+      throw new TypeError(
+        `backend must be 'auto', 'iommufd' or 'type1', not ${typeof choice === 'string' ? `'${choice}'` : kindOf(choice)}`,
+      );
     const wantsType1 = options.container !== undefined || options.type1 !== undefined;
+    if (options.sysfs !== undefined && typeof options.sysfs !== 'string')
+      throw new TypeError(`sysfs must be a string (where sysfs is mounted), not ${kindOf(options.sysfs)}`);
     if (options.iommufd !== undefined && !(options.iommufd instanceof IommufdContext))
       throw new TypeError('iommufd must be an IommufdContext');
     if (options.iommufd !== undefined && (choice === 'type1' || wantsType1))

@@ -12,7 +12,7 @@ import type { DmaMapping } from './dma-mapping';
 import { DmaBuffer, DmaMemoryKind, HUGE_PAGE_SIZE, PAGE_SIZE } from './memory';
 import type { CpuFragmentInput } from './phys-list';
 import { VfioStateError } from './errors';
-import { hex, toBigInt, toLength } from './validate';
+import { hex, kindOf, toBigInt, toLength } from './validate';
 
 const KINDS: readonly DmaMemoryKind[] = ['anonymous', 'hugetlb', 'memfd'];
 
@@ -319,6 +319,11 @@ export class DmaPool implements Disposable {
    * @throws Everything {@link AddressSpace.map} throws.
    */
   map(space: AddressSpace, options: DmaPoolMapOptions = {}): DmaMapping {
+    // (duck-typed: address-space.ts is imported for its types only)
+    const duck = space as { map?: unknown; mapPhysList?: unknown } | null;
+    if (duck === null || typeof duck !== 'object' || typeof duck.map !== 'function' || typeof duck.mapPhysList !== 'function')
+      throw new TypeError(`space must be an AddressSpace, not ${kindOf(space)}`);
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, not ${kindOf(options)}`);
     if (this.mappings.has(space)) throw new VfioStateError('the DmaPool is already mapped in this address space', 'ERR_VFIO_BUSY');
     if (this.closed) throw new VfioStateError('the DmaPool is closed', 'ERR_VFIO_CLOSED');
     const align = options.align ?? (this.kind === 'hugetlb' ? HUGE_PAGE_SIZE : undefined);

@@ -6,6 +6,7 @@
  * hints (policy) live here.
  */
 import * as fs from 'node:fs';
+import { checkInt, checkObject, checkString } from './validate';
 
 /** The facts of a failed system call, from which a {@link VfioError} is built. */
 export interface VfioErrorInfo {
@@ -149,6 +150,12 @@ export class VfioError extends Error {
    * @param info - `code`, `errno`, `syscall` and `detail`; a hint is appended to the message when one matches.
    */
   constructor(message: string, info: VfioErrorInfo) {
+    checkString(message, 'message');
+    checkObject(info, 'info');
+    checkString(info.code, 'info.code');
+    checkInt(info.errno, 'info.errno', -4095, 0);
+    checkString(info.syscall, 'info.syscall');
+    if (info.detail !== undefined) checkString(info.detail, 'info.detail');
     const hint = hintFor(info.syscall, info.code, info.detail);
     super(hint ? `${message} (${hint})` : message);
     this.name = 'VfioError';
@@ -179,7 +186,8 @@ export class VfioStateError extends Error {
     /** The machine-readable reason, e.g. 'ERR_VFIO_CLOSED'. */
     readonly code: string,
   ) {
-    super(message);
+    super(checkString(message, 'message'));
+    checkString(code, 'code');
     this.name = 'VfioStateError';
   }
 }

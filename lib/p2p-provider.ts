@@ -23,6 +23,7 @@ import { VfioPciDevice } from './device';
 import { VfioStateError } from './errors';
 import { FragmentSource, NativeFile } from './native';
 import { BackendKind } from './iommu/backend';
+import { checkInstance, checkInt } from './validate';
 
 /** How a backend reaches one fragment of a provider's region: what to map, from where, and whether through a file. */
 export interface P2PSource {
@@ -82,6 +83,8 @@ export class P2PProvider extends EventEmitter implements Disposable {
     readonly regionIndex: number,
   ) {
     super();
+    checkInstance(device, VfioPciDevice, 'device');
+    checkInt(regionIndex, 'regionIndex', 0, 5);
     const info = device.regionInfo(regionIndex);
     if (info.size === 0n) throw new RangeError(`region ${regionIndex} of ${device.bdf} is empty`);
     this.size = info.size;

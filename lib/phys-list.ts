@@ -15,7 +15,13 @@
 import { DmaBuffer, PAGE_SIZE } from './memory';
 import type { P2PProvider } from './p2p-provider';
 import { VfioStateError } from './errors';
-import { checkRangeFits, hex, toBigInt } from './validate';
+import { checkArray, checkObject, checkRangeFits, hex, kindOf, toBigInt } from './validate';
+
+/** A range fragment, checked: an object with a non-negative `offset` and `length`. */
+function rangeOf(f: RangeInput, i: number): P2PFragment {
+  checkObject(f, `fragment ${i}`);
+  return { offset: toBigInt(f.offset, `fragment ${i} offset`), length: toBigInt(f.length, `fragment ${i} length`) };
+}
 
 /**
  * The one kind of memory a {@link PhysList} holds: `'cpu'` (DmaBuffers),
@@ -115,7 +121,7 @@ export class PhysList {
    *   inner boundary inside a page (the message names the fragment).
    */
   static cpu(fragments: readonly CpuFragmentInput[]): PhysList {
-    if (!Array.isArray(fragments)) throw new TypeError('fragments must be an array');
+    checkArray(fragments, 'fragments');
     return new PhysList(
       'cpu',
       fragments.map((f, i) => {
@@ -142,12 +148,13 @@ export class PhysList {
    * @throws RangeError for an empty range, one outside the region, or an inner boundary inside a page.
    */
   static p2p(provider: P2PProvider, fragments: readonly RangeInput[]): PhysList {
-    if (!provider || typeof provider.fragmentSource !== 'function') throw new TypeError('provider must be a P2PProvider');
+    // (duck-typed: p2p-provider.ts is imported for its type only)
+    if (provider === null || typeof provider !== 'object' || typeof provider.fragmentSource !== 'function')
+      throw new TypeError(`provider must be a P2PProvider, not ${kindOf(provider)}`);
     return new PhysList(
       'p2p',
-      fragments.map((f, i) => {
-        const offset = toBigInt(f.offset, `fragment ${i} offset`);
-        const length = toBigInt(f.length, `fragment ${i} length`);
+      checkArray(fragments, 'fragments').map((f, i) => {
+        const { offset, length } = rangeOf(f, i);
         checkRangeFits(offset, length, `fragment ${i}`);
         if (offset + length > provider.size) {
           throw new RangeError(`fragment ${i}: [${hex(offset)}, +${hex(length)}) is outside the provider's ${provider.size}-byte region`);
@@ -166,13 +173,7 @@ export class PhysList {
    * @throws RangeError for an empty range or an inner boundary inside a page.
    */
   static encrypted(fragments: readonly RangeInput[]): PhysList {
-    return new PhysList(
-      'encrypted',
-      fragments.map((f, i) => ({
-        offset: toBigInt(f.offset, `fragment ${i} offset`),
-        length: toBigInt(f.length, `fragment ${i} length`),
-      })),
-    );
+    return new PhysList('encrypted', checkArray(fragments, 'fragments').map(rangeOf));
   }
 
   private bytes?: bigint;

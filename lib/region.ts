@@ -5,7 +5,7 @@
  */
 import { VfioStateError } from './errors';
 import { NativeDevice, NativeMemory, RegionInfoRaw } from './native';
-import { hex, toBigInt } from './validate';
+import { checkInt, hex, kindOf, toBigInt } from './validate';
 
 /** Region flag: the region can be read (pread, or loads from its mmap). */
 export const VFIO_REGION_INFO_FLAG_READ = 1 << 0;
@@ -462,8 +462,11 @@ export class Region implements Disposable {
    * (works for every readable region, mmapped or not; no access width is
    * guaranteed, so use it for memory-like regions and the ROM, not registers).
    *
+   * @param offset - Bytes from the region's start.
+   * @param length - How many bytes: an integer from 0 up.
    * @returns The bytes read: fewer than `length` when the kernel returned fewer.
-   * @throws RangeError when the range runs past the region.
+   * @throws TypeError when `offset` or `length` is not a number (or `offset` a bigint).
+   * @throws RangeError when `length` is not a non-negative integer or the range runs past the region.
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
    *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed.
    * @throws {@link VfioError} (syscall `pread`) when the read fails.
@@ -472,27 +475,36 @@ export class Region implements Disposable {
     this.check();
     this.checkOnline();
     const off = toBigInt(offset, 'offset');
-    if (off + BigInt(length) > this.info.size) throw new RangeError('read past the end of the region');
+    checkInt(length, 'length');
+    if (off + BigInt(length) > this.info.size)
+      throw new RangeError(`[${hex(off)}, +${length}) runs past the end of the ${this.info.size}-byte region ${this.index}`);
     const out = new Uint8Array(length);
     const n = this.device.pread(this.info.offset + off, out);
     return out.subarray(0, n);
   }
 
   /**
-   * Writes `data` at `offset` with one pwrite of the device file.
+   * Writes `data` at `offset` with one pwrite of the device file: all of
+   * its bytes (`data.byteLength`, whatever the view's element size).
    *
-   * @returns The bytes written.
-   * @throws RangeError when the range runs past the region.
+   * @param offset - Bytes from the region's start.
+   * @param data - The bytes: a Uint8Array, or any other typed array or DataView (its bytes as they are in memory).
+   * @returns The bytes written (fewer than `data.byteLength` only when the kernel wrote fewer).
+   * @throws TypeError when `data` is not an ArrayBuffer view, or `offset` not a number or bigint.
+   * @throws RangeError when the range (`data.byteLength` bytes) runs past the region.
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close(), `ERR_VFIO_MEMORY_DISABLED` or
    *   `ERR_VFIO_RESETTING` while a BAR cannot be accessed.
    * @throws {@link VfioError} (syscall `pwrite`) when the write fails.
    */
-  writeBytes(offset: number | bigint, data: Uint8Array): number {
+  writeBytes(offset: number | bigint, data: ArrayBufferView): number {
     this.check();
     this.checkOnline();
     const off = toBigInt(offset, 'offset');
-    if (off + BigInt(data.length) > this.info.size) throw new RangeError('write past the end of the region');
-    return this.device.pwrite(this.info.offset + off, data);
+    if (!ArrayBuffer.isView(data)) throw new TypeError(`data must be a Uint8Array (or another ArrayBuffer view), not ${kindOf(data)}`);
+    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (off + BigInt(bytes.length) > this.info.size)
+      throw new RangeError(`[${hex(off)}, +${bytes.length}) runs past the end of the ${this.info.size}-byte region ${this.index}`);
+    return this.device.pwrite(this.info.offset + off, bytes);
   }
 
   /**

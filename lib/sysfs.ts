@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { checkString } from './validate';
 
 /** One line of a device's sysfs `resource` file: a BAR, the ROM, a bridge window or an SR-IOV BAR. */
 export interface PciResource {
@@ -85,6 +86,7 @@ function deviceDir(bdf: string, sysfsRoot: string): { id: string; dir: string } 
 
 /** Ids, driver, IOMMU group, VFIO cdev and resources of the device at `bdf`; an ENOENT error when there is none. */
 export function readPciDevice(bdf: string, sysfsRoot = '/sys'): PciDeviceInfo {
+  checkString(sysfsRoot, 'sysfsRoot');
   const { id, dir } = deviceDir(bdf, sysfsRoot);
   const group = linkName(path.join(dir, 'iommu_group'));
   const vfioDev = path.join(dir, 'vfio-dev');
@@ -107,6 +109,7 @@ export function readPciDevice(bdf: string, sysfsRoot = '/sys'): PciDeviceInfo {
 
 /** Every PCI device, in address order. */
 export function listPciDevices(sysfsRoot = '/sys'): PciDeviceInfo[] {
+  checkString(sysfsRoot, 'sysfsRoot');
   const dir = path.join(sysfsRoot, 'bus/pci/devices');
   if (!fs.existsSync(dir)) return [];
   return fs

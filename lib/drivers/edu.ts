@@ -12,7 +12,7 @@ import { VfioPciDevice } from '../device';
 import { VfioStateError } from '../errors';
 import { IrqVector, IrqWaitOptions } from '../interrupts';
 import { Region } from '../region';
-import { hex, toBigInt } from '../validate';
+import { checkInstance, checkInt, checkOptions, checkString, hex, kindOf, toBigInt } from '../validate';
 
 /** edu's PCI vendor ID (QEMU's). */
 export const EDU_VENDOR = 0x1234;
@@ -73,6 +73,17 @@ export interface EduWaitOptions {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The wait options of an operation, checked before the device is touched. */
+function checkWait(options: EduWaitOptions): void {
+  const o = checkOptions(options);
+  if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !(o.timeoutMs >= 0)))
+    throw new TypeError(
+      `options.timeoutMs must be a non-negative number of milliseconds, not ${typeof o.timeoutMs === 'number' ? o.timeoutMs : kindOf(o.timeoutMs)}`,
+    );
+  if (o.irq !== undefined) checkInstance(o.irq, IrqVector, 'options.irq');
+  if (o.signal !== undefined) checkInstance(o.signal, AbortSignal, 'options.signal');
+}
+
 /**
  * A driver for QEMU's edu device: its DMA engine (4 KiB buffer, 28-bit
  * IOVAs), its factorial unit and its interrupts, over BAR0. Each operation
@@ -119,7 +130,8 @@ export class EduDevice implements Disposable {
     readonly device: VfioPciDevice,
     options: EduOptions = {},
   ) {
-    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    checkInstance(device, VfioPciDevice, 'device');
+    if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, not ${kindOf(options)}`);
     this.reach = options.wholeBuffer === true ? EDU_BUFFER_SIZE : EDU_BUFFER_SIZE - 1;
     if (device.pci.vendor !== EDU_VENDOR || device.pci.device !== EDU_DEVICE) {
       throw new VfioStateError(
@@ -139,6 +151,9 @@ export class EduDevice implements Disposable {
    * @throws What {@link AddressSpace.openDevice} throws, and `ERR_VFIO_WRONG_DEVICE`.
    */
   static open(space: AddressSpace, bdf = '0000:00:03.0', options: EduOptions = {}): EduDevice {
+    checkInstance(space, AddressSpace, 'space');
+    checkString(bdf, 'bdf');
+    checkOptions(options);
     const device = space.openDevice(bdf);
     try {
       return new EduDevice(device, options);
@@ -169,6 +184,7 @@ export class EduDevice implements Disposable {
    * of it, its bitwise inverse (`~value >>> 0`) when the device is alive.
    */
   liveness(value: number): number {
+    checkInt(value, 'value', 0, 0xffffffff);
     this.bar0.write32(EduReg.LIVENESS, value >>> 0);
     return this.bar0.read32(EduReg.LIVENESS);
   }
@@ -178,6 +194,7 @@ export class EduDevice implements Disposable {
    * `interrupt`, the device raises `EDU_IRQ_FACTORIAL` when done.
    */
   startFactorial(n: number, interrupt = false): void {
+    checkInt(n, 'n', 0, 0xffffffff);
     this.bar0.write32(EduReg.STATUS, interrupt ? EDU_STATUS_IRQ_FACTORIAL : 0);
     this.bar0.write32(EduReg.FACTORIAL, n >>> 0);
   }
@@ -200,6 +217,7 @@ export class EduDevice implements Disposable {
    *   `ERR_VFIO_UNEXPECTED_IRQ` when the interrupt's status is not the factorial's.
    */
   async factorial(n: number, options: EduWaitOptions = {}): Promise<number> {
+    checkWait(options);
     this.startFactorial(n, options.interrupt || options.irq !== undefined);
     await this.complete(() => this.factorialBusy, EDU_IRQ_FACTORIAL, 'factorial', options);
     return this.factorialResult;
@@ -218,9 +236,9 @@ export class EduDevice implements Disposable {
    */
   startDma(toDevice: boolean, iova: bigint, bufferOffset: number, length: number, interrupt = false): void {
     const addr = toBigInt(iova, 'iova');
-    if (!Number.isInteger(length) || length <= 0 || length > EDU_BUFFER_SIZE)
-      throw new RangeError(`length must be 1..${EDU_BUFFER_SIZE}, not ${length}`);
-    if (!Number.isInteger(bufferOffset) || bufferOffset < 0 || bufferOffset + length > EDU_BUFFER_SIZE) {
+    checkInt(bufferOffset, 'bufferOffset', 0, EDU_BUFFER_SIZE - 1);
+    checkInt(length, 'length', 1, EDU_BUFFER_SIZE);
+    if (bufferOffset + length > EDU_BUFFER_SIZE) {
       throw new RangeError(`[${bufferOffset}, +${length}) is outside edu's ${EDU_BUFFER_SIZE}-byte buffer`);
     }
     if (bufferOffset + length > this.reach) {
@@ -250,6 +268,7 @@ export class EduDevice implements Disposable {
    *   `ETIMEDOUT` after `options.timeoutMs`, `ERR_VFIO_UNEXPECTED_IRQ`.
    */
   async dmaToDevice(iova: bigint, bufferOffset: number, length: number, options: EduWaitOptions = {}): Promise<void> {
+    checkWait(options);
     this.startDma(true, iova, bufferOffset, length, options.interrupt || options.irq !== undefined);
     await this.complete(() => this.dmaBusy, EDU_IRQ_DMA, 'DMA to the device', options);
   }
@@ -263,6 +282,7 @@ export class EduDevice implements Disposable {
    *   `ETIMEDOUT` after `options.timeoutMs`, `ERR_VFIO_UNEXPECTED_IRQ`.
    */
   async dmaFromDevice(bufferOffset: number, iova: bigint, length: number, options: EduWaitOptions = {}): Promise<void> {
+    checkWait(options);
     this.startDma(false, iova, bufferOffset, length, options.interrupt || options.irq !== undefined);
     await this.complete(() => this.dmaBusy, EDU_IRQ_DMA, 'DMA from the device', options);
   }
@@ -274,11 +294,13 @@ export class EduDevice implements Disposable {
 
   /** Raises an interrupt with `value`'s bits OR-ed into the status (edu's test register). */
   raiseInterrupt(value: number): void {
+    checkInt(value, 'value', 0, 0xffffffff);
     this.bar0.write32(EduReg.IRQ_RAISE, value >>> 0);
   }
 
   /** Clears `value`'s bits from the interrupt status; when none are left, the device lowers INTx. */
   acknowledgeInterrupt(value: number): void {
+    checkInt(value, 'value', 0, 0xffffffff);
     this.bar0.write32(EduReg.IRQ_ACK, value >>> 0);
   }
 
@@ -288,6 +310,7 @@ export class EduDevice implements Disposable {
    * unmasks an automasked (INTx) vector. Returns the status it acknowledged.
    */
   acknowledgePending(irq?: IrqVector): number {
+    if (irq !== undefined) checkInstance(irq, IrqVector, 'irq');
     const status = this.interruptStatus;
     if (status !== 0) this.acknowledgeInterrupt(status);
     if (irq?.automasked) irq.unmask();
@@ -296,6 +319,7 @@ export class EduDevice implements Disposable {
 
   /** Waits for the next interrupt on `irq` and handles it (acknowledgePending); returns the status. */
   async handleInterrupt(irq: IrqVector, options: IrqWaitOptions = {}): Promise<number> {
+    checkInstance(irq, IrqVector, 'irq');
     await irq.wait(options);
     return this.acknowledgePending(irq);
   }

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import { native, NativeContainer, NativeDevice, NativeFastPath, NativeGroup, FragmentSource, IovaRange } from '../native';
 import { PciDeviceInfo } from '../sysfs';
 import { VfioStateError } from '../errors';
+import { kindOf } from '../validate';
 import { Access, FlatFragments, IommuBackend, packFragments } from './backend';
 import { V1Mappings } from './v1-mappings';
 
@@ -55,7 +56,10 @@ const NAME_OF: Record<Type1Flavour, string> = { v1: 'VFIO_TYPE1_IOMMU', v2: 'VFI
 
 /** A value for an error message. */
 function describe(value: unknown): string {
-  return typeof value === 'string' ? `'${value}'` : String(value);
+  if (typeof value === 'string') return `'${value}'`;
+  return value === undefined || typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint'
+    ? String(value)
+    : kindOf(value);
 }
 
 function dmaMapFlags(access: Access): number {

@@ -15,6 +15,21 @@
  */
 import { put64 } from './prp';
 import type { IoSegment } from './prp';
+import { checkArray, checkInt, kindOf, toBigInt } from '../../validate';
+
+const U16 = 0xffff;
+const U32 = 0xffffffff;
+
+/** writeSubmission's arguments that are not numbers, named: only called once one is found (off the hot path). */
+function badEntryArguments(sq: unknown, w: unknown, values: readonly unknown[]): TypeError | RangeError {
+  if (!(sq instanceof Uint32Array)) return new TypeError(`sq must be a Uint32Array, not ${kindOf(sq)}`);
+  if (typeof w !== 'number') return new TypeError(`w must be a number, not ${kindOf(w)}`);
+  if (!Number.isInteger(w) || w < 0 || w + 16 > sq.length)
+    return new RangeError(`w must be the index of a 16-word entry inside sq (${sq.length} words), got ${w}`);
+  const names = ['opcode', 'cid', 'nsid', 'prp1', 'prp2', 'cdw10', 'cdw11', 'cdw12', 'cdw13', 'cdw14', 'cdw15'];
+  const i = values.findIndex((v) => typeof v !== 'number');
+  return new TypeError(`${names[i]} must be a number, not ${kindOf(values[i])}`);
+}
 
 /** Admin command opcodes (NVMe base specification, "Admin Command Set"), for commands on queue 0. */
 export const AdminOpcode = {
@@ -139,6 +154,24 @@ export function writeSubmission(
   cdw14: number,
   cdw15: number,
 ): void {
+  // typeof checks only (the per-command path): what is not a number would meet JavaScript's own conversions.
+  if (
+    !(sq instanceof Uint32Array) ||
+    typeof w !== 'number' ||
+    !(w >= 0 && w + 16 <= sq.length) ||
+    typeof opcode !== 'number' ||
+    typeof cid !== 'number' ||
+    typeof nsid !== 'number' ||
+    typeof prp1 !== 'number' ||
+    typeof prp2 !== 'number' ||
+    typeof cdw10 !== 'number' ||
+    typeof cdw11 !== 'number' ||
+    typeof cdw12 !== 'number' ||
+    typeof cdw13 !== 'number' ||
+    typeof cdw14 !== 'number' ||
+    typeof cdw15 !== 'number'
+  )
+    throw badEntryArguments(sq, w, [opcode, cid, nsid, prp1, prp2, cdw10, cdw11, cdw12, cdw13, cdw14, cdw15]);
   sq[w] = (opcode & 0xff) | (cid << 16);
   sq[w + 1] = nsid | 0;
   put64(sq, w + 6, prp1);
@@ -153,6 +186,7 @@ export function writeSubmission(
 
 /** Writes `cmd` as the 64-byte entry at word `w` of `sq`, with identifier `cid` and data pointer `prp1`, `prp2`. */
 export function encodeCommand(sq: Uint32Array, w: number, cmd: NvmeCommand, cid: number, prp1: number, prp2: number): void {
+  if (cmd === null || typeof cmd !== 'object') throw new TypeError(`cmd must be an NvmeCommand object, not ${kindOf(cmd)}`);
   writeSubmission(
     sq,
     w,
@@ -172,11 +206,15 @@ export function encodeCommand(sq: Uint32Array, w: number, cmd: NvmeCommand, cid:
 
 /** Identify: the 4 KiB data structure `cns` ({@link IdentifyCns}) of namespace `nsid`, into `data` (4096 bytes). */
 export function identify(cns: number, data: readonly IoSegment[], nsid = 0): NvmeCommand {
+  checkInt(cns, 'cns', 0, 0xff);
+  checkArray(data, 'data');
+  checkInt(nsid, 'nsid', 0, U32);
   return { name: 'Identify', opcode: AdminOpcode.IDENTIFY, nsid, data, cdw10: cns };
 }
 
 /** Set Features, Number of Queues: asks for `count` I/O submission and completion queues. */
 export function setNumberOfQueues(count: number): NvmeCommand {
+  checkInt(count, 'count', 1, U16);
   const n = count - 1; // 0's based
   return {
     name: 'Set Features (Number of Queues)',
@@ -188,6 +226,10 @@ export function setNumberOfQueues(count: number): NvmeCommand {
 
 /** Create I/O Completion Queue at `iova` (contiguous); `vector` enables its interrupts on that MSI-X vector. */
 export function createIoCq(qid: number, entries: number, iova: bigint, vector?: number): NvmeCommand {
+  checkInt(qid, 'qid', 1, U16);
+  checkInt(entries, 'entries', 2, U16 + 1);
+  toBigInt(iova, 'iova');
+  if (vector !== undefined) checkInt(vector, 'vector', 0, 2047);
   const irq = vector === undefined ? 0 : (vector << 16) | CQ_INTERRUPTS_ENABLED;
   return {
     name: 'Create I/O Completion Queue',
@@ -200,6 +242,10 @@ export function createIoCq(qid: number, entries: number, iova: bigint, vector?: 
 
 /** Create I/O Submission Queue at `iova` (contiguous), completing into `cqid`, priority 0. */
 export function createIoSq(qid: number, entries: number, iova: bigint, cqid: number): NvmeCommand {
+  checkInt(qid, 'qid', 1, U16);
+  checkInt(entries, 'entries', 2, U16 + 1);
+  toBigInt(iova, 'iova');
+  checkInt(cqid, 'cqid', 1, U16);
   return {
     name: 'Create I/O Submission Queue',
     opcode: AdminOpcode.CREATE_IO_SQ,
@@ -211,11 +257,13 @@ export function createIoSq(qid: number, entries: number, iova: bigint, cqid: num
 
 /** Delete I/O Submission Queue `qid` (delete it before its completion queue). */
 export function deleteIoSq(qid: number): NvmeCommand {
+  checkInt(qid, 'qid', 1, U16);
   return { name: 'Delete I/O Submission Queue', opcode: AdminOpcode.DELETE_IO_SQ, cdw10: qid };
 }
 
 /** Delete I/O Completion Queue `qid`. */
 export function deleteIoCq(qid: number): NvmeCommand {
+  checkInt(qid, 'qid', 1, U16);
   return { name: 'Delete I/O Completion Queue', opcode: AdminOpcode.DELETE_IO_CQ, cdw10: qid };
 }
 
@@ -228,6 +276,8 @@ export function deleteIoCq(qid: number): NvmeCommand {
  * registers are expensive to write.
  */
 export function doorbellBufferConfig(shadow: bigint, eventIdx: bigint): NvmeCommand {
+  toBigInt(shadow, 'shadow');
+  toBigInt(eventIdx, 'eventIdx');
   return { name: 'Doorbell Buffer Config', opcode: AdminOpcode.DOORBELL_BUFFER_CONFIG, prp1: shadow, prp2: eventIdx };
 }
 
@@ -238,7 +288,9 @@ export function asyncEventRequest(): NvmeCommand {
 
 /** CDW10-12 of the commands that address a block range: starting LBA (64 bits), NLB (0's based). */
 function blockRange(lba: bigint, blocks: number): Pick<NvmeCommand, 'cdw10' | 'cdw11' | 'cdw12'> {
-  return { cdw10: Number(lba & 0xffffffffn), cdw11: Number(lba >> 32n), cdw12: (blocks - 1) & 0xffff };
+  const at = toBigInt(lba, 'lba');
+  checkInt(blocks, 'blocks', 1, U16 + 1);
+  return { cdw10: Number(at & 0xffffffffn), cdw11: Number(at >> 32n), cdw12: (blocks - 1) & 0xffff };
 }
 
 /** Read or Write of `blocks` logical blocks from `lba`. */
@@ -250,16 +302,25 @@ export function readWrite(
   data: readonly IoSegment[],
   fua = false,
 ): NvmeCommand {
+  if (opcode !== IoOpcode.READ && opcode !== IoOpcode.WRITE)
+    throw new RangeError(
+      `opcode must be IoOpcode.READ (2) or IoOpcode.WRITE (1), got ${typeof opcode === 'number' ? opcode : kindOf(opcode)}`,
+    );
+  checkInt(nsid, 'nsid', 1, U32);
+  checkArray(data, 'data');
+  if (typeof fua !== 'boolean') throw new TypeError(`fua must be a boolean, not ${kindOf(fua)}`);
   const range = blockRange(lba, blocks);
   return { name: opcode === IoOpcode.READ ? 'Read' : 'Write', opcode, nsid, data, ...range, cdw12: range.cdw12! | (fua ? RW_FUA : 0) };
 }
 
 /** Flush: make what was written to namespace `nsid` durable. */
 export function flush(nsid: number): NvmeCommand {
+  checkInt(nsid, 'nsid', 1, U32);
   return { name: 'Flush', opcode: IoOpcode.FLUSH, nsid };
 }
 
 /** Write Zeroes of `blocks` logical blocks from `lba` (no data moves). */
 export function writeZeroes(nsid: number, lba: bigint, blocks: number): NvmeCommand {
+  checkInt(nsid, 'nsid', 1, U32);
   return { name: 'Write Zeroes', opcode: IoOpcode.WRITE_ZEROES, nsid, ...blockRange(lba, blocks) };
 }

@@ -10,6 +10,7 @@
  *     vector's eventfd); the completion queue is created with interrupts
  *     enabled on that vector.
  */
+import { checkFunction, checkInt, checkObject, kindOf } from '../../validate';
 
 /** The side of a queue pair a mode drives. */
 export interface Reaper {
@@ -35,6 +36,17 @@ export interface CompletionMode {
   detach(): void;
 }
 
+/** The longest delay a Node timer takes (2^31 - 1 ms). */
+const MAX_TIMER_MS = 0x7fffffff;
+
+/** `queue` must have reap() (and `awaited`): TypeError naming it otherwise, before a timer could call it. */
+function checkReaper(queue: Reaper): Reaper {
+  checkObject(queue, 'queue');
+  checkFunction(queue.reap, 'queue.reap');
+  if (typeof queue.awaited !== 'number') throw new TypeError(`queue.awaited must be a number, not ${kindOf(queue.awaited)}`);
+  return queue;
+}
+
 /**
  * Completions by polling: while commands are awaited, the queue is reaped on
  * every turn of the event loop (setImmediate), or every `intervalMs`. No
@@ -49,11 +61,13 @@ export class PolledCompletions implements CompletionMode {
   private scheduled = false;
 
   /** `intervalMs` 0 (default): poll on every event-loop turn; else every `intervalMs`. */
-  constructor(private readonly intervalMs = 0) {}
+  constructor(private readonly intervalMs = 0) {
+    checkInt(intervalMs, 'intervalMs', 0, MAX_TIMER_MS);
+  }
 
-  /** Drives `queue`. */
+  /** Drives `queue` (a {@link QueuePair}, or any {@link Reaper}). */
   attach(queue: Reaper): void {
-    this.queue = queue;
+    this.queue = checkReaper(queue);
   }
 
   /** Starts polling, unless it already is. */
@@ -132,11 +146,16 @@ export class InterruptCompletions implements CompletionMode {
     /** The MSI-X vector the completion queue signals. */
     readonly vector: number,
     private readonly source: InterruptSource,
-  ) {}
+  ) {
+    checkInt(vector, 'vector', 0, 2047);
+    const s = checkObject<InterruptSource>(source, 'source');
+    checkFunction(s.on, 'source.on');
+    checkFunction(s.off, 'source.off');
+  }
 
-  /** Drives `queue`. */
+  /** Drives `queue` (a {@link QueuePair}, or any {@link Reaper}). */
   attach(queue: Reaper): void {
-    this.queue = queue;
+    this.queue = checkReaper(queue);
   }
 
   /** Starts listening to the vector, unless it already does. */

@@ -21,6 +21,7 @@
 import { AddressSpace, DmaMapping } from '../../address-space';
 import { VfioPciDevice } from '../../device';
 import { VfioStateError } from '../../errors';
+import { checkInstance, checkInt, checkOptions, checkString, kindOf } from '../../validate';
 import { IrqIndex, IrqVector } from '../../interrupts';
 import { DmaBuffer, PAGE_SIZE } from '../../memory';
 import * as cmds from './commands';
@@ -84,6 +85,19 @@ const OACS_DOORBELL_BUFFER_CONFIG = 1 << 8;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The options, checked before the device is opened: TypeError or RangeError naming the option. */
+function checkControllerOptions(options: NvmeControllerOptions): void {
+  const o = checkOptions(options);
+  if (o.mode !== undefined && o.mode !== 'polled' && o.mode !== 'interrupt')
+    throw new TypeError(`mode must be 'polled' or 'interrupt', not ${typeof o.mode === 'string' ? `'${o.mode}'` : kindOf(o.mode)}`);
+  for (const k of ['ioQueues', 'queueEntries', 'adminQueueEntries', 'timeoutMs', 'maxTransferBytes'] as const) {
+    if (o[k] !== undefined) checkInt(o[k], k, 1);
+  }
+  if (o.pollIntervalMs !== undefined) checkInt(o.pollIntervalMs, 'pollIntervalMs', 0, 0x7fffffff);
+  if (o.shadowDoorbells !== undefined && typeof o.shadowDoorbells !== 'boolean')
+    throw new TypeError(`shadowDoorbells must be a boolean, not ${kindOf(o.shadowDoorbells)}`);
+}
+
 /**
  * An NVMe controller driven from TypeScript over VFIO: reset and enable,
  * the admin queue pair, Identify, I/O queue pairs completed by polling or by
@@ -136,14 +150,9 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
         'ERR_VFIO_WRONG_DEVICE',
       );
     }
+    checkControllerOptions(options);
     this.options = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
     this.mode = options.mode ?? 'polled';
-    if (this.mode !== 'polled' && this.mode !== 'interrupt')
-      throw new TypeError(`mode must be 'polled' or 'interrupt', not ${String(this.mode)}`);
-    for (const k of ['ioQueues', 'queueEntries', 'adminQueueEntries', 'timeoutMs', 'maxTransferBytes'] as const) {
-      if (!Number.isInteger(this.options[k]) || this.options[k] < 1)
-        throw new RangeError(`${k} must be a positive integer, not ${this.options[k]}`);
-    }
     this.registers = new NvmeRegisters(device.bar(0));
     const cap = this.registers.cap;
     this.pageSize = Number(PAGE_SIZE);
@@ -175,6 +184,9 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
    *   On failure the device is closed again.
    */
   static async open(space: AddressSpace, bdf = '0000:00:05.0', options: NvmeControllerOptions = {}): Promise<NvmeController> {
+    checkInstance(space, AddressSpace, 'space');
+    checkString(bdf, 'bdf');
+    checkControllerOptions(options);
     const device = space.openDevice(bdf);
     let controller: NvmeController | undefined;
     try {

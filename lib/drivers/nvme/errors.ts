@@ -16,8 +16,8 @@
  *
  * Status names are those of the NVMe base specification.
  */
-import type { DmaMapping } from '../../dma-mapping';
-import { hex } from '../../validate';
+import { DmaMapping } from '../../dma-mapping';
+import { checkInstance, checkInt, checkObject, checkString, hex } from '../../validate';
 import { decodeStatus, Status } from './completion';
 
 /**
@@ -131,6 +131,8 @@ const STATUS_NAMES: Record<number, string> = {
 
 /** The specification's name of a status (type, code). */
 export function statusName(type: number, code: number): string {
+  checkInt(type, 'type', 0, 7);
+  checkInt(code, 'code', 0, 0xff);
   return (
     STATUS_NAMES[(type << 8) | code] ?? `${TYPE_NAMES[type] ?? `status code type ${type}`}, code 0x${code.toString(16).padStart(2, '0')}`
   );
@@ -172,13 +174,24 @@ export class NvmeError extends Error {
     readonly code: NvmeErrorCode,
     context?: CommandContext,
   ) {
-    super(message);
+    super(checkString(message, 'message'));
+    checkString(code, 'code');
+    if (context !== undefined) checkContext(context);
     this.name = 'NvmeError';
     if (context) Object.assign(this, context);
   }
 }
 
 const hex2 = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
+
+/** A CommandContext as the errors' constructors take it: TypeError or RangeError naming the field otherwise. */
+function checkContext(c: CommandContext): void {
+  checkObject(c, 'context');
+  checkString(c.command, 'context.command');
+  checkInt(c.opcode, 'context.opcode', 0, 0xff);
+  checkInt(c.queue, 'context.queue', 0, 0xffff);
+  if (c.cid !== undefined) checkInt(c.cid, 'context.cid', 0, 0xffff);
+}
 
 /** For messages: 'Read (opcode 0x02) on queue 1, command 5'. */
 export function describeCommand(c: CommandContext): string {
@@ -216,6 +229,9 @@ export class NvmeStatusError extends NvmeError {
    * @param context - The command.
    */
   constructor(status: number, result: number, context: CommandContext) {
+    checkInt(status, 'status', 0, 0xffff);
+    checkInt(result, 'result', 0, 0xffffffff);
+    checkContext(context);
     const s: Status = decodeStatus(status);
     const name = statusName(s.type, s.code);
     const flags = [s.doNotRetry ? 'do not retry' : '', s.more ? 'more in the error log' : ''].filter(Boolean).join(', ');
@@ -266,6 +282,9 @@ export class NvmeRevokedError extends NvmeError {
    * @param statusError - What the controller answered, when it was an error status.
    */
   constructor(context: CommandContext, mapping: DmaMapping, statusError?: NvmeStatusError) {
+    checkContext(context);
+    checkInstance(mapping, DmaMapping, 'mapping');
+    if (statusError !== undefined) checkInstance(statusError, NvmeStatusError, 'statusError');
     super(
       `${describeCommand(context)}: its data buffer, ${describeMapping(mapping)}, was revoked while the command was in flight ` +
         `(the peer device exporting that memory was reset or stopped decoding it), so the data did not reliably move` +

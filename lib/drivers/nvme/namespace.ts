@@ -21,7 +21,7 @@
  * in flight fails them with NvmeRevokedError.
  */
 import { DmaMapping } from '../../dma-mapping';
-import { toBigInt } from '../../validate';
+import { checkFunction, checkInt, checkObject, kindOf, toBigInt } from '../../validate';
 import * as cmds from './commands';
 import { Completion } from './completion';
 import { NvmeError } from './errors';
@@ -122,6 +122,14 @@ export class NvmeNamespace {
     /** Identify Namespace data: size, LBA formats, IDs. */
     readonly identity: NamespaceIdentity,
   ) {
+    checkObject(host, 'host');
+    checkFunction(host.io, 'host.io');
+    checkFunction(host.ioQueue, 'host.ioQueue');
+    checkInt(host.maxTransferBytes, 'host.maxTransferBytes', 1);
+    checkInt(nsid, 'nsid', 1, 0xffffffff);
+    checkObject(identity, 'identity');
+    checkInt(identity.blockSize, 'identity.blockSize', 1, 2 ** 31);
+    if (typeof identity.size !== 'bigint') throw new TypeError(`identity.size must be a bigint, not ${kindOf(identity.size)}`);
     this.maxTransferBlocks = Math.min(MAX_BLOCKS, Math.floor(host.maxTransferBytes / identity.blockSize));
     this.blockBytes = identity.blockSize;
   }
@@ -157,6 +165,7 @@ export class NvmeNamespace {
    *   mapping was revoked while the command was in flight).
    */
   read(lba: number | bigint, blocks: number, data: DataPointer, options: IoOptions = {}): Promise<Completion> {
+    if (options === null || typeof options !== 'object') return Promise.reject(badOptions(options));
     return this.transferAsync(cmds.IoOpcode.READ, lba, blocks, data, options);
   }
 
@@ -166,6 +175,7 @@ export class NvmeNamespace {
    * @returns The completion; rejects as {@link NvmeNamespace.read} does.
    */
   write(lba: number | bigint, blocks: number, data: DataPointer, options: IoOptions = {}): Promise<Completion> {
+    if (options === null || typeof options !== 'object') return Promise.reject(badOptions(options));
     return this.transferAsync(cmds.IoOpcode.WRITE, lba, blocks, data, options);
   }
 
@@ -190,6 +200,7 @@ export class NvmeNamespace {
 
   /** Makes what was written durable (commits the volatile write cache). */
   flush(options: IoOptions = {}): Promise<Completion> {
+    if (options === null || typeof options !== 'object') return Promise.reject(badOptions(options));
     return this.host.io(cmds.flush(this.nsid), options);
   }
 
@@ -200,6 +211,7 @@ export class NvmeNamespace {
    * @returns The completion; rejects with RangeError for a bad count, {@link NvmeError} for a failed command.
    */
   writeZeroes(lba: number | bigint, blocks: number, options: IoOptions = {}): Promise<Completion> {
+    if (options === null || typeof options !== 'object') return Promise.reject(badOptions(options));
     try {
       return this.host.io(cmds.writeZeroes(this.nsid, toBigInt(lba, 'lba'), this.checkBlocks(blocks, MAX_BLOCKS, 'a command')), options);
     } catch (err) {
@@ -297,16 +309,21 @@ export class NvmeNamespace {
   }
 
   private transferBlocks(blocks: number): number {
-    if (blocks >>> 0 === blocks && blocks >= 1 && blocks <= this.maxTransferBlocks) return blocks;
+    if (typeof blocks === 'number' && blocks >>> 0 === blocks && blocks >= 1 && blocks <= this.maxTransferBlocks) return blocks;
     throw badBlocks(blocks, this.maxTransferBlocks, `a transfer (${this.host.maxTransferBytes} bytes, from the controller's MDTS)`);
   }
 
   private checkBlocks(blocks: number, max: number, limit: string): number {
-    if (blocks >= 1 && blocks <= max && Math.floor(blocks) === blocks) return blocks;
+    if (typeof blocks === 'number' && blocks >= 1 && blocks <= max && Math.floor(blocks) === blocks) return blocks;
     throw badBlocks(blocks, max, limit);
   }
 }
 
-function badBlocks(blocks: number, max: number, limit: string): RangeError {
+function badBlocks(blocks: unknown, max: number, limit: string): RangeError | TypeError {
+  if (typeof blocks !== 'number') return new TypeError(`blocks must be a number, not ${kindOf(blocks)}`);
   return new RangeError(`blocks must be an integer in 1..${max}, the most ${limit} can cover, not ${blocks}`);
+}
+
+function badOptions(options: unknown): TypeError {
+  return new TypeError(`options must be an object, not ${kindOf(options)}`);
 }

@@ -44,6 +44,7 @@ import { CompletionMode, Reaper } from './completion-modes';
 import { CommandContext, describeCommand, NvmeError, NvmeRevokedError, NvmeStatusError } from './errors';
 import { buildPrps, contiguousPrp2, DmaRange, listPagesFor, PrpListArea, rangesOf, revokedRefusal } from './prp';
 import { CQ_ENTRY_SIZE, NvmeRegisters, SQ_ENTRY_SIZE } from './registers';
+import { checkQueuePairOptions } from './queue-options';
 
 /** What a {@link QueuePair} is made of; {@link NvmeController} fills it in. */
 export interface QueuePairOptions {
@@ -253,6 +254,7 @@ export class QueuePair implements Reaper {
    * @throws What {@link DmaBuffer.allocate} and {@link AddressSpace.map} throw.
    */
   constructor(private readonly o: QueuePairOptions) {
+    checkQueuePairOptions(o);
     this.id = o.id;
     this.entries = o.entries;
     this.mode = o.mode;

@@ -6,6 +6,7 @@
  * for every register and every controller.
  */
 import { Region } from '../../region';
+import { checkInstance, checkInt, kindOf, toBigInt } from '../../validate';
 
 /** Register offsets in BAR0. */
 export const NvmeReg = {
@@ -96,6 +97,7 @@ const field = (v: bigint, shift: number, bits: number): number => Number((v >> B
 
 /** Decodes the CAP register's fields. */
 export function decodeCapabilities(raw: bigint): Capabilities {
+  if (typeof raw !== 'bigint') throw new TypeError(`raw must be a bigint (the 64-bit CAP register), not ${kindOf(raw)}`);
   return {
     raw,
     maxQueueEntries: field(raw, 0, 16) + 1,
@@ -146,6 +148,7 @@ export class NvmeRegisters {
     /** BAR0 of the controller. */
     readonly bar: Region,
   ) {
+    checkInstance(bar, Region, 'bar');
     this.cap = decodeCapabilities(this.read64(NvmeReg.CAP));
   }
 
@@ -180,6 +183,7 @@ export class NvmeRegisters {
 
   /** Writes CC: setting EN enables the controller, clearing it resets it; SHN asks for a shutdown. */
   set cc(value: number) {
+    checkInt(value, 'cc', 0, 0xffffffff);
     this.bar.write32(NvmeReg.CC, value >>> 0);
   }
 
@@ -190,9 +194,13 @@ export class NvmeRegisters {
 
   /** AQA, ASQ, ACQ: where the admin queues are and how many entries they have. */
   setAdminQueues(sqIova: bigint, sqEntries: number, cqIova: bigint, cqEntries: number): void {
+    const sq = toBigInt(sqIova, 'sqIova');
+    checkInt(sqEntries, 'sqEntries', 2, 4096);
+    const cq = toBigInt(cqIova, 'cqIova');
+    checkInt(cqEntries, 'cqEntries', 2, 4096);
     this.bar.write32(NvmeReg.AQA, (((cqEntries - 1) << 16) | (sqEntries - 1)) >>> 0);
-    this.write64(NvmeReg.ASQ, sqIova);
-    this.write64(NvmeReg.ACQ, cqIova);
+    this.write64(NvmeReg.ASQ, sq);
+    this.write64(NvmeReg.ACQ, cq);
   }
 
   /** Masks every pin-based/MSI interrupt (not to be used once MSI-X is on). */
@@ -202,11 +210,13 @@ export class NvmeRegisters {
 
   /** Submission queue `qid`'s tail doorbell offset. */
   sqTailDoorbell(qid: number): number {
+    checkInt(qid, 'qid', 0, 0xffff);
     return NvmeReg.DOORBELLS + 2 * qid * this.cap.doorbellStride;
   }
 
   /** Completion queue `qid`'s head doorbell offset. */
   cqHeadDoorbell(qid: number): number {
+    checkInt(qid, 'qid', 0, 0xffff);
     return NvmeReg.DOORBELLS + (2 * qid + 1) * this.cap.doorbellStride;
   }
 
