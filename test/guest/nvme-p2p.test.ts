@@ -311,113 +311,128 @@ forEachBackend('NVMe peer-to-peer: blocks straight into and out of ivshmem BAR2'
             : ns.write(lba(dest(i)), LANE_BLOCKS * per4k, { mapping, offset: i * LANE }),
         );
 
-      prepare();
-      const barBefore = readHost(0, BAR);
-      const imageBefore = readImage(MINE * NVME_BLOCK, MINE_BLOCKS * NVME_BLOCK);
-      let revokedEvents = 0;
-      m.on('revoked', () => revokedEvents++);
-      const pending = submit(m);
-      // the doorbell is rung in a microtask; no event-loop turn, so nothing is reaped before the revocation
-      await new Promise<void>((r) => queueMicrotask(r));
-      const inFlight = nvme.queues[0].inFlight;
-      peer.setMemoryEnabled(false);
-      assert.equal(m.revoked, true, 'the mapping is marked revoked');
-      assert.equal(revokedEvents, 1);
-      const results = await Promise.allSettled(pending);
-      peer.setMemoryEnabled(true);
-      const failed = results.filter((r) => r.status === 'rejected').length;
-      const barAfter = readHost(0, BAR);
-      // read lanes that failed with their slot still as it was: their data never arrived (the DMA was blocked)
-      const blocked = results.filter((r, i) => {
-        const at = barOffset(i * LANE);
-        return isRead(i) && r.status === 'rejected' && barAfter.subarray(at, at + LANE).every((b) => b === 0xee);
-      }).length;
-      console.log(
-        `      [${backend}] ${inFlight} of ${LANES} in flight at the revocation: ${LANES - failed} completed, ${failed} failed as revoked (${blocked} reads found their slot untouched)`,
-      );
-      assert.equal(inFlight, LANES, 'every command was in flight when the memory went away');
-      results.forEach((r, i) => {
-        if (r.status === 'fulfilled') return;
-        const err = r.reason as NvmeRevokedError;
-        assert.ok(err instanceof NvmeRevokedError, `lane ${i}: ${String(err)}`);
-        assert.equal(err.code, 'ERR_NVME_REVOKED');
-        assert.equal(err.mapping, m);
-        assert.match(
-          err.message,
-          new RegExp(`${isRead(i) ? 'Read' : 'Write'} .*the mapping at IOVA 0x${m.iova.toString(16)} .*was revoked`),
+      /**
+       * Submits the 16 commands, turns the exporter's memory decode off (after
+       * the doorbell, or before it: the commands are in the SQ, the controller
+       * finds them once the memory is gone), and checks what came of it; then
+       * relinks and runs the same I/O again. Returns how many failed, and how
+       * many reads found their slot untouched.
+       */
+      const revokeWhile = async (when: 'after the doorbell' | 'before the doorbell'): Promise<{ failed: number; blocked: number }> => {
+        prepare();
+        const barBefore = readHost(0, BAR);
+        const imageBefore = readImage(MINE * NVME_BLOCK, MINE_BLOCKS * NVME_BLOCK);
+        let revokedEvents = 0;
+        m.on('revoked', () => revokedEvents++);
+        const pending = submit(m);
+        // the doorbell is rung in a microtask; no event-loop turn, so nothing is reaped before the revocation
+        if (when === 'after the doorbell') await new Promise<void>((r) => queueMicrotask(r));
+        const inFlight = nvme.queues[0].inFlight;
+        peer.setMemoryEnabled(false);
+        assert.equal(m.revoked, true, 'the mapping is marked revoked');
+        assert.equal(revokedEvents, 1);
+        const results = await Promise.allSettled(pending);
+        peer.setMemoryEnabled(true);
+        assert.equal(inFlight, LANES, 'every command was in flight when the memory went away');
+        const failed = results.filter((r) => r.status === 'rejected').length;
+        const barAfter = readHost(0, BAR);
+        // read lanes that failed with their slot still as it was: their data never arrived (the DMA was blocked)
+        const blocked = results.filter((r, i) => {
+          const at = barOffset(i * LANE);
+          return isRead(i) && r.status === 'rejected' && barAfter.subarray(at, at + LANE).every((b) => b === 0xee);
+        }).length;
+        console.log(
+          `      [${backend}] memory decode off ${when}, ${inFlight} of ${LANES} in flight: ${LANES - failed} completed, ${failed} failed as revoked (${blocked} of ${LANES / 2} reads found their slot untouched)`,
         );
-      });
-      // nothing else changed: the BAR outside the read lanes, the CPU memory after the range, the disk outside the write lanes
-      for (let i = 0; i < LANES; i++) {
-        const at = barOffset(i * LANE);
-        if (!isRead(i))
-          assertSameBytes(barAfter.subarray(at, at + LANE), barBefore.subarray(at, at + LANE), `write lane ${i}'s source`, at);
-        else if (results[i].status === 'fulfilled')
-          assertSameBytes(barAfter.subarray(at, at + LANE), hostBlocks(source(i), LANE_BLOCKS), `read lane ${i}`, at);
-      }
-      for (let c = 0; c < 16; c += 2) {
-        assertSameBytes(
-          barAfter.subarray(c * CHUNK, (c + 1) * CHUNK),
-          barBefore.subarray(c * CHUNK, (c + 1) * CHUNK),
-          `BAR chunk ${c}`,
-          c * CHUNK,
+        results.forEach((r, i) => {
+          if (r.status === 'fulfilled') return;
+          const err = r.reason as NvmeRevokedError;
+          assert.ok(err instanceof NvmeRevokedError, `lane ${i}: ${String(err)}`);
+          assert.equal(err.code, 'ERR_NVME_REVOKED');
+          assert.equal(err.mapping, m);
+          assert.match(
+            err.message,
+            new RegExp(`${isRead(i) ? 'Read' : 'Write'} .*the mapping at IOVA 0x${m.iova.toString(16)} .*was revoked`),
+          );
+        });
+        // nothing else changed: the BAR outside the read lanes, the CPU memory after the range, the disk outside the write lanes
+        for (let i = 0; i < LANES; i++) {
+          const at = barOffset(i * LANE);
+          if (!isRead(i))
+            assertSameBytes(barAfter.subarray(at, at + LANE), barBefore.subarray(at, at + LANE), `write lane ${i}'s source`, at);
+          else if (results[i].status === 'fulfilled')
+            assertSameBytes(barAfter.subarray(at, at + LANE), hostBlocks(source(i), LANE_BLOCKS), `read lane ${i}`, at);
+        }
+        for (let c = 0; c < 16; c += 2) {
+          assertSameBytes(
+            barAfter.subarray(c * CHUNK, (c + 1) * CHUNK),
+            barBefore.subarray(c * CHUNK, (c + 1) * CHUNK),
+            `BAR chunk ${c}`,
+            c * CHUNK,
+          );
+        }
+        assert.ok(
+          guard.bytes.every((b) => b === 0x5a),
+          'the CPU memory linked after the revoked range is untouched',
         );
-      }
-      assert.ok(
-        guard.bytes.every((b) => b === 0x5a),
-        'the CPU memory linked after the revoked range is untouched',
-      );
-      await ns.flush();
-      const imageAfter = readImage(MINE * NVME_BLOCK, MINE_BLOCKS * NVME_BLOCK);
-      const written = new Map<number, number>(); // byte offset in the area -> lane
-      for (let i = 1; i < LANES; i += 2) written.set((dest(i) - MINE) * NVME_BLOCK, i);
-      for (let off = 0; off < imageAfter.length; off += LANE) {
-        const i = written.get(off);
-        const got = imageAfter.subarray(off, off + LANE);
-        if (i === undefined) assertSameBytes(got, imageBefore.subarray(off, off + LANE), `the image at block ${MINE + off / NVME_BLOCK}`);
-        else if (results[i].status === 'fulfilled') assertSameBytes(got, data[i], `write lane ${i}`);
-      }
+        await ns.flush();
+        const imageAfter = readImage(MINE * NVME_BLOCK, MINE_BLOCKS * NVME_BLOCK);
+        const written = new Map<number, number>(); // byte offset in the area -> lane
+        for (let i = 1; i < LANES; i += 2) written.set((dest(i) - MINE) * NVME_BLOCK, i);
+        for (let off = 0; off < imageAfter.length; off += LANE) {
+          const i = written.get(off);
+          const got = imageAfter.subarray(off, off + LANE);
+          if (i === undefined) assertSameBytes(got, imageBefore.subarray(off, off + LANE), `the image at block ${MINE + off / NVME_BLOCK}`);
+          else if (results[i].status === 'fulfilled') assertSameBytes(got, data[i], `write lane ${i}`);
+        }
 
-      // refused before anything is sent
-      const submitted = nvme.queues[0].stats.submitted;
-      await assert.rejects(ns.read(lba(0), per4k, m), { name: 'VfioStateError', code: 'ERR_VFIO_REVOKED', message: /was revoked/ });
-      assert.throws(() => ns.writeFrom(lba(MINE), per4k, m, 0, () => assert.fail('refused')), { code: 'ERR_VFIO_REVOKED' });
-      assert.equal(nvme.queues[0].stats.submitted, submitted);
+        // refused before anything is sent
+        const submitted = nvme.queues[0].stats.submitted;
+        await assert.rejects(ns.read(lba(0), per4k, m), { name: 'VfioStateError', code: 'ERR_VFIO_REVOKED', message: /was revoked/ });
+        assert.throws(() => ns.writeFrom(lba(MINE), per4k, m, 0, () => assert.fail('refused')), { code: 'ERR_VFIO_REVOKED' });
+        assert.equal(nvme.queues[0].stats.submitted, submitted);
 
-      // the IOMMU entries are gone for good (iommufd does not restore them): the same IOVAs given as raw
-      // segments, which the driver cannot check, move nothing into the BAR
-      writeHost(barOffset(0), new Uint8Array(NVME_BLOCK).fill(0xee));
-      const raw = await ns.read(lba(source(0)), per4k, [{ iova: m.iova, length: NVME_BLOCK }]).then(
-        () => 'completed',
-        (err: Error) => err.message,
-      );
-      console.log(`      [${backend}] a read to the revoked IOVAs as raw segments: ${raw}`);
-      assertSameBytes(readHost(barOffset(0), NVME_BLOCK), new Uint8Array(NVME_BLOCK).fill(0xee), 'the BAR behind revoked IOVAs');
-
-      // relinked at the same IOVAs (fresh dma-bufs), the same I/O works
-      const iova = m.iova;
-      m.unmap();
-      m = window.link(list);
-      assert.equal(m.iova, iova);
-      prepare();
-      const again = await Promise.allSettled(submit(m));
-      assert.deepEqual(
-        again.map((r) => r.status),
-        new Array(LANES).fill('fulfilled'),
-      );
-      await ns.flush();
-      const barNow = readHost(0, BAR);
-      for (let i = 0; i < LANES; i++) {
-        const at = barOffset(i * LANE);
-        assertSameBytes(
-          barNow.subarray(at, at + LANE),
-          isRead(i) ? hostBlocks(source(i), LANE_BLOCKS) : data[i],
-          `lane ${i} after relinking`,
-          at,
+        // the IOMMU entries are gone for good (iommufd does not restore them): the same IOVAs given as raw
+        // segments, which the driver cannot check, move nothing into the BAR
+        writeHost(barOffset(0), new Uint8Array(NVME_BLOCK).fill(0xee));
+        const raw = await ns.read(lba(source(0)), per4k, [{ iova: m.iova, length: NVME_BLOCK }]).then(
+          () => 'completed',
+          (err: Error) => err.message,
         );
-        if (!isRead(i)) assertSameBytes(readImage(dest(i) * NVME_BLOCK, LANE), data[i], `the image of write lane ${i} after relinking`);
-      }
-      assert.ok(guard.bytes.every((b) => b === 0x5a));
+        assertSameBytes(readHost(barOffset(0), NVME_BLOCK), new Uint8Array(NVME_BLOCK).fill(0xee), `the BAR behind revoked IOVAs (${raw})`);
+
+        // relinked at the same IOVAs (fresh dma-bufs), the same I/O works
+        const iova = m.iova;
+        m.unmap();
+        m = window.link(list);
+        assert.equal(m.iova, iova);
+        prepare();
+        const again = await Promise.allSettled(submit(m));
+        assert.deepEqual(
+          again.map((r) => r.status),
+          new Array(LANES).fill('fulfilled'),
+        );
+        await ns.flush();
+        const barNow = readHost(0, BAR);
+        for (let i = 0; i < LANES; i++) {
+          const at = barOffset(i * LANE);
+          assertSameBytes(
+            barNow.subarray(at, at + LANE),
+            isRead(i) ? hostBlocks(source(i), LANE_BLOCKS) : data[i],
+            `lane ${i} after relinking`,
+            at,
+          );
+          if (!isRead(i)) assertSameBytes(readImage(dest(i) * NVME_BLOCK, LANE), data[i], `the image of write lane ${i} after relinking`);
+        }
+        assert.ok(guard.bytes.every((b) => b === 0x5a));
+        return { failed, blocked };
+      };
+
+      await revokeWhile('after the doorbell');
+      // before the doorbell, the controller meets every command after the revocation: all fail, and no read reaches the BAR
+      const early = await revokeWhile('before the doorbell');
+      assert.equal(early.failed, LANES);
+      assert.equal(early.blocked, LANES / 2, 'the IOMMU blocked every read: no slot changed');
     });
   }
 });
