@@ -39,13 +39,14 @@ export function kindOf(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   const proto = Object.getPrototypeOf(value) as { constructor?: { name?: unknown } } | null;
   const name = proto?.constructor?.name;
-  return typeof name === 'string' && name !== '' ? `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}` : 'an object';
+  if (typeof name !== 'string' || name === '' || name === 'Object') return 'an object';
+  return `${/^[AEIO]/.test(name) ? 'an' : 'a'} ${name}`;
 }
 
 /** `value` must be an instance of `cls`; TypeError naming `name` otherwise. */
 export function checkInstance<T>(value: unknown, cls: { readonly prototype: T; readonly name: string }, name: string): T {
   if (!(value instanceof (cls as unknown as new () => T)))
-    throw new TypeError(`${name} must be ${/^[AEIOU]/.test(cls.name) ? 'an' : 'a'} ${cls.name}, not ${kindOf(value)}`);
+    throw new TypeError(`${name} must be ${/^[AEIO]/.test(cls.name) ? 'an' : 'a'} ${cls.name}, not ${kindOf(value)}`);
   return value as T;
 }
 

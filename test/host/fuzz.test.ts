@@ -1,0 +1,27 @@
+/**
+ * The seeded fuzz on the host: every public entry of the package called
+ * with wrong types, hostile numbers and bigints, zero and unaligned sizes,
+ * closed objects and out of order, over what needs no VFIO (buffers, lists,
+ * pools, command builders, NvmeRegisters over a memfd region, errors,
+ * allocators); devices fail to open here, which is tested too. The guest
+ * runs the same fuzz over real devices (test/guest/fuzz.test.ts). Seeds:
+ * see fuzzSeeds() (NODE_VFIO_FUZZ_SEED replays one).
+ */
+import assert from 'node:assert/strict';
+import { figure } from '../support/figures';
+import { fuzzFigures, fuzzSeeds, problems, runFuzzChild } from '../support/fuzz-run';
+
+const CALLS = 4000;
+
+describe('fuzz of the public API on the host (no VFIO)', () => {
+  for (const seed of fuzzSeeds()) {
+    it(`${CALLS} calls, seed ${seed}: no crash, hang, uncaught exception, unhandled rejection or engine-internal error`, async function () {
+      this.timeout(120_000);
+      const run = await runFuzzChild('host', seed, CALLS, 100_000);
+      figure(fuzzFigures('[host]', seed, run));
+      const found = problems(run, `NODE_VFIO_FUZZ_SEED=${seed} npx mocha dist/test/host/fuzz.test.js`);
+      assert.deepEqual(found, [], found.join('\n\n'));
+      assert.ok(run.report!.calls >= CALLS, `${run.report!.calls} calls made`);
+    });
+  }
+});
