@@ -19,7 +19,7 @@
  * shutdown notification and disables the controller.
  */
 import { AddressSpace, DmaMapping } from '../../address-space';
-import { VfioPciDevice } from '../../device';
+import { DeviceDependent, VfioPciDevice } from '../../device';
 import { VfioStateError } from '../../errors';
 import { checkInstance, checkInt, checkOptions, checkString, kindOf } from '../../validate';
 import { IrqIndex, IrqVector } from '../../interrupts';
@@ -130,6 +130,10 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
   private nextQueue = 0;
   private fatal?: NvmeError;
   private closed = false;
+  /** The reset under way, which a second reset() joins. */
+  private resetting?: Promise<void>;
+  /** What the device tells when it closes under the controller (device.close(), or its address space closing). */
+  private readonly dependent: DeviceDependent = { close: () => this.deviceClosed() };
   private identity_?: ControllerIdentity;
   private namespaces_ = new Map<number, NvmeNamespace>();
   private maxTransfer = 0;
@@ -162,6 +166,7 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
         'ERR_NVME_PAGE_SIZE',
       );
     }
+    device.addDependent(this.dependent);
   }
 
   /**
@@ -512,13 +517,42 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
   /**
    * Controller reset: fails what is pending (ERR_NVME_ABORTED), disables and
    * re-enables the controller, and creates the I/O queues again. The way
-   * out of ERR_NVME_FATAL, and out of commands that timed out.
+   * out of ERR_NVME_FATAL, and out of commands that timed out. A reset()
+   * while one is under way joins it.
    */
-  async reset(): Promise<void> {
-    this.live();
+  reset(): Promise<void> {
+    try {
+      this.live();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.resetting ??= this.resetOnce().finally(() => (this.resetting = undefined));
+    return this.resetting;
+  }
+
+  /**
+   * Fails what every queue holds or has waiting with `error`: a callback
+   * that throws is an uncaught exception, as from an event listener, and
+   * keeps no other command from being told.
+   */
+  private failAll(error: NvmeError): void {
+    for (const q of this.queuesAll()) {
+      try {
+        q.fail(error);
+      } catch (thrown) {
+        process.nextTick(() => {
+          throw thrown;
+        });
+      }
+    }
+  }
+
+  private async resetOnce(): Promise<void> {
     const aborted = new NvmeError('the controller is being reset', 'ERR_NVME_ABORTED');
-    for (const q of this.queuesAll()) q.fail(aborted);
+    this.failAll(aborted);
     await this.disable(); // the controller forgets its queues: their memory can go
+    this.live();
+    this.failAll(aborted); // what was submitted while it disabled
     for (const q of this.ioQueues) q.close();
     this.ioQueues = [];
     this.admin?.resetRings();
@@ -554,6 +588,8 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     this.closed = true;
     try {
       await this.disable();
+    } catch (err) {
+      if (!this.device.isClosed) throw err; // closed under it meanwhile: deviceClosed() did the rest
     } finally {
       for (const q of this.queuesAll()) q.close();
       this.ioQueues = [];
@@ -563,6 +599,35 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
       this.shadow?.buffer.close();
       this.shadow = undefined;
       this.device.close(); // and its interrupts
+    }
+  }
+
+  /**
+   * The device closed under the controller (device.close(), or its address
+   * space closing) without controller.close(): every pending command fails
+   * with ERR_NVME_ABORTED, the queues stop (no timer or listener is left),
+   * their memory is freed, and the controller counts as closed. The
+   * controller is disabled first where its registers can still be reached,
+   * so that it stops using the rings.
+   */
+  private deviceClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.registers.cc = this.registers.cc & ~CC.EN;
+    } catch {
+      // the registers are unreachable (memory decoding off): the device's own close resets it
+    }
+    try {
+      this.failAll(new NvmeError(`the device ${this.device.bdf} was closed under its NVMe controller`, 'ERR_NVME_ABORTED'));
+    } finally {
+      for (const q of this.queuesAll()) q.close();
+      this.ioQueues = [];
+      this.admin = undefined;
+      this.vectors = [];
+      this.shadow?.mapping.unmap();
+      this.shadow?.buffer.close();
+      this.shadow = undefined;
     }
   }
 

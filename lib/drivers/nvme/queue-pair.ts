@@ -37,6 +37,7 @@
  * written.
  */
 import { AddressSpace, DmaMapping } from '../../address-space';
+import { VfioStateError } from '../../errors';
 import { DmaBuffer } from '../../memory';
 import { encodeCommand, NvmeCommand, writeSubmission } from './commands';
 import { Completion, decodeCompletion } from './completion';
@@ -242,6 +243,8 @@ export class QueuePair implements Reaper {
   /** The SQ tail moved since the doorbell was last written. */
   private sqDue = false;
   private reaping = false;
+  /** handOn() is under way: a CID released meanwhile is only freed, the loop hands it on. */
+  private handingOn = false;
   private watchdog?: NodeJS.Timeout;
   /** close() has begun: no new commands. */
   private closing = false;
@@ -316,7 +319,8 @@ export class QueuePair implements Reaper {
    *
    * @returns Its completion. Rejects with an {@link NvmeStatusError} for an error
    *   status, an {@link NvmeError} `ETIMEDOUT`, `ERR_NVME_FATAL` or `ERR_NVME_ABORTED`,
-   *   a RangeError for a bad `timeoutMs` or a data pointer PRPs cannot express.
+   *   a RangeError for a bad `timeoutMs` or a data pointer PRPs cannot express,
+   *   a TypeError or RangeError for a malformed `cmd` (no opcode in 0..255, no name).
    */
   submit(cmd: NvmeCommand, options: SubmitOptions = {}): Promise<Completion> {
     return new Promise<Completion>((resolve, reject) => {
@@ -332,8 +336,9 @@ export class QueuePair implements Reaper {
    * Submits `cmd`, which ends through `callback` (see {@link IoCallback}):
    * the same as {@link QueuePair.submit} without a promise.
    *
-   * @throws TypeError when `callback` is not a function; RangeError for a bad
-   *   `timeoutMs` or data segments (before anything is submitted).
+   * @throws TypeError when `callback` is not a function; TypeError or
+   *   RangeError for a malformed `cmd` (no opcode in 0..255, no name);
+   *   RangeError for a bad `timeoutMs` or data segments (before anything is submitted).
    */
   send<T>(cmd: NvmeCommand, callback: IoCallback<T>, tag: T, options: SubmitOptions = {}): void {
     if (typeof callback !== 'function') throw new TypeError('callback must be a function');
@@ -341,6 +346,7 @@ export class QueuePair implements Reaper {
   }
 
   private enqueue(cmd: NvmeCommand, callback: IoCallback | undefined, tag: unknown, options: SubmitOptions): void {
+    checkCommand(cmd);
     const timeoutMs = this.timeoutOf(options);
     let bytes = 0;
     for (const s of cmd.data ?? []) bytes += s.length;
@@ -553,7 +559,13 @@ export class QueuePair implements Reaper {
       if (((value - event - 1) & 0xffff) >= ((value - old) & 0xffff)) return; // the controller will look by itself
     }
     this.stats.doorbellWrites++;
-    this.registers.ring(doorbell, value);
+    try {
+      this.registers.ring(doorbell, value);
+    } catch (err) {
+      // the registers cannot be reached (the device closed, memory decoding
+      // off): what is pending fails through its callbacks and promises
+      this.fail(unreachable(err));
+    }
   }
 
   /** Whether it writes shadow doorbells (see useShadowDoorbells). */
@@ -660,8 +672,24 @@ export class QueuePair implements Reaper {
 
   /** A free CID goes to the oldest waiting command, if any. */
   private release(cid: number): void {
-    if (this.backlog.length > 0) this.issue(cid, this.backlog.shift()!);
-    else this.freeCids[this.freeTop++] = cid;
+    if (this.backlog.length === 0 || this.handingOn) this.freeCids[this.freeTop++] = cid;
+    else this.handOn(cid);
+  }
+
+  /**
+   * Hands `cid` to the oldest waiting command, and on to the next while a
+   * command fails before it is written (its CID comes back through a
+   * release() that only frees it): a loop, not a recursion, however long
+   * the backlog of failing commands (20,000 overflowed the stack).
+   */
+  private handOn(cid: number): void {
+    this.handingOn = true;
+    try {
+      this.freeCids[this.freeTop++] = cid;
+      while (this.backlog.length > 0 && this.freeTop > 0) this.issue(this.freeCids[--this.freeTop], this.backlog.shift()!);
+    } finally {
+      this.handingOn = false;
+    }
   }
 
   /**
@@ -695,8 +723,14 @@ export class QueuePair implements Reaper {
   }
 
   private readonly check = (): void => {
+    if (this.closed) return this.idleIfDone();
     this.reap(); // what has arrived is not late
-    const fatal = this.o.health();
+    let fatal: NvmeError | undefined;
+    try {
+      fatal = this.o.health();
+    } catch (err) {
+      fatal = unreachable(err); // CSTS cannot be read: nothing the controller holds will complete
+    }
     if (fatal) {
       this.fail(fatal);
       return;
@@ -737,21 +771,26 @@ export class QueuePair implements Reaper {
    * Fails every pending command with `error` (callbacks called, promises
    * rejected, each with a copy naming its command); the CIDs of those the
    * controller holds stay taken until their completions come or `resetRings()`.
+   * Every command is told, also after a callback threw; the first callback's
+   * error is thrown then.
    */
   fail(error: NvmeError): void {
     const held = this.awaitedCids().map((cid) => this.abandon(cid));
     const waiting = this.backlog;
     this.backlog = [];
-    for (const [kind, callback, tag, context] of held) this.deliver(kind, callback, tag, withContext(error, context));
-    for (const r of waiting) {
-      this.deliver(
-        r.callback ? CALLBACK : PROMISE,
-        r.callback,
-        r.tag,
-        withContext(error, { command: r.cmd.name, opcode: r.cmd.opcode, queue: this.id }),
-      );
-    }
+    let thrown: { error: unknown } | undefined;
+    const tell = (kind: number, callback: IoCallback | undefined, tag: unknown, context: CommandContext): void => {
+      try {
+        this.deliver(kind, callback, tag, withContext(error, context));
+      } catch (e) {
+        thrown ??= { error: e };
+      }
+    };
+    for (const [kind, callback, tag, context] of held) tell(kind, callback, tag, context);
+    for (const r of waiting)
+      tell(r.callback ? CALLBACK : PROMISE, r.callback, r.tag, { command: r.cmd.name, opcode: r.cmd.opcode, queue: this.id });
     this.idleIfDone();
+    if (thrown) throw thrown.error;
   }
 
   /**
@@ -759,10 +798,11 @@ export class QueuePair implements Reaper {
    * abandoned commands will not complete, so their CIDs are free again,
    * and the rings start over (zeroed CQ, phase 1).
    *
-   * @throws Error while commands are pending: fail() them first.
+   * @throws {@link VfioStateError} `ERR_VFIO_BUSY` while commands are pending: fail() them first.
    */
   resetRings(): void {
-    if (this.awaited > 0) throw new Error('resetRings() with commands pending: fail() them first');
+    if (this.awaited > 0)
+      throw new VfioStateError(`queue ${this.id}: resetRings() with ${this.awaited} commands pending: fail() them first`, 'ERR_VFIO_BUSY');
     this.meta.fill(FREE);
     this.mappings.fill(null);
     this.freeAll();
@@ -780,15 +820,46 @@ export class QueuePair implements Reaper {
   close(): void {
     if (this.closed) return;
     this.closing = true;
-    this.fail(new NvmeError(`queue ${this.id} was closed`, 'ERR_NVME_ABORTED'));
-    this.closed = true;
-    this.mode.detach();
-    this.mapping.unmap();
-    this.memory.close();
+    try {
+      this.fail(new NvmeError(`queue ${this.id} was closed`, 'ERR_NVME_ABORTED'));
+    } finally {
+      this.closed = true;
+      this.mode.detach();
+      this.mapping.unmap();
+      this.memory.close();
+    }
   }
+}
+
+/**
+ * `cmd` is a command the queue can write and name: an object with an
+ * integer opcode in 0..255 and a name (for messages). Checked when it is
+ * submitted, before anything is taken: a malformed one used to be written,
+ * and to throw from its completion where nobody could catch it.
+ *
+ * @throws TypeError or RangeError naming the field.
+ */
+function checkCommand(cmd: NvmeCommand): void {
+  const kind = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
+  if (typeof cmd !== 'object' || cmd === null || Array.isArray(cmd))
+    throw new TypeError(`cmd must be an NvmeCommand object ({ name, opcode, ... }), not ${kind(cmd)}`);
+  if (typeof cmd.opcode !== 'number') throw new TypeError(`cmd.opcode must be a number, not ${kind(cmd.opcode)}`);
+  if (!Number.isInteger(cmd.opcode) || cmd.opcode < 0 || cmd.opcode > 0xff)
+    throw new RangeError(`cmd.opcode must be an integer in 0..255, not ${cmd.opcode}`);
+  if (typeof cmd.name !== 'string')
+    throw new TypeError(`cmd.name must be a string (the command's name, for messages), not ${kind(cmd.name)}`);
+}
+
+/** What fails the pending commands when the controller's registers cannot be reached: `err`, as an NvmeError. */
+function unreachable(err: unknown): NvmeError {
+  const e = new NvmeError(`the controller cannot be reached: ${err instanceof Error ? err.message : String(err)}`, 'ERR_NVME_ABORTED');
+  Object.defineProperty(e, 'cause', { value: err, configurable: true, writable: true });
+  return e;
 }
 
 /** A copy of a queue-wide error, naming one command. */
 function withContext(error: NvmeError, context: CommandContext): NvmeError {
-  return new NvmeError(`${describeCommand(context)}: ${error.message}`, error.code, context);
+  const copy = new NvmeError(`${describeCommand(context)}: ${error.message}`, error.code, context);
+  if (error.cause !== undefined) Object.defineProperty(copy, 'cause', { value: error.cause, configurable: true, writable: true });
+  return copy;
 }
