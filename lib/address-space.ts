@@ -16,7 +16,7 @@ import { IovaAllocator, IovaAllocatorError, IovaRange, IOVA_FAST_END, IOVA_SPACE
 import { DmaBuffer, PAGE_SIZE } from './memory';
 import { PhysList, CpuFragment } from './phys-list';
 import { readPciDevice } from './sysfs';
-import { checkRangeFits, hex, kindOf, toBigInt } from './validate';
+import { checkInstance, checkOptions, checkRangeFits, hex, kindOf, toBigInt } from './validate';
 
 export { DmaMapping } from './dma-mapping';
 export type { DmaMappingEvent } from './dma-mapping';
@@ -639,6 +639,8 @@ export class AddressSpace implements Disposable {
    *   throw; on failure nothing stays reserved or mapped.
    */
   mapPhysList(list: PhysList, options: AllocationOptions & { access?: Partial<Access> } = {}): DmaMapping {
+    checkInstance(list, PhysList, 'list');
+    checkOptions(options);
     const window = this.reserve(list.span, options);
     try {
       const m = window.link(list, 0, options);

@@ -9,7 +9,7 @@ import { DeviceInterrupts } from './interrupts';
 import { NativeDevice, NativeFile } from './native';
 import { PciRegion, Region, regionInfo, RegionInfo } from './region';
 import { PciDeviceInfo } from './sysfs';
-import { toBigInt } from './validate';
+import { checkInt, toBigInt } from './validate';
 
 /** VFIO_DEVICE_GET_INFO flag: the device has a reset method (FLR, PM or bus reset). */
 export const VFIO_DEVICE_FLAGS_RESET = 1 << 0;
@@ -229,11 +229,11 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
    * BAR `n` as a {@link Region}: `region(n)`.
    *
    * @param n - The BAR index, 0 to 5.
-   * @throws RangeError when `n` is not an integer in 0..5.
+   * @throws TypeError when `n` is not a number; RangeError when it is not an integer in 0..5.
    * @throws {@link VfioStateError} `ERR_VFIO_CLOSED` after close().
    */
   bar(n: number): Region {
-    if (!Number.isInteger(n) || n < 0 || n > 5) throw new RangeError(`a BAR index is 0..5, not ${n}`);
+    checkInt(n, 'n (a BAR index)', 0, 5);
     return this.region(n);
   }
 

@@ -315,6 +315,7 @@ export class IrqVector extends EventEmitter {
    * when the vector is (or gets) torn down; with the signal's reason when it aborts.
    */
   wait(options: IrqWaitOptions = {}): Promise<number> {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, not ${kindOf(options)}`);
     const { signal, timeoutMs } = options;
     if (timeoutMs !== undefined) checkInteger(timeoutMs, 'timeoutMs', 0, 2 ** 31 - 1);
     checkSignal(signal);

@@ -254,12 +254,12 @@ export class FuzzDriver implements ArgSource {
   }
 
   /** Records an error met by a call: the library's own (counted by kind) or internal (a finding). */
-  judge(error: unknown, at: { call: number; entry: string; args: string }, how: Finding['how']): void {
+  judge(error: unknown, at: { call: number; entry: string; args: string }, how: Finding['how'], params: readonly string[] = []): void {
     if (error instanceof Error && error.name === 'FuzzSkip') {
       this.report.skipped[error.message] = (this.report.skipped[error.message] ?? 0) + 1;
       return;
     }
-    const reason = internalReason(error);
+    const reason = internalReason(error, params);
     if (reason === undefined) {
       const e = error as { name?: string; code?: unknown };
       const key = `${e.name}${typeof e.code === 'string' ? ` ${e.code}` : ''}`;
@@ -329,7 +329,12 @@ export class FuzzDriver implements ArgSource {
       const wrap = this.o.wrap;
       result = wrap ? wrap(entry, () => this.invoke(entry, target, args)) : this.invoke(entry, target, args);
     } catch (err) {
-      this.judge(err, at, 'threw');
+      this.judge(
+        err,
+        at,
+        'threw',
+        entry.params.map((p) => p.name),
+      );
       return;
     }
     if (result instanceof Promise) {
@@ -338,7 +343,13 @@ export class FuzzDriver implements ArgSource {
           this.report.ok++;
           this.adopt(v);
         },
-        (err) => this.judge(err, at, 'rejected'),
+        (err) =>
+          this.judge(
+            err,
+            at,
+            'rejected',
+            entry.params.map((x) => x.name),
+          ),
       );
       this.pending.add(p);
       void p.finally(() => this.pending.delete(p));

@@ -54,14 +54,22 @@ const ENGINE_MESSAGES = [
 
 const ENGINE_ERROR_NAMES = new Set(['SyntaxError', 'ReferenceError', 'EvalError', 'URIError', 'InternalError', 'AggregateError']);
 
-/** Why `error` is internal (a defect), or undefined when it is one of the library's own. */
-export function internalReason(error: unknown): string | undefined {
+/**
+ * Why `error` is internal (a defect), or undefined when it is one of the
+ * library's own. `params`: the names of the called entry's parameters; a
+ * Node argument error naming one of them (an EventEmitter method's
+ * "listener") names the caller's argument, and is the library's answer too.
+ */
+export function internalReason(error: unknown, params: readonly string[] = []): string | undefined {
   if (!(error instanceof Error)) return `a non-Error was thrown: ${describeValue(error)}`;
   const name = error.name;
   if (ENGINE_ERROR_NAMES.has(name)) return `${name}: ${error.message}`;
   const code = (error as { code?: unknown }).code;
   // Node's own argument errors (ERR_INVALID_ARG_TYPE, ERR_OUT_OF_RANGE, ...) from a call the library made.
-  if (typeof code === 'string' && code.startsWith('ERR_') && !/^ERR_(VFIO|NVME)_/.test(code)) return `${code}: ${error.message}`;
+  if (typeof code === 'string' && code.startsWith('ERR_') && !/^ERR_(VFIO|NVME)_/.test(code)) {
+    const named = /^The "([^"]+)" argument/.exec(error.message)?.[1];
+    if (named === undefined || !params.includes(named)) return `${code}: ${error.message}`;
+  }
   for (const re of ENGINE_MESSAGES) if (re.test(error.message)) return `${name}: ${error.message}`;
   return undefined;
 }

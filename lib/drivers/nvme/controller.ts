@@ -292,6 +292,7 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
    */
   ioQueue(queue?: number): QueuePair {
     if (queue !== undefined) {
+      if (typeof queue !== 'number') throw new TypeError(`queue must be a number, not ${kindOf(queue)}`);
       const q = this.ioQueues[queue - 1];
       if (!q) throw new RangeError(`I/O queue ${queue} does not exist (1..${this.ioQueues.length})`);
       return q;

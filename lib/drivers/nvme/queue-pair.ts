@@ -46,6 +46,7 @@ import { CommandContext, describeCommand, NvmeError, NvmeRevokedError, NvmeStatu
 import { buildPrps, contiguousPrp2, DmaRange, listPagesFor, PrpListArea, rangesOf, revokedRefusal } from './prp';
 import { CQ_ENTRY_SIZE, NvmeRegisters, SQ_ENTRY_SIZE } from './registers';
 import { checkQueuePairOptions } from './queue-options';
+import { kindOf } from '../../validate';
 
 /** What a {@link QueuePair} is made of; {@link NvmeController} fills it in. */
 export interface QueuePairOptions {
@@ -399,6 +400,17 @@ export class QueuePair implements Reaper {
     mapping?: DmaMapping,
   ): void {
     if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    if (
+      typeof opcode !== 'number' ||
+      typeof name !== 'string' ||
+      typeof nsid !== 'number' ||
+      typeof cdw10 !== 'number' ||
+      typeof cdw11 !== 'number' ||
+      typeof cdw12 !== 'number' ||
+      typeof address !== 'number' ||
+      typeof length !== 'number'
+    )
+      throw badTransfer({ opcode, name, nsid, cdw10, cdw11, cdw12, address, length });
     // transferAsync's commands are settled as a promise: their tag is their Waiter
     const kind = callback === AWAITED ? PROMISE : CALLBACK;
     const cb = kind === PROMISE ? undefined : (callback as IoCallback);
@@ -439,6 +451,7 @@ export class QueuePair implements Reaper {
    * @returns The completion; rejects as {@link QueuePair.submit} does.
    */
   transferAsync(t: Transfer): Promise<Completion> {
+    if (t === null || typeof t !== 'object') return Promise.reject(new TypeError(`t must be a Transfer object, not ${kindOf(t)}`));
     return new Promise<Completion>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject };
       this.transfer(t.opcode, t.name, t.nsid, t.cdw10, t.cdw11, t.cdw12, t.address, t.length, AWAITED, waiter, t.options, t.mapping);
@@ -801,6 +814,7 @@ export class QueuePair implements Reaper {
    * @throws {@link VfioStateError} `ERR_VFIO_BUSY` while commands are pending: fail() them first.
    */
   resetRings(): void {
+    if (this.closed) throw new VfioStateError(`queue ${this.id} is closed`, 'ERR_VFIO_CLOSED');
     if (this.awaited > 0)
       throw new VfioStateError(`queue ${this.id}: resetRings() with ${this.awaited} commands pending: fail() them first`, 'ERR_VFIO_BUSY');
     this.meta.fill(FREE);
@@ -862,4 +876,10 @@ function withContext(error: NvmeError, context: CommandContext): NvmeError {
   const copy = new NvmeError(`${describeCommand(context)}: ${error.message}`, error.code, context);
   if (error.cause !== undefined) Object.defineProperty(copy, 'cause', { value: error.cause, configurable: true, writable: true });
   return copy;
+}
+
+/** transfer()'s first argument that is not of its type (off the hot path: only once one is found). */
+function badTransfer(fields: Record<string, unknown>): TypeError {
+  const [field, value] = Object.entries(fields).find(([k, v]) => typeof v !== (k === 'name' ? 'string' : 'number'))!;
+  return new TypeError(`${field} must be a ${field === 'name' ? 'string' : 'number'}, not ${kindOf(value)}`);
 }
