@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import { VfioPciDevice } from './device';
 import { DmaMapping } from './dma-mapping';
-import { VfioStateError } from './errors';
+import { explainMapError, MappedMemory, VfioStateError } from './errors';
 import { Access, BackendKind, FlatFragments, IommuBackend } from './iommu/backend';
 import { IommufdBackend, IommufdContext } from './iommu/iommufd';
 import { Type1Backend, Type1Choice } from './iommu/type1';
@@ -17,6 +17,22 @@ import { DmaBuffer, PAGE_SIZE } from './memory';
 import { PhysList, CpuFragment } from './phys-list';
 import { readPciDevice } from './sysfs';
 import { checkInstance, checkOptions, checkRangeFits, hex, kindOf, toBigInt } from './validate';
+
+/**
+ * Fragments `first`..`last` of `list` for an error's message: their
+ * indexes, and where each of the two ends lies in its memory.
+ */
+function describeFragments(list: PhysList, first: number, last: number): string {
+  const frags = list.fragments;
+  const where = (i: number): string => {
+    const f = frags[i];
+    if (f === undefined) return `fragment ${i}`;
+    const memory = list.kind === 'cpu' ? 'its DmaBuffer' : `region ${list.provider?.regionIndex ?? '?'}`;
+    return `fragment ${i} (offset ${hex(f.offset)}, ${f.length} bytes of ${memory})`;
+  };
+  const which = first === last ? where(first) : `fragments ${first}..${last}, one run in memory, from ${where(first)} to ${where(last)}`;
+  return `linking ${which} of the ${frags.length}-fragment list failed; nothing of the list stays mapped`;
+}
 
 export { DmaMapping } from './dma-mapping';
 export type { DmaMappingEvent } from './dma-mapping';
@@ -556,7 +572,7 @@ export class AddressSpace implements Disposable {
       pin = args[5];
     } catch (err) {
       this.allocator!.freeFast(iova, req.length);
-      throw err;
+      throw explainMapError(err, 'cpu');
     }
     return this.track(new DmaMapping(this, pin, iova, req.length, 0, req.length, true, buffer));
   }
@@ -580,7 +596,7 @@ export class AddressSpace implements Disposable {
       pin = await fast.mapUserAsync(buffer.handle, offset, length, iova, bits);
     } catch (err) {
       if (!this.closed) this.allocator!.freeFast(iova, length);
-      throw err;
+      throw explainMapError(err, 'cpu');
     }
     return this.track(new DmaMapping(this, pin, iova, length, 0, length, true, buffer));
   }
@@ -680,7 +696,9 @@ export class AddressSpace implements Disposable {
       } catch (err) {
         // The native side found a closed buffer's handle stale: say which fragment, as a VfioStateError.
         if ((err as { code?: unknown }).code === 'ERR_VFIO_CLOSED') list.checkOpen();
-        throw err;
+        // The native side names the failed run of fragments in the error's detail: "(fragment 3..5 of 8; ...)".
+        const m = /fragment (\d+)(?:\.\.(\d+))?/.exec((err as { detail?: unknown }).detail as string);
+        throw explainMapError(err, 'cpu', m ? describeFragments(list, Number(m[1]), Number(m[2] ?? m[1])) : undefined);
       }
       mapping = new DmaMapping(this, pin, iova, list.spanBytes, list.headBytes, list.lengthBytes, false, list);
     } else {
@@ -726,7 +744,16 @@ export class AddressSpace implements Disposable {
         holds.push(s.source);
       }
     }
-    const pin = backend.mapList(BigInt(iova), flat, acc);
+    let pin: number;
+    try {
+      pin = backend.mapList(BigInt(iova), flat, acc);
+    } catch (err) {
+      // the native side names the failed run of fragments (fragmentFirst..fragmentLast)
+      const { fragmentFirst: first, fragmentLast: last } = err as { fragmentFirst?: unknown; fragmentLast?: unknown };
+      const where = typeof first === 'number' && typeof last === 'number' ? describeFragments(list, first, last) : undefined;
+      const memory: MappedMemory = list.kind === 'cpu' ? 'cpu' : backend.kind === 'type1' ? 'bar' : 'dma-buf';
+      throw explainMapError(err, memory, where);
+    }
     const mapping = new DmaMapping(this, pin, iova, list.spanBytes, list.headBytes, list.lengthBytes, false, holds);
     if (list.kind === 'p2p' && backend.kind === 'iommufd') {
       const provider = list.provider!;

@@ -18,9 +18,63 @@ export interface VfioErrorInfo {
   syscall: string;
   /** What the call was about: a path, a device name. */
   detail?: string;
+  /**
+   * For a map call, what it mapped (the hint depends on it): `'cpu'`
+   * (process memory: a DmaBuffer), `'bar'` (a BAR's mmap, peer memory under
+   * type1) or `'dma-buf'` (peer memory under iommufd).
+   */
+  memory?: MappedMemory;
 }
 
-type Hint = [syscall: RegExp, code: RegExp, hint: string | (() => string), detail?: RegExp];
+/** What a failed map call mapped: process memory, a BAR's mmap, or a dma-buf. */
+export type MappedMemory = 'cpu' | 'bar' | 'dma-buf';
+
+type Hint = [syscall: RegExp, code: RegExp, hint: string | (() => string), detail?: RegExp, memory?: MappedMemory];
+
+/** @internal /proc/self/status's CapEff: whether bit `bit` (a capability number) is set; false when unreadable. */
+export function hasCapability(status: string, bit: number): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)$/im.exec(status);
+  return m !== null && ((BigInt(`0x${m[1]}`) >> BigInt(bit)) & 1n) === 1n;
+}
+
+/** @internal CAP_IPC_LOCK's number (linux/capability.h): lock memory, pin it past RLIMIT_MEMLOCK. */
+export const CAP_IPC_LOCK = 14;
+
+/**
+ * @internal ENOMEM from a map call, for a process whose /proc/self/status is
+ * `status`: RLIMIT_MEMLOCK limits pinning only without CAP_IPC_LOCK (type1
+ * and iommufd both skip the accounting with it), so the hint says what to
+ * check in either case.
+ */
+export function pinRefusedHint(status: string): string {
+  const pinned = /^VmPin:\s*(\d+ kB)$/m.exec(status)?.[1];
+  const now = pinned === undefined ? '' : ` (VmPin in /proc/self/status: ${pinned} pinned now)`;
+  if (hasCapability(status, CAP_IPC_LOCK)) {
+    return (
+      'the kernel could not pin or map the memory, and not for RLIMIT_MEMLOCK: this process has CAP_IPC_LOCK, which lifts it; ' +
+      `check the system's free memory (MemAvailable in /proc/meminfo), the memory cgroup's limit (memory.max: pinned pages and IOMMU page tables are charged to it), and what is pinned already${now}`
+    );
+  }
+  let limit = '';
+  try {
+    const line = /^Max locked memory\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'))?.[1];
+    if (line !== undefined) limit = `, now ${line === 'unlimited' ? 'unlimited' : `${Number(line) / 1024} KiB`}`;
+  } catch {
+    // no procfs: the hint still says what to raise
+  }
+  return `pinning was refused: raise RLIMIT_MEMLOCK (ulimit -l${limit}; it counts every pinned page${now}) or run with CAP_IPC_LOCK`;
+}
+
+/** pinRefusedHint for this process. */
+function pinRefused(): string {
+  let status = '';
+  try {
+    status = fs.readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    // no procfs: the hint for a process without the capability
+  }
+  return pinRefusedHint(status);
+}
 
 /** type1's module parameter that caps the mappings of one container. */
 const DMA_ENTRY_LIMIT = '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit';
@@ -72,11 +126,7 @@ const HINTS: Hint[] = [
     /^EBUSY$/,
     'the device is in use: another process, or another address space of this one, has it open (through its cdev, or its IOMMU group through a type1 container); close it there first',
   ],
-  [
-    /(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/,
-    /^ENOMEM$/,
-    'pinning was refused: raise RLIMIT_MEMLOCK (ulimit -l) or run with CAP_IPC_LOCK',
-  ],
+  [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA|IOMMU_IOAS_COPY)/, /^ENOMEM$/, pinRefused],
   [/VFIO_IOMMU_MAP_DMA/, /^ENOSPC$/, dmaEntryLimitHint],
   [/(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA)/, /^(EEXIST|EADDRINUSE)$/, 'that IOVA range is already mapped: unmap it first or map elsewhere'],
   [
@@ -88,8 +138,22 @@ const HINTS: Hint[] = [
     /^ioctl\(IOMMU_IOAS_MAP\)$/,
     /^EFAULT$/,
     "iommufd pins process memory only: a BAR's mmap cannot be pinned, map peer memory through a P2PProvider (dma-buf)",
+    undefined,
+    'bar',
   ],
-  [/VFIO_IOMMU_MAP_DMA/, /^EFAULT$/, 'the memory cannot be pinned for the access asked (a read-only mapping asked for device writes?)'],
+  [
+    /VFIO_IOMMU_MAP_DMA/,
+    /^EFAULT$/,
+    "a BAR's mmap is mapped by type1 only while the BAR decodes memory, and not at all by iommufd's compatibility container (/dev/iommu as a container): " +
+      'turn memory decoding on, or map peer memory through a P2PProvider under the iommufd backend (dma-buf)',
+    undefined,
+    'bar',
+  ],
+  [
+    /(IOMMU_IOAS_MAP|VFIO_IOMMU_MAP_DMA)/,
+    /^EFAULT$/,
+    'the memory could not be pinned for the access asked: a read-only mapping asked for device writes, or memory that is not ordinary process memory (closed, or unmapped meanwhile)',
+  ],
   [/IOMMU_IOAS_MAP_FILE/, /^(ENODEV|EBADF|EOPNOTSUPP)$/, 'the file cannot be mapped: iommufd maps memfds and VFIO dma-bufs only'],
   [
     /(IOMMU_IOAS_UNMAP|VFIO_IOMMU_UNMAP_DMA)/,
@@ -110,10 +174,37 @@ const HINTS: Hint[] = [
   [/^mmap$/, /^ENOMEM$/, 'no free huge pages: echo N > /proc/sys/vm/nr_hugepages', /MAP_HUGETLB/],
 ];
 
-/** What to check for a failed call: the hint VfioError appends to its message, or undefined when there is none. */
-export function hintFor(syscall: string, code: string, detail = ''): string | undefined {
-  const hint = HINTS.find(([s, c, , d]) => s.test(syscall) && c.test(code) && (!d || d.test(detail)))?.[2];
+/**
+ * What to check for a failed call: the hint VfioError appends to its
+ * message, or undefined when there is none. `memory` is what a map call
+ * mapped: hints meant for one kind of memory are chosen only for it.
+ */
+export function hintFor(syscall: string, code: string, detail = '', memory?: MappedMemory): string | undefined {
+  const hint = HINTS.find(([s, c, , d, m]) => s.test(syscall) && c.test(code) && (!d || d.test(detail)) && (!m || m === memory))?.[2];
   return typeof hint === 'function' ? hint() : hint;
+}
+
+/** The message each VfioError was built with, before its hint: what explainMapError builds on. */
+const bareMessages = new WeakMap<VfioError, string>();
+
+/**
+ * @internal `err` as a map call's error once the caller knows what it
+ * mapped: a VfioError is rebuilt with its hint chosen for `memory`, and
+ * `where` (which fragment of a list, say) added to its message; anything
+ * else is returned as it is.
+ */
+export function explainMapError(err: unknown, memory: MappedMemory, where?: string): unknown {
+  if (!(err instanceof VfioError)) return err;
+  const bare = bareMessages.get(err) ?? err.message;
+  const e = new VfioError(where === undefined ? bare : `${bare}: ${where}`, {
+    code: err.code,
+    errno: err.errno,
+    syscall: err.syscall,
+    detail: err.detail,
+    memory,
+  });
+  e.stack = `${e.name}: ${e.message}${err.stack?.slice(err.stack.indexOf('\n')) ?? ''}`;
+  return e;
 }
 
 /**
@@ -147,7 +238,8 @@ export class VfioError extends Error {
    * Builds the error; the native layer does, with the facts of the failed call.
    *
    * @param message - What failed, e.g. 'ENOMEM: Cannot allocate memory, ioctl(IOMMU_IOAS_MAP)'.
-   * @param info - `code`, `errno`, `syscall` and `detail`; a hint is appended to the message when one matches.
+   * @param info - `code`, `errno`, `syscall`, `detail` and, for a map call,
+   *   the `memory` it mapped; a hint is appended to the message when one matches.
    */
   constructor(message: string, info: VfioErrorInfo) {
     checkString(message, 'message');
@@ -156,8 +248,11 @@ export class VfioError extends Error {
     checkInt(info.errno, 'info.errno', -4095, 0);
     checkString(info.syscall, 'info.syscall');
     if (info.detail !== undefined) checkString(info.detail, 'info.detail');
-    const hint = hintFor(info.syscall, info.code, info.detail);
+    if (info.memory !== undefined && info.memory !== 'cpu' && info.memory !== 'bar' && info.memory !== 'dma-buf')
+      throw new TypeError(`info.memory must be 'cpu', 'bar' or 'dma-buf', not ${String(info.memory)}`);
+    const hint = hintFor(info.syscall, info.code, info.detail, info.memory);
     super(hint ? `${message} (${hint})` : message);
+    bareMessages.set(this, message);
     this.name = 'VfioError';
     this.code = info.code;
     this.errno = info.errno;

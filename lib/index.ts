@@ -29,7 +29,7 @@ export type { Type1Choice, Type1Flavour } from './iommu/type1';
 export { IovaAllocator, IovaAllocatorError, IovaNoSpaceError } from './iova-allocator';
 export type { IovaRange, IovaAllocation, IovaAllocatorOptions, IovaAllocateOptions, IovaErrorCode } from './iova-allocator';
 export { VfioError, VfioStateError } from './errors';
-export type { VfioErrorInfo } from './errors';
+export type { VfioErrorInfo, MappedMemory } from './errors';
 export { readPciDevice, listVfioPciDevices, normalizeBdf } from './sysfs';
 export type { PciDeviceInfo, PciResource } from './sysfs';
 export type { NativeFile } from './native';

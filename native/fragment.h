@@ -44,7 +44,9 @@ inline bool Continues(const Fragment& f, const Fragment& next) {
 // one call per run of fragments that continue each other (consecutive pieces
 // of one buffer, or of one memfd or dma-buf mapped as a file): the kernel
 // makes one mapping, and one IOTLB sync, per call. If a call throws, calls
-// unmap(iova, bytes) for the runs mapped before it and rethrows.
+// unmap(iova, bytes) for the runs mapped before it and rethrows; a
+// JavaScript error gets the failed run's fragment indexes as
+// `fragmentFirst` and `fragmentLast`, for its message to name them.
 template <typename MapFn, typename UnmapFn>
 void MapConsecutive(const std::vector<Fragment>& frags, uint64_t iova, MapFn&& map, UnmapFn&& unmap) {
   uint64_t at = iova;
@@ -54,6 +56,12 @@ void MapConsecutive(const std::vector<Fragment>& frags, uint64_t iova, MapFn&& m
     for (; j < frags.size() && Continues(run, frags[j]); j++) run.length += frags[j].length;
     try {
       map(run, at);
+    } catch (Napi::Error& e) {
+      if (at > iova) unmap(iova, at - iova);
+      Napi::Object error = e.Value();
+      error.Set("fragmentFirst", static_cast<double>(i));
+      error.Set("fragmentLast", static_cast<double>(j - 1));
+      throw;
     } catch (...) {
       if (at > iova) unmap(iova, at - iova);
       throw;
