@@ -4,7 +4,7 @@
  * JSON lines, and the blocks of the nvme image each of them may write.
  *
  * The nvme image's last 1 MiB is written by tests only (test/guest/nvme.test.ts
- * takes its first 64 blocks); these tests take its last 48 blocks of 4 KiB.
+ * takes its first 64 blocks); these tests take its last 56 blocks of 4 KiB.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
@@ -17,6 +17,8 @@ export const NVME_BLOCKS_4K = NVME_IMAGE_SIZE / NVME_BLOCK;
 export const KILL_BLOCKS = NVME_BLOCKS_4K - 32;
 /** First 4 KiB block of the blocks the NVMe worker of test/fixtures/workers writes (16 blocks). */
 export const WORKER_BLOCKS = NVME_BLOCKS_4K - 48;
+/** First 4 KiB block of the blocks test/guest/cycles.test.ts writes (8 blocks). */
+export const CYCLES_BLOCKS = NVME_BLOCKS_4K - 56;
 
 /** The compiled child script `name` (test/fixtures/NAME.ts). */
 export function fixture(name: string): string {
