@@ -5,6 +5,7 @@
  * in the object itself, so mapping and unmapping allocate nothing else.
  */
 import { EventEmitter } from 'node:events';
+import { kindOf } from './validate';
 
 /** @internal What a mapping reports to when it leaves the IOMMU: its address space. */
 export interface MappingOwner {
@@ -162,12 +163,19 @@ export class DmaMapping implements Disposable {
     if (this.events !== null) this.events.emit('revoked');
   }
 
+  /** The events a mapping has: TypeError naming `event` for anything else. */
+  private static check(event: unknown): void {
+    if (event !== 'unmapped' && event !== 'revoked')
+      throw new TypeError(`event must be 'unmapped' or 'revoked', not ${typeof event === 'string' ? `'${event}'` : kindOf(event)}`);
+  }
+
   private emitter(): EventEmitter {
     return (this.events ??= new EventEmitter());
   }
 
   /** Calls `listener` on every `event`. */
   on(event: DmaMappingEvent, listener: () => void): this {
+    DmaMapping.check(event);
     this.emitter().on(event, listener);
     return this;
   }
@@ -179,12 +187,14 @@ export class DmaMapping implements Disposable {
 
   /** Calls `listener` on the next `event` only. */
   once(event: DmaMappingEvent, listener: () => void): this {
+    DmaMapping.check(event);
     this.emitter().once(event, listener);
     return this;
   }
 
   /** Removes a listener added by `on` or `once`. */
   off(event: DmaMappingEvent, listener: () => void): this {
+    DmaMapping.check(event);
     this.events?.off(event, listener);
     return this;
   }
@@ -196,12 +206,14 @@ export class DmaMapping implements Disposable {
 
   /** Removes every listener (of `event`, when given). */
   removeAllListeners(event?: DmaMappingEvent): this {
+    if (event !== undefined) DmaMapping.check(event);
     this.events?.removeAllListeners(event);
     return this;
   }
 
   /** How many listeners `event` has. */
   listenerCount(event: DmaMappingEvent): number {
+    DmaMapping.check(event);
     return this.events?.listenerCount(event) ?? 0;
   }
 

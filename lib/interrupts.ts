@@ -16,6 +16,12 @@ import { VfioError, VfioStateError } from './errors';
 import { native, NativeEventfdWatcher, NativeFile } from './native';
 import { kindOf } from './validate';
 
+/** An event name: a string or a symbol (TypeError naming it otherwise). */
+function checkEventName(event: unknown): void {
+  if (typeof event !== 'string' && typeof event !== 'symbol')
+    throw new TypeError(`event must be a string or a symbol, not ${kindOf(event)}`);
+}
+
 /** vfio-pci's IRQ indexes (VFIO_PCI_*_IRQ_INDEX), for {@link DeviceInterrupts.info}. */
 export const IrqIndex = {
   /** The legacy INTx pin: one level-triggered line, automasked by the kernel. */
@@ -218,6 +224,7 @@ export class IrqVector extends EventEmitter {
 
   /** EventEmitter's, noting the change. */
   override on(event: string | symbol, listener: Listener): this {
+    checkEventName(event);
     super.on(event, listener);
     return this.listenersChanged(event);
   }
@@ -229,12 +236,14 @@ export class IrqVector extends EventEmitter {
 
   /** EventEmitter's, noting the change. */
   override prependListener(event: string | symbol, listener: Listener): this {
+    checkEventName(event);
     super.prependListener(event, listener);
     return this.listenersChanged(event);
   }
 
   /** EventEmitter's, noting the change. */
   override removeListener(event: string | symbol, listener: Listener): this {
+    checkEventName(event);
     super.removeListener(event, listener);
     return this.listenersChanged(event);
   }
@@ -246,6 +255,7 @@ export class IrqVector extends EventEmitter {
 
   /** EventEmitter's, noting the change (without an argument, of every event: EventEmitter tells by the argument count). */
   override removeAllListeners(...args: [event?: string | symbol]): this {
+    if (args[0] !== undefined) checkEventName(args[0]);
     super.removeAllListeners(...args);
     return this.listenersChanged(args[0]);
   }
@@ -360,6 +370,7 @@ export class IrqVector extends EventEmitter {
    * ```
    */
   events(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<number> {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, not ${kindOf(options)}`);
     checkSignal(options.signal);
     const source = on(this, 'interrupt', { signal: options.signal, close: ['close'] }) as AsyncIterableIterator<unknown[]>;
     if (this.closed) void source.return?.();

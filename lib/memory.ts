@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import { MemoryKindCode, native, NativeMemory } from './native';
-import { toLength } from './validate';
+import { kindOf, toLength } from './validate';
 import { VfioStateError } from './errors';
 
 /**
@@ -127,8 +127,12 @@ export class DmaBuffer implements Disposable {
    *   (`echo N > /proc/sys/vm/nr_hugepages`).
    */
   static allocate(length: number | bigint, options: DmaBufferOptions = {}): DmaBuffer {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, not ${kindOf(options)}`);
     const kind = options.kind ?? 'anonymous';
-    if (!(kind in KIND_CODE)) throw new TypeError(`kind must be one of ${Object.keys(KIND_CODE).join(', ')}, not ${String(kind)}`);
+    if (typeof kind !== 'string' || !Object.hasOwn(KIND_CODE, kind))
+      throw new TypeError(
+        `kind must be one of ${Object.keys(KIND_CODE).join(', ')}, not ${typeof kind === 'string' ? `'${kind}'` : kindOf(kind)}`,
+      );
     const len = toLength(length, 'length', kind === 'hugetlb' ? HUGE_PAGE_SIZE : PAGE_SIZE);
     checkRoom(len, kind);
     return new DmaBuffer(native.NativeMemory.allocate(len, KIND_CODE[kind], HUGE_PAGE_SIZE), kind);

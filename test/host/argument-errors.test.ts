@@ -77,6 +77,13 @@ const cases: Call[] = [
   ['new QueuePair(undefined)', () => new lib.QueuePair(undefined as never), TypeError, /^options must be an object/],
   ['listVfioPciDevices(5)', () => lib.listVfioPciDevices(5 as never), TypeError, /^sysfsRoot must be a string/],
   ['AddressSpace.open({ type1: {} })', () => lib.AddressSpace.open({ type1: Object.create(null) as never }), TypeError, /^type1 must be/],
+  [
+    'DmaBuffer.allocate(4096, { kind: {} })',
+    () => lib.DmaBuffer.allocate(4096, { kind: Object.create(null) as never }),
+    TypeError,
+    /^kind must be one of .*, not an object/,
+  ],
+  ['DmaBuffer.allocate(4096, null)', () => lib.DmaBuffer.allocate(4096, null as never), TypeError, /^options must be an object, not null/],
   ['AddressSpace.open({ sysfs: 5 })', () => lib.AddressSpace.open({ sysfs: 5 as never }), TypeError, /^sysfs must be a string/],
 ];
 
@@ -126,6 +133,16 @@ describe('argument errors name the argument (what the fuzz found as engine error
     await assert.rejects(ns.writeZeroes(0, Symbol() as never), { name: 'TypeError', message: /^blocks must be a number/ });
     await assert.rejects(ns.flush(null as never), { name: 'TypeError', message: /^options must be an object, not null/ });
     assert.equal(ns.bytes, 4096n);
+  });
+
+  it('DmaMapping listeners: an event that is not one of its own is a TypeError naming it', () => {
+    const m = new lib.DmaMapping({ release: () => undefined } as never, 0, 0x1000, 4096, 0, 4096, true, {});
+    assert.throws(() => m.on(Object.create(null) as never, () => undefined), {
+      name: 'TypeError',
+      message: /^event must be 'unmapped' or 'revoked', not an object/,
+    });
+    assert.throws(() => m.listenerCount('x' as never), { name: 'TypeError', message: /not 'x'/ });
+    assert.equal(m.on('unmapped', () => undefined).listenerCount('unmapped'), 1);
   });
 
   it('the allocator errors are exported from the package', () => {

@@ -354,7 +354,7 @@ export class FuzzDriver implements ArgSource {
       this.pending.add(p);
       void p.finally(() => this.pending.delete(p));
       // Await some (ordered use), let others run on (overlapping calls), never for long.
-      if (this.rng.chance(0.6)) await Promise.race([p, sleep(this.rng.pick([0, 1, 5]))]);
+      if (this.rng.chance(0.5)) await Promise.race([p, sleep(this.rng.pick([0, 0, 1, 2]))]);
       return;
     }
     this.report.ok++;

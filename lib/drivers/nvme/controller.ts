@@ -227,6 +227,7 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
    * @throws RangeError when it is not active on this controller (the message lists those that are).
    */
   namespace(nsid = 1): NvmeNamespace {
+    if (typeof nsid !== 'number') throw new TypeError(`nsid must be a number, not ${kindOf(nsid)}`);
     const ns = this.namespaces_.get(nsid);
     if (!ns)
       throw new RangeError(

@@ -594,13 +594,25 @@ export class QueuePair implements Reaper {
    * @param words - The shadow doorbell buffer as 32-bit words, laid out as
    *   the doorbell registers, followed at `eventOffset` words by the EventIdx buffer.
    * @param eventOffset - Words from a shadow doorbell to its EventIdx.
+   * @throws TypeError or RangeError when `words` does not hold this queue's
+   *   shadow doorbells and EventIdx entries at `eventOffset`.
    */
   useShadowDoorbells(words: Uint32Array, eventOffset: number): void {
+    if (!(words instanceof Uint32Array)) throw new TypeError(`words must be a Uint32Array, not ${kindOf(words)}`);
+    if (typeof eventOffset !== 'number') throw new TypeError(`eventOffset must be a number, not ${kindOf(eventOffset)}`);
     const base = this.registers.sqTailDoorbell(0);
+    const sq = (this.sqDoorbell - base) / 4;
+    const cq = (this.cqDoorbell - base) / 4;
+    // Both of this queue's shadow doorbells and their EventIdx words must lie inside `words`.
+    const last = Math.max(sq, cq) + eventOffset;
+    if (!Number.isInteger(eventOffset) || eventOffset <= Math.max(sq, cq) || last >= words.length)
+      throw new RangeError(
+        `eventOffset ${eventOffset} and words (${words.length}) must hold queue ${this.id}'s shadow doorbells (words ${sq} and ${cq}) and their EventIdx entries after them`,
+      );
     this.shadow = words;
     this.eventOffset = eventOffset;
-    this.sqShadow = (this.sqDoorbell - base) / 4;
-    this.cqShadow = (this.cqDoorbell - base) / 4;
+    this.sqShadow = sq;
+    this.cqShadow = cq;
   }
 
   /**
