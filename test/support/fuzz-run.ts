@@ -28,6 +28,8 @@ export const KNOWN = {
 export interface ChildReport extends FuzzReport {
   world: string;
   epochs: number;
+  /** ms from the process's start to its first call. */
+  loadMs: number;
   worldFailures: string[];
   uncaught: { call: number; entry: string; args: string; error: string }[];
   unhandled: { call: number; entry: string; args: string; error: string }[];
@@ -108,7 +110,7 @@ export function fuzzFigures(label: string, seed: number, run: ChildRun): string 
     `fuzz ${label} seed ${seed}: ${r?.calls ?? 0} calls of ${r?.entries ?? 0} entries (${r ? r.entries - r.neverCalled.length : 0} reached), ` +
     `crashes ${crashed}, uncaught ${r?.uncaught.length ?? 0}, unhandled ${r?.unhandled.length ?? 0}, engine-internal ${internal}` +
     `${knownCount(r) ? ` (+${knownCount(r)} known, in lib/iova-allocator.ts)` : ''}; ${r?.ok ?? 0} returned, ${refused} refused with the library's errors, ` +
-    `${skipped} declined by the guards; ${r?.epochs ?? 0} worlds, ${Math.round((r?.durationMs ?? 0) / 100) / 10} s`
+    `${skipped} declined by the guards; ${r?.epochs ?? 0} worlds, ${Math.round((r?.durationMs ?? 0) / 100) / 10} s (+${Math.round((r?.loadMs ?? 0) / 100) / 10} s to load)`
   );
 }
 
