@@ -44,9 +44,10 @@ forEachBackend('a device another process holds', (backend) => {
     const child = new JsonChild(fixture('second-open'), [BACKENDS.join(','), DEVICES.join(',')], { stdin: true });
     try {
       for (const bdf of DEVICES) space.openDevice(bdf);
-      const { first } = await child.next<{ first: Attempt[] }>(180_000);
+      const { first, fds } = await child.next<{ first: Attempt[]; fds: { before: number; after: number } }>(180_000);
       assert.equal(first.length, BACKENDS.length * DEVICES.length);
       for (const a of first) assertInUse(a, backend);
+      assert.equal(fds.after, fds.before, 'the failed opens left no file open in the second process');
       space.close();
       child.send('again');
       const { again } = await child.next<{ again: Attempt[] }>(60_000);
