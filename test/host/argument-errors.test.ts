@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import * as lib from '../../lib/index';
 import { memfdRegion } from '../support/memfd-region';
+import { FakeNvme } from '../support/nvme-fake';
 
 type Call = [what: string, call: () => unknown, error: typeof TypeError | typeof RangeError, names: RegExp];
 
@@ -143,6 +144,42 @@ describe('argument errors name the argument (what the fuzz found as engine error
     });
     assert.throws(() => m.listenerCount('x' as never), { name: 'TypeError', message: /not 'x'/ });
     assert.equal(m.on('unmapped', () => undefined).listenerCount('unmapped'), 1);
+  });
+
+  it('QueuePair: null options, a transfer of the wrong types, short shadow doorbells, resetRings() after close', async () => {
+    const fake = new FakeNvme(512);
+    const queue = new lib.QueuePair({
+      id: 1,
+      entries: 4,
+      registers: fake.registers,
+      space: fake.space.asAddressSpace,
+      pageSize: 4096,
+      prpPagesPerCommand: 1,
+      mode: new lib.PolledCompletions(),
+      defaultTimeoutMs: 1000,
+      health: () => undefined,
+    });
+    try {
+      await assert.rejects(queue.submit(lib.nvmeCommands.flush(1), null as never), {
+        name: 'TypeError',
+        message: /^options must be an object, not null/,
+      });
+      await assert.rejects(queue.submit(lib.nvmeCommands.flush(1), { timeoutMs: 5n as never }), {
+        name: 'TypeError',
+        message: /^timeoutMs must be a number/,
+      });
+      await assert.rejects(queue.transferAsync(new Date() as never), {
+        name: 'TypeError',
+        message: /^opcode must be a number, not undefined/,
+      });
+      await assert.rejects(queue.transferAsync(null as never), { name: 'TypeError', message: /^t must be a Transfer object, not null/ });
+      assert.throws(() => queue.useShadowDoorbells(new Uint32Array(2), 1), { name: 'RangeError', message: /shadow doorbells/ });
+      assert.throws(() => queue.useShadowDoorbells([] as never, 1024), { name: 'TypeError', message: /^words must be a Uint32Array/ });
+    } finally {
+      queue.close();
+      fake.bar.dispose();
+    }
+    assert.throws(() => queue.resetRings(), { name: 'VfioStateError', code: 'ERR_VFIO_CLOSED' });
   });
 
   it('the allocator errors are exported from the package', () => {

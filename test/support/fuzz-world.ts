@@ -8,6 +8,7 @@
  * TypeScript offers: buffers, lists, pools, allocators, errors, an
  * NvmeRegisters over a memfd region, command builders.
  */
+import { EventEmitter } from 'node:events';
 import * as lib from '../../lib/index';
 
 /** One step of building a world: a name and what it makes. */
@@ -51,7 +52,7 @@ function pureSteps(): Step[] {
         return [pool, pool.allocate(512)];
       },
     ],
-    ['completions', () => new lib.PolledCompletions(1)],
+    ['completions', () => [new lib.PolledCompletions(1), new lib.InterruptCompletions(1, new EventEmitter())]],
     ['commands', () => [lib.nvmeCommands.flush(1), lib.nvmeCommands.identify(1, [])]],
   ];
 }
@@ -88,7 +89,8 @@ export async function guestWorld(backend: 'iommufd' | 'type1', failed: (what: st
       'edu',
       () => {
         const edu = lib.EduDevice.open(space, DEVICES.edu);
-        return [edu, edu.device, edu.device.interrupts.enableMsi(1)];
+        const vectors = edu.device.interrupts.enableMsi(1);
+        return [edu, edu.device, vectors, new lib.InterruptCompletions(0, vectors[0])];
       },
     ],
     [

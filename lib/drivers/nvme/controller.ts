@@ -263,6 +263,8 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
    *   with `ERR_NVME_FATAL` while the controller is in Controller Fatal Status.
    */
   adminCommand(cmd: cmds.NvmeCommand, options: SubmitOptions = {}): Promise<Completion> {
+    if (options === null || typeof options !== 'object')
+      return Promise.reject(new TypeError(`options must be an object, not ${kindOf(options)}`));
     if (this.fatal) return Promise.reject(this.fatal);
     return this.adminQueue.submit(cmd, options);
   }
@@ -274,6 +276,8 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
    *   a queue that does not exist, and with `ERR_NVME_NOT_READY` without I/O queues.
    */
   io(cmd: cmds.NvmeCommand, options: IoOptions = {}): Promise<Completion> {
+    if (options === null || typeof options !== 'object')
+      return Promise.reject(new TypeError(`options must be an object, not ${kindOf(options)}`));
     if (this.fatal) return Promise.reject(this.fatal);
     let q: QueuePair;
     try {

@@ -474,10 +474,11 @@ export class QueuePair implements Reaper {
   }
 
   private timeoutOf(options: SubmitOptions): number {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, not ${kindOf(options)}`);
     const t = options.timeoutMs;
     if (t === undefined) return this.defaultTimeoutMs;
-    if (typeof t !== 'number' || !(t >= 0) || t === Infinity)
-      throw new RangeError(`timeoutMs must be a non-negative number of milliseconds, not ${t}`);
+    if (typeof t !== 'number') throw new TypeError(`timeoutMs must be a number of milliseconds, not ${kindOf(t)}`);
+    if (!(t >= 0) || t === Infinity) throw new RangeError(`timeoutMs must be a non-negative number of milliseconds, not ${t}`);
     return t;
   }
 
