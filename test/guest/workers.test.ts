@@ -5,6 +5,9 @@
  * 16 in another, BAR2 writes to ivshmem read back from the host's file in a
  * third, every byte checked, all closed; then the main thread opens each
  * device again and finds it working, and holding what the workers wrote.
+ * A worker that ends without closing its device, a DMA running, leaves no
+ * file open and no memory pinned once it has exited, and the device opens
+ * again at once.
  */
 import assert from 'node:assert/strict';
 import { JsonChild, fixture } from '../support/children';
@@ -19,9 +22,11 @@ forEachBackend('worker threads, each with its own device', (backend) => {
     const started = Date.now();
     const child = new JsonChild(fixture('workers'), [backend]);
     try {
-      const report = await child.next<{ workers: DeviceWorkerResult[]; main: { ms: number; nvmeBlocks: string; ivshmem: string } }>(
-        240_000,
-      );
+      const report = await child.next<{
+        workers: DeviceWorkerResult[];
+        main: { ms: number; nvmeBlocks: string; ivshmem: string };
+        leaver: { exit: number; fdsBefore: number; fdsAfter: number; pinnedBefore: number; pinnedAfter: number };
+      }>(240_000);
       const { code, signal } = await child.end(30_000);
       assert.equal(signal, null, `the process died of ${signal}:\n${child.stderr}`);
       assert.equal(code, 0, child.stderr);
@@ -42,9 +47,13 @@ forEachBackend('worker threads, each with its own device', (backend) => {
         pattern(32 * 1024, 300 + 7),
         "ivshmem holds the worker's bytes",
       );
+      assert.equal(report.leaver.exit, 0);
+      assert.equal(report.leaver.fdsAfter, report.leaver.fdsBefore, 'a worker that ended without closing left no file open');
+      assert.equal(report.leaver.pinnedAfter, report.leaver.pinnedBefore, 'nor any memory pinned');
       figure(
         `workers [${backend}]: ${w.map((r) => `${r.kind} ${r.operations} operations, ${r.bytesChecked} bytes checked in ${r.end - r.start} ms`).join('; ')}; ` +
-          `then the main thread reopened all three (${report.main.ms} ms); ${Math.round((Date.now() - started) / 1000)} s`,
+          `then the main thread reopened all three (${report.main.ms} ms); a worker that ended without closing edu left ` +
+          `${report.leaver.fdsAfter - report.leaver.fdsBefore} files open and ${report.leaver.pinnedAfter - report.leaver.pinnedBefore} kB pinned, and edu opened again; ${Math.round((Date.now() - started) / 1000)} s`,
       );
     } finally {
       child.process.kill('SIGKILL');
