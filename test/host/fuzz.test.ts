@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { figure } from '../support/figures';
 import { fuzzFigures, fuzzSeeds, problems, runFuzzChild } from '../support/fuzz-run';
 
-const CALLS = 4000;
+const CALLS = 10_000;
 
 describe('fuzz of the public API on the host (no VFIO)', () => {
   for (const seed of fuzzSeeds()) {

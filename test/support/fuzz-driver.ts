@@ -144,7 +144,7 @@ export class FuzzDriver implements ArgSource {
   private readonly pending = new Set<Promise<unknown>>();
   private readonly findings = new Map<string, Finding>();
   /** The call under way, or the last one: what an uncaught error is attributed to. */
-  current = { call: -1, entry: '', args: '' };
+  current: { readonly call: number; readonly entry: string; readonly args: string } = { call: -1, entry: '', args: '' };
   readonly report: FuzzReport;
   private readonly started = Date.now();
 
@@ -221,11 +221,9 @@ export class FuzzDriver implements ArgSource {
   }
 
   callback(): (...args: unknown[]) => void {
-    const call = this.current.call;
-    const entry = this.current.entry;
-    const args = this.current.args;
+    const at = this.current; // the call being prepared: its arguments are described only if needed
     return (...got: unknown[]) => {
-      for (const g of got) if (g instanceof Error) this.judge(g, { call, entry, args }, 'callback');
+      for (const g of got) if (g instanceof Error) this.judge(g, at, 'callback');
     };
   }
 
@@ -278,11 +276,11 @@ export class FuzzDriver implements ArgSource {
     }
   }
 
+  /** Overwrites the trace file with `text` (one write: padded to a fixed width, so no truncation is needed). */
   private trace(text: string): void {
     if (this.traceFd === undefined) return;
-    const b = Buffer.from(`${text}\n`);
+    const b = Buffer.from(`${text.slice(0, 199).padEnd(199)}\n`);
     fs.writeSync(this.traceFd, b, 0, b.length, 0);
-    fs.ftruncateSync(this.traceFd, b.length);
   }
 
   /** Entries that have a receiver (or need none) now. */
@@ -310,8 +308,23 @@ export class FuzzDriver implements ArgSource {
   async call(entry: Entry): Promise<void> {
     const target = entry.owner === undefined ? undefined : this.instanceOf(entry.owner);
     if (entry.owner !== undefined && target === undefined) return;
-    const args =
-      entry.kind === 'get' ? [] : entry.kind === 'set' ? [valueOf(this, entry.params[0]?.type ?? 'any', 0)] : makeArgs(this, entry.params);
+    // The call's record first (callbacks made for its arguments report to it); its arguments are described only when read.
+    const args: unknown[] = [];
+    const at = {
+      call: this.report.calls,
+      entry: entry.id,
+      get args(): string {
+        return args.map((a) => describeValue(a)).join(', ');
+      },
+    };
+    this.current = at;
+    args.push(
+      ...(entry.kind === 'get'
+        ? []
+        : entry.kind === 'set'
+          ? [valueOf(this, entry.params[0]?.type ?? 'any', 0)]
+          : makeArgs(this, entry.params)),
+    );
     for (const guard of this.o.guards) {
       const why = guard(entry, target, args);
       if (why !== undefined) {
@@ -320,10 +333,8 @@ export class FuzzDriver implements ArgSource {
       }
     }
     const n = this.report.calls++;
-    const at = { call: n, entry: entry.id, args: args.map((a) => describeValue(a)).join(', ') };
-    this.current = at;
     this.called.add(entry.id);
-    this.trace(`#${n} ${at.entry}(${at.args})`);
+    this.trace(`#${n} ${entry.id} (seed ${this.report.seed})`);
     let result: unknown;
     try {
       const wrap = this.o.wrap;
