@@ -44,6 +44,33 @@ export interface DeviceDependent {
   close(): void;
 }
 
+/** Capability ID of PCI power management (PCI Local Bus spec). */
+const PCI_CAP_ID_PM = 0x01;
+/** Offset of the power management control/status register (PMCSR) in its capability. */
+const PCI_PM_CTRL = 4;
+/** PMCSR's power state field: D0 0, D1 1, D2 2, D3hot 3. */
+const PCI_PM_CTRL_STATE_MASK = 0x3;
+const PCI_D3HOT = 3;
+/** Status register bit: the device has a capability list, its head at PCI_CAPABILITY_LIST. */
+const PCI_STATUS_CAP_LIST = 0x10;
+const PCI_STATUS = 0x06;
+const PCI_CAPABILITY_LIST = 0x34;
+
+/** The config space offset of capability `id` in the standard list (read through `file` at `base`), or undefined. */
+function findCapability(file: NativeDevice, base: bigint, id: number): number | undefined {
+  const byte = (at: number): number => {
+    const b = new Uint8Array(1);
+    return file.pread(base + BigInt(at), b) === 1 ? b[0] : 0;
+  };
+  if ((byte(PCI_STATUS) & PCI_STATUS_CAP_LIST) === 0) return undefined;
+  let at = byte(PCI_CAPABILITY_LIST) & ~3;
+  for (let hops = 0; at >= 0x40 && hops < 48; hops++) {
+    if (byte(at) === id) return at;
+    at = byte(at + 1) & ~3;
+  }
+  return undefined;
+}
+
 /**
  * Calls every step, also after one throws, then throws the first error met:
  * the steps of a teardown all run whatever one of them does.
@@ -94,6 +121,8 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
   private memoryOn = true;
   /** resetAsync() calls under way: the BARs cannot be accessed meanwhile. */
   private resetting = 0;
+  /** Whether a write of the power management control register put the device in D3hot (a reset brings it back to D0). */
+  private d3hot = false;
 
   /** @internal */
   constructor(
@@ -174,6 +203,12 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
         `BAR ${index} of ${this.bdf} cannot be accessed while the device resets (resetAsync() is under way): await it first`,
         'ERR_VFIO_RESETTING',
       );
+    if (this.d3hot)
+      return new VfioStateError(
+        `BAR ${index} of ${this.bdf} cannot be accessed: the device is in power state D3hot (written to its power ` +
+          `management control register, and VFIO unmaps the BARs meanwhile); write D0 there, or reset the device`,
+        'ERR_VFIO_MEMORY_DISABLED',
+      );
     if (!this.memoryOn)
       return new VfioStateError(
         `BAR ${index} of ${this.bdf} cannot be accessed: its memory decoding is off (the Command register's memory-enable ` +
@@ -181,6 +216,18 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
         'ERR_VFIO_MEMORY_DISABLED',
       );
     return undefined;
+  }
+
+  /**
+   * A write put the power management control register's state field:
+   * vfio-pci moves the device to that power state, and in D3hot unmaps the
+   * BARs and revokes their dma-bufs, as with memory decoding off.
+   */
+  private powerStateWritten(state: number): void {
+    const was = this.d3hot;
+    this.d3hot = state === PCI_D3HOT;
+    this.updateBars();
+    if (this.d3hot && !was) this.revokeMemory('memory-disabled');
   }
 
   /** Every open BAR region follows barOffline(): accessible again, or throwing instead of touching its mapping. */
@@ -210,14 +257,24 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
   private configFile(regionOffset: bigint): NativeDevice {
     const native = this.native;
     const command = regionOffset + BigInt(PCI_COMMAND);
+    let pmControl: bigint | null | undefined; // PMCSR's offset in the file; null without a PM capability
+    /** The byte of `source` written at file offset `register`, or -1 when the write does not cover it. */
+    const byteAt = (register: bigint, offset: bigint, source: Uint8Array): number => {
+      const at = register - offset;
+      return at >= 0n && at < BigInt(source.length) ? source[Number(at)] : -1;
+    };
     const file: Pick<NativeDevice, 'pread' | 'pwrite' | 'mmap'> = {
       pread: (offset, target) => native.pread(offset, target),
       pwrite: (offset, source) => {
-        const at = command - offset;
-        const covers = at >= 0n && at < BigInt(source.length);
-        const on = covers && (source[Number(at)] & PCI_COMMAND_MEMORY) !== 0;
+        if (pmControl === undefined) {
+          const pm = findCapability(native, regionOffset, PCI_CAP_ID_PM);
+          pmControl = pm === undefined ? null : regionOffset + BigInt(pm + PCI_PM_CTRL);
+        }
+        const cmd = byteAt(command, offset, source);
+        const pmcsr = pmControl === null ? -1 : byteAt(pmControl, offset, source);
         const written = native.pwrite(offset, source);
-        if (covers) this.commandWritten(on);
+        if (cmd >= 0) this.commandWritten((cmd & PCI_COMMAND_MEMORY) !== 0);
+        if (pmcsr >= 0) this.powerStateWritten(pmcsr & PCI_PM_CTRL_STATE_MASK);
         return written;
       },
       mmap: (offset, length, writable) => native.mmap(offset, length, writable),
@@ -296,6 +353,7 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
   reset(): void {
     this.requireReset();
     this.live().reset();
+    this.backToD0();
     this.revokeMemory('reset');
   }
 
@@ -317,12 +375,20 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     this.updateBars();
     try {
       await done;
+      this.d3hot = false; // VFIO_DEVICE_RESET puts the device in D0 first
     } finally {
       this.resetting--;
       if (!this.closed) this.updateBars();
     }
     if (this.closed || this.closing) throw new VfioStateError(`device ${this.bdf} was closed while it reset`, 'ERR_VFIO_CLOSED');
     this.revokeMemory('reset');
+  }
+
+  /** After a reset: VFIO_DEVICE_RESET puts the device in D0 before resetting it. */
+  private backToD0(): void {
+    if (!this.d3hot) return;
+    this.d3hot = false;
+    this.updateBars();
   }
 
   private requireReset(): void {

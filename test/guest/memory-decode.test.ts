@@ -4,7 +4,8 @@
  * that kills the process. Through the library's accessors nothing may kill
  * it: whichever way memory decoding goes off (setMemoryEnabled(false), a raw
  * write of PCI_COMMAND through config space) the BAR's accessors throw
- * ERR_VFIO_MEMORY_DISABLED naming the BAR, during resetAsync() they throw
+ * ERR_VFIO_MEMORY_DISABLED naming the BAR (so do they in power state D3hot,
+ * where the device has power management), during resetAsync() they throw
  * ERR_VFIO_RESETTING, and they work again once decoding is back. Each
  * device runs in a child process, so that a SIGBUS is seen as a signal and
  * not as the end of the suite.
@@ -71,6 +72,16 @@ function probe(
       every('raw PCI_COMMAND write', region);
       device.config.write16(PCI_COMMAND, cmd);
       attempt('raw PCI_COMMAND write back on', () => region.read32(${offset}));
+      // the power management capability, if the device has one: D3hot unmaps the BARs too
+      let pm = device.config.read8(0x06) & 0x10 ? device.config.read8(0x34) & ~3 : 0;
+      while (pm >= 0x40 && device.config.read8(pm) !== 0x01) pm = device.config.read8(pm + 1) & ~3;
+      if (pm >= 0x40) {
+        const pmcsr = device.config.read16(pm + 4);
+        device.config.write16(pm + 4, (pmcsr & ~3) | 3);
+        attempt('D3hot: read32', () => region.read32(${offset}));
+        device.config.write16(pm + 4, pmcsr & ~3);
+        attempt('D0 again', () => region.read32(${offset}));
+      }
       if (device.info().flags & 1) {
         const reset = device.resetAsync();
         attempt('during resetAsync: read32', () => region.read32(${offset}));
@@ -95,9 +106,9 @@ function probe(
 }
 
 const DEVICES = [
-  { name: 'edu BAR0 (registers)', bdf: BDF.edu, bar: 0, offset: 0 },
-  { name: 'ivshmem BAR2 (memory)', bdf: BDF.ivshmem, bar: 2, offset: 0x30000 },
-  { name: 'nvme BAR0 (registers, with a function-level reset)', bdf: BDF.nvme, bar: 0, offset: 0x1c },
+  { name: 'edu BAR0 (registers)', bdf: BDF.edu, bar: 0, offset: 0, pm: false },
+  { name: 'ivshmem BAR2 (memory)', bdf: BDF.ivshmem, bar: 2, offset: 0x30000, pm: false },
+  { name: 'nvme BAR0 (registers, with power management and a function-level reset)', bdf: BDF.nvme, bar: 0, offset: 0x1c, pm: true },
 ];
 
 forEachBackend('BAR accesses while memory decoding is off', (backend) => {
@@ -121,6 +132,12 @@ forEachBackend('BAR accesses while memory decoding is off', (backend) => {
       }
       assert.equal(r.steps['setMemoryEnabled(true)'].value, r.steps.decoding.value, 'readable again, the same register');
       assert.equal(r.steps['raw PCI_COMMAND write back on'].value, r.steps.decoding.value);
+      assert.equal(Boolean(r.steps['D3hot: read32']), d.pm, d.pm ? 'the D3hot step ran' : 'no power management capability');
+      if (r.steps['D3hot: read32']) {
+        assert.equal(r.steps['D3hot: read32'].code, 'ERR_VFIO_MEMORY_DISABLED', JSON.stringify(r.steps['D3hot: read32']));
+        assert.match(r.steps['D3hot: read32'].message ?? '', /power state D3hot/);
+        assert.equal(r.steps['D0 again'].name, undefined, r.steps['D0 again'].message);
+      }
       if (r.steps['during resetAsync: read32']) {
         assert.equal(r.steps['during resetAsync: read32'].code, 'ERR_VFIO_RESETTING');
         assert.equal(r.steps['after resetAsync'].name, undefined, r.steps['after resetAsync'].message);

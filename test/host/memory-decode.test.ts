@@ -19,6 +19,10 @@ import { PciRegion, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO
 const BAR_SIZE = 4096;
 const CONFIG_SIZE = 256;
 const regionOffset = (index: number): bigint => BigInt(index) << 40n;
+const PCI_STATUS = 0x06;
+/** Where the fake's power management capability is, and its control register (PMCSR). */
+const PM_CAP = 0x40;
+const PMCSR = PM_CAP + 4;
 
 interface FakeDevice {
   device: VfioPciDevice;
@@ -36,8 +40,13 @@ function fakeDevice(): FakeDevice {
   const bar = new Uint8Array(memory.arrayBuffer());
   const config = new Uint8Array(CONFIG_SIZE);
   config[PCI_COMMAND] = PCI_COMMAND_MEMORY;
+  // a power management capability, the only one: status says there is a list, its head at 0x34
+  config[PCI_STATUS] = 0x10;
+  config[0x34] = PM_CAP;
+  config[PM_CAP] = 0x01;
+  config[PM_CAP + 1] = 0;
   const faults: string[] = [];
-  const decoding = (): boolean => (config[PCI_COMMAND] & PCI_COMMAND_MEMORY) !== 0;
+  const decoding = (): boolean => (config[PCI_COMMAND] & PCI_COMMAND_MEMORY) !== 0 && (config[PMCSR] & 3) !== 3;
   let finishReset = (): void => undefined;
   // The Region's slow path calls the mapping's own accessors past its views: they fault like the zapped mmap.
   const guarded = new Proxy(memory, {
@@ -182,6 +191,27 @@ describe('BAR accesses while memory decoding is off (fake device)', () => {
     f.finishReset();
     await again;
     assertUnreachable(f, 'ERR_VFIO_MEMORY_DISABLED', /memory decoding is off/);
+  });
+
+  it('a write of D3hot to the power management control register counts as memory disabled, until D0 or a reset', async () => {
+    const bar = f.device.bar(0);
+    bar.write32(0, 9);
+    let disabled = 0;
+    f.device.on('memory-disabled', () => disabled++);
+    f.device.config.write16(PMCSR, 3); // D3hot
+    assertUnreachable(f, 'ERR_VFIO_MEMORY_DISABLED', /^BAR 0 of 0000:00:03\.0 cannot be accessed: the device is in power state D3hot/);
+    assert.equal(disabled, 1);
+    f.device.config.write8(PMCSR, 0); // D0
+    assert.equal(bar.read32(0), 9);
+    f.device.config.write32(PM_CAP + 4, 3);
+    assertUnreachable(f, 'ERR_VFIO_MEMORY_DISABLED', /power state D3hot/);
+    f.config[PMCSR] = 0; // what VFIO_DEVICE_RESET does first
+    const reset = f.device.resetAsync();
+    f.finishReset();
+    await reset;
+    assert.equal(bar.read32(0), 9, 'a reset puts the device in D0');
+    f.device.config.write8(PMCSR, 1); // D1: still decoding
+    assert.equal(bar.read32(0), 9);
   });
 
   it('closing the device meanwhile: the BAR is closed (ERR_VFIO_CLOSED), whatever state it was in', () => {
