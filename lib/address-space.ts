@@ -239,7 +239,8 @@ export class IovaWindow implements Disposable {
    */
   link(list: PhysList, offset: number | bigint = 0, options: { access?: Partial<Access> } = {}): DmaMapping {
     if (this.released) throw new VfioStateError('the IOVA window is released', 'ERR_VFIO_CLOSED');
-    if (!(list instanceof PhysList)) throw new TypeError('list must be a PhysList');
+    checkInstance(list, PhysList, 'list');
+    checkOptions(options);
     const off = offset === 0 ? 0 : num(offset, 'offset');
     pageAligned(off, 'offset');
     const span = list.spanBytes;
@@ -636,6 +637,7 @@ export class AddressSpace implements Disposable {
    *   `ERR_VFIO_NO_DEVICE` under type1 before a device is opened.
    */
   reserve(length: number | bigint, options: AllocationOptions = {}): IovaWindow {
+    checkOptions(options);
     const len = num(length, 'length');
     if (len === 0) throw new RangeError('length must not be 0');
     pageAligned(len, 'length');
@@ -839,6 +841,9 @@ export class AddressSpace implements Disposable {
    * @throws {@link VfioError} from `ioctl(IOMMU_IOAS_COPY)`.
    */
   copyFrom(source: AddressSpace, mapping: DmaMapping, options: AllocationOptions & { access?: Partial<Access> } = {}): DmaMapping {
+    checkInstance(source, AddressSpace, 'source');
+    checkInstance(mapping, DmaMapping, 'mapping');
+    checkOptions(options);
     const dst = this.live();
     if (!(dst instanceof IommufdBackend) || !(source.backend instanceof IommufdBackend)) {
       throw new VfioStateError('IOMMU_IOAS_COPY is an iommufd operation: both address spaces must be iommufd', 'ERR_VFIO_BACKEND');

@@ -182,6 +182,16 @@ describe('argument errors name the argument (what the fuzz found as engine error
     assert.throws(() => queue.resetRings(), { name: 'VfioStateError', code: 'ERR_VFIO_CLOSED' });
   });
 
+  it('AddressSpace.reserve/copyFrom/mapPhysList: null options and wrong objects are TypeErrors, checked first', () => {
+    const space = Object.create(lib.AddressSpace.prototype) as lib.AddressSpace; // no backend: a check that came later would meet it
+    assert.throws(() => space.reserve(40960, null as never), { name: 'TypeError', message: /^options must be an object, not null/ });
+    assert.throws(() => space.copyFrom(undefined as never, undefined as never), {
+      name: 'TypeError',
+      message: /^source must be an AddressSpace/,
+    });
+    assert.throws(() => space.mapPhysList(null as never), { name: 'TypeError', message: /^list must be a PhysList, not null/ });
+  });
+
   it('the allocator errors are exported from the package', () => {
     assert.equal(typeof lib.IovaAllocatorError, 'function');
     assert.equal(typeof lib.IovaNoSpaceError, 'function');
