@@ -12,6 +12,8 @@ import * as path from 'node:path';
 import type { FuzzReport } from './fuzz-driver';
 
 const CHILD = path.resolve(__dirname, '../fixtures/fuzz-child.js');
+/** How long a child may take to end once it has closed everything and reported. */
+const LINGER_MS = 20_000;
 
 /**
  * Entries whose internal errors are known and left to their owners: not
@@ -43,6 +45,8 @@ export interface ChildRun {
   status: number | null;
   signal: string | null;
   timedOut: boolean;
+  /** It reported, everything closed, and did not end within LINGER_MS: something still held its event loop. */
+  lingered: boolean;
   lastCall: string;
   output: string;
 }
@@ -52,7 +56,18 @@ export async function runFuzzChild(world: string, seed: number, calls: number, t
   const trace = path.join(os.tmpdir(), `node-vfio-fuzz-${process.pid}-${world}-${seed}.trace`);
   const child = spawn(process.execPath, [CHILD, world, String(seed), String(calls), trace], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  let lingered = false;
+  let exitTimer: NodeJS.Timeout | undefined;
+  child.stdout.on('data', (d: Buffer) => {
+    output += d.toString();
+    // Everything is closed once the report is out: the process must end on its own, soon.
+    if (exitTimer === undefined && output.includes('FUZZ-REPORT ')) {
+      exitTimer = setTimeout(() => {
+        lingered = true;
+        child.kill('SIGKILL');
+      }, LINGER_MS);
+    }
+  });
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -61,6 +76,7 @@ export async function runFuzzChild(world: string, seed: number, calls: number, t
   }, timeoutMs);
   const [status, signal] = await new Promise<[number | null, string | null]>((r) => child.on('close', (c, s) => r([c, s])));
   clearTimeout(timer);
+  clearTimeout(exitTimer);
   let lastCall = '';
   try {
     lastCall = fs.readFileSync(trace, 'utf8').trim();
@@ -70,14 +86,18 @@ export async function runFuzzChild(world: string, seed: number, calls: number, t
   }
   const line = output.split('\n').find((l) => l.startsWith('FUZZ-REPORT '));
   const report = line ? (JSON.parse(line.slice('FUZZ-REPORT '.length)) as ChildReport) : undefined;
-  return { report, status, signal, timedOut, lastCall, output };
+  return { report, status, signal, timedOut, lingered, lastCall, output };
 }
 
 /** What is wrong with a run (empty when nothing is), for an assertion message. */
 export function problems(run: ChildRun, replay: string): string[] {
   const out: string[] = [];
   const r = run.report;
-  if (run.signal)
+  if (run.lingered)
+    out.push(
+      `hang: the process did not end within ${LINGER_MS / 1000} s of closing everything; still active then: ${r?.active.join(', ') || 'nothing'}; replay: ${replay}`,
+    );
+  else if (run.signal)
     out.push(
       `killed by ${run.signal}${run.timedOut ? ' (hang: it did not end in time)' : ''}, in ${run.lastCall || '(no call)'}; replay: ${replay}`,
     );
@@ -102,13 +122,14 @@ export function knownCount(r: ChildReport | undefined): number {
 /** The figures of a run, one line. */
 export function fuzzFigures(label: string, seed: number, run: ChildRun): string {
   const r = run.report;
-  const crashed = run.signal || run.status !== 0 ? 1 : 0;
+  const hung = run.lingered || run.timedOut ? 1 : 0;
+  const crashed = !hung && (run.signal || run.status !== 0) ? 1 : 0;
   const internal = r ? r.internal.filter((x) => !KNOWN.has(x.entry)).reduce((n, f) => n + f.count, 0) : 0;
   const refused = r ? Object.values(r.refused).reduce((a, b) => a + b, 0) : 0;
   const skipped = r ? Object.values(r.skipped).reduce((a, b) => a + b, 0) : 0;
   return (
     `fuzz ${label} seed ${seed}: ${r?.calls ?? 0} calls of ${r?.entries ?? 0} entries (${r ? r.entries - r.neverCalled.length : 0} reached), ` +
-    `crashes ${crashed}, uncaught ${r?.uncaught.length ?? 0}, unhandled ${r?.unhandled.length ?? 0}, engine-internal ${internal}` +
+    `crashes ${crashed}, hangs ${hung}, uncaught ${r?.uncaught.length ?? 0}, unhandled ${r?.unhandled.length ?? 0}, engine-internal ${internal}` +
     `${knownCount(r) ? ` (+${knownCount(r)} known, in lib/iova-allocator.ts)` : ''}; ${r?.ok ?? 0} returned, ${refused} refused with the library's errors, ` +
     `${skipped} declined by the guards; ${r?.epochs ?? 0} worlds, ${Math.round((r?.durationMs ?? 0) / 100) / 10} s (+${Math.round((r?.loadMs ?? 0) / 100) / 10} s to load)`
   );
