@@ -185,9 +185,10 @@ export class DmaPool implements Disposable {
    *   (ENOMEM for 'hugetlb' without enough free huge pages).
    */
   static create(size: number | bigint, options: DmaPoolOptions = {}): DmaPool {
-    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, not ${kindOf(options)}`);
     const kind = options.kind ?? 'anonymous';
-    if (!KINDS.includes(kind)) throw new TypeError(`kind must be one of ${KINDS.join(', ')}, not ${String(kind)}`);
+    if (!KINDS.includes(kind))
+      throw new TypeError(`kind must be one of ${KINDS.join(', ')}, not ${typeof kind === 'string' ? `'${kind}'` : kindOf(kind)}`);
     const bytes = toLength(size, 'size', kind === 'hugetlb' ? HUGE_PAGE_SIZE : PAGE_SIZE);
     if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`size (${hex(bytes)}) is past 2^53`);
     const chunk = options.chunk === undefined ? PAGE_SIZE : toBigInt(options.chunk, 'chunk');

@@ -84,6 +84,12 @@ const cases: Call[] = [
     TypeError,
     /^kind must be one of .*, not an object/,
   ],
+  [
+    'DmaPool.create(4096, { kind: {} })',
+    () => lib.DmaPool.create(4096, { kind: Object.create(null) as never }),
+    TypeError,
+    /^kind must be one of .*, not an object/,
+  ],
   ['DmaBuffer.allocate(4096, null)', () => lib.DmaBuffer.allocate(4096, null as never), TypeError, /^options must be an object, not null/],
   ['AddressSpace.open({ sysfs: 5 })', () => lib.AddressSpace.open({ sysfs: 5 as never }), TypeError, /^sysfs must be a string/],
 ];
@@ -173,6 +179,14 @@ describe('argument errors name the argument (what the fuzz found as engine error
         message: /^opcode must be a number, not undefined/,
       });
       await assert.rejects(queue.transferAsync(null as never), { name: 'TypeError', message: /^t must be a Transfer object, not null/ });
+      await assert.rejects(queue.submit({ name: 'v1', opcode: 0, data: 4096 as never }), {
+        name: 'TypeError',
+        message: /^cmd\.data must be an array/,
+      });
+      await assert.rejects(queue.submit({ name: 'x', opcode: 2, cdw10: 1n as never }), {
+        name: 'TypeError',
+        message: /^cmd\.cdw10 must be a number/,
+      });
       assert.throws(() => queue.useShadowDoorbells(new Uint32Array(2), 1), { name: 'RangeError', message: /shadow doorbells/ });
       assert.throws(() => queue.useShadowDoorbells([] as never, 1024), { name: 'TypeError', message: /^words must be a Uint32Array/ });
     } finally {

@@ -875,6 +875,15 @@ function checkCommand(cmd: NvmeCommand): void {
     throw new RangeError(`cmd.opcode must be an integer in 0..255, not ${cmd.opcode}`);
   if (typeof cmd.name !== 'string')
     throw new TypeError(`cmd.name must be a string (the command's name, for messages), not ${kind(cmd.name)}`);
+  if (cmd.data !== undefined && !Array.isArray(cmd.data))
+    throw new TypeError(`cmd.data must be an array of { iova, length } segments, not ${kind(cmd.data)}`);
+  for (const k of ['nsid', 'cdw10', 'cdw11', 'cdw12', 'cdw13', 'cdw14', 'cdw15'] as const) {
+    if (cmd[k] !== undefined && typeof cmd[k] !== 'number') throw new TypeError(`cmd.${k} must be a number, not ${kind(cmd[k])}`);
+  }
+  for (const k of ['prp1', 'prp2'] as const) {
+    if (cmd[k] !== undefined && typeof cmd[k] !== 'bigint' && typeof cmd[k] !== 'number')
+      throw new TypeError(`cmd.${k} must be a bigint, not ${kind(cmd[k])}`);
+  }
 }
 
 /** What fails the pending commands when the controller's registers cannot be reached: `err`, as an NvmeError. */
