@@ -23,11 +23,11 @@ import { DmaBuffer } from '../../lib/memory';
 import { PhysList } from '../../lib/phys-list';
 import { NVME_IMAGE_SIZE, NVME_SERIAL } from '../../vm/devices';
 import { BDF, forEachBackend, pattern } from '../support/guest';
-import { NVME_BLOCK, nvmeBlock } from '../support/witness';
+import { NVME_BLOCK, NVME_PATTERN_BLOCKS, nvmeBlock } from '../support/witness';
 
 const MODES: NvmeCompletionMode[] = ['polled', 'interrupt'];
 const BLOCKS_4K = NVME_IMAGE_SIZE / NVME_BLOCK;
-/** The last 1 MiB is written by these tests; the host's pattern is trusted below it. */
+/** The last 1 MiB is written by these tests; the host's pattern is trusted below NVME_PATTERN_BLOCKS. */
 const OWNED_FIRST = BLOCKS_4K - 256;
 const CELL_BLOCKS = 16;
 
@@ -121,7 +121,7 @@ forEachBackend('NVMe driver', (backend) => {
 
       it('reads back the pattern the host wrote into the image before boot', async () => {
         using m = mapped(NVME_BLOCK);
-        for (const block of [0, 1, 2, 777, 4096, 12345, OWNED_FIRST - 1]) {
+        for (const block of [0, 1, 2, 777, 4096, 12345, NVME_PATTERN_BLOCKS - 1]) {
           m.buffer.bytes.fill(0xee);
           await ns.read(lbaOf(block), per4k, m.mapping);
           assertHostPattern(m.buffer.bytes, block, `block ${block}`);
@@ -225,7 +225,7 @@ forEachBackend('NVMe driver', (backend) => {
         let x = 12345 + cell;
         const random = (): number => {
           x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-          return x % OWNED_FIRST;
+          return x % NVME_PATTERN_BLOCKS;
         };
         const started = process.hrtime.bigint();
         const lane = async (i: number): Promise<void> => {
@@ -260,7 +260,7 @@ forEachBackend('NVMe driver', (backend) => {
         let x = 54321 + cell;
         const random = (): number => {
           x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-          return x % OWNED_FIRST;
+          return x % NVME_PATTERN_BLOCKS;
         };
         let issued = 0;
         let completed = 0;

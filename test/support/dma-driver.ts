@@ -118,8 +118,8 @@ class EduDmaDriver implements DmaTestDriver {
 /**
  * The scratch range of the NVMe image these tests write: 64 KiB at 3 MiB
  * from its end, clear of the ranges other guest tests write (the last
- * 1 MiB, the P2P tests' 2 MiB below it) and of what they read as the
- * host's pattern.
+ * 1 MiB, the P2P tests' 1 MiB below it), inside the last 4 MiB that no test
+ * reads as the host's pattern (witness.ts's NVME_PATTERN_BLOCKS).
  */
 const NVME_SCRATCH_4K = NVME_IMAGE_SIZE / NVME_BLOCK - 768;
 

@@ -14,6 +14,14 @@ export function ivshmemByte(i: number): number {
 
 export const NVME_BLOCK = 4096;
 
+/**
+ * The nvme image's 4 KiB blocks below this hold the host's pattern for the
+ * whole run: no test writes there. The last 4 MiB are the tests' to write
+ * (each its own range: nvme.test.ts, the P2P storage tests, the DMA test
+ * driver's scratch range, the process-level tests in support/children.ts).
+ */
+export const NVME_PATTERN_BLOCKS = NVME_IMAGE_SIZE / NVME_BLOCK - 1024;
+
 /** The 4 KiB block `lba` of the nvme image as the host wrote it. */
 export function nvmeBlock(lba: number): Buffer {
   const b = Buffer.alloc(NVME_BLOCK);
