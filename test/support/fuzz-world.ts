@@ -90,14 +90,14 @@ export async function guestWorld(backend: 'iommufd' | 'type1', failed: (what: st
       () => {
         const edu = lib.EduDevice.open(space, DEVICES.edu);
         const vectors = edu.device.interrupts.enableMsi(1);
-        return [edu, edu.device, vectors, new lib.InterruptCompletions(0, vectors[0])];
+        return [edu, edu.device, edu.device.interrupts, vectors, new lib.InterruptCompletions(0, vectors[0])];
       },
     ],
     [
       'ivshmem',
       () => {
         ivshmem = space.openDevice(DEVICES.ivshmem);
-        return [ivshmem, ivshmem.bar(0), ivshmem.bar(2), ivshmem.config, ivshmem.interrupts.enableMsix(1)];
+        return [ivshmem, ivshmem.bar(0), ivshmem.bar(2), ivshmem.config, ivshmem.interrupts, ivshmem.interrupts.enableMsix(1)];
       },
     ],
     [
@@ -112,7 +112,13 @@ export async function guestWorld(backend: 'iommufd' | 'type1', failed: (what: st
       () => {
         const a = lib.DmaBuffer.allocate(16384);
         const b = lib.DmaBuffer.allocate(8192, { kind: 'memfd' });
-        return [space.map(a, low), space.map(b, { ...low, access: { write: false } }), space.reserve(65536, low)];
+        const mapping = space.map(a, low);
+        return [
+          mapping,
+          space.map(b, { ...low, access: { write: false } }),
+          space.reserve(65536, low),
+          new lib.NvmeRevokedError({ command: 'Read', opcode: 2, queue: 1, cid: 0 }, mapping),
+        ];
       },
     ],
     [
