@@ -9,7 +9,7 @@ import { DeviceInterrupts } from './interrupts';
 import { NativeDevice, NativeFile } from './native';
 import { PciRegion, Region, regionInfo, RegionInfo } from './region';
 import { PciDeviceInfo } from './sysfs';
-import { checkInt, toBigInt } from './validate';
+import { checkArray, checkInt, checkObject, toBigInt } from './validate';
 
 /** VFIO_DEVICE_GET_INFO flag: the device has a reset method (FLR, PM or bus reset). */
 export const VFIO_DEVICE_FLAGS_RESET = 1 << 0;
@@ -169,6 +169,7 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
    * @throws {@link VfioError} (syscall `ioctl(VFIO_DEVICE_GET_REGION_INFO)`) EINVAL for an index the device does not have.
    */
   regionInfo(index: number): RegionInfo {
+    checkInt(index, 'index', 0, 0xffffffff);
     return regionInfo(this.live().regionInfo(index));
   }
 
@@ -181,6 +182,7 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
    * @throws {@link VfioError} from `ioctl(VFIO_DEVICE_GET_REGION_INFO)` or `mmap`.
    */
   region(index: number): Region {
+    checkInt(index, 'index', 0, 0xffffffff);
     this.live();
     let r = this.regionCache.get(index);
     if (!r) {
@@ -441,8 +443,11 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
    *   (needs VFIO's dma-buf support and CONFIG_PCI_P2PDMA).
    */
   exportDmaBuf(regionIndex: number, ranges: { offset: number | bigint; length: number | bigint }[]): NativeFile {
+    checkInt(regionIndex, 'regionIndex', 0, 0xffffffff);
+    checkArray(ranges, 'ranges');
     const info = this.regionInfo(regionIndex);
     const checked = ranges.map((r, i) => {
+      checkObject(r, `ranges[${i}]`);
       const offset = toBigInt(r.offset, `ranges[${i}].offset`);
       const length = toBigInt(r.length, `ranges[${i}].length`);
       if (length === 0n || offset + length > info.size) throw new RangeError(`ranges[${i}] is empty or outside region ${regionIndex}`);
@@ -465,6 +470,7 @@ export class VfioPciDevice extends EventEmitter implements Disposable {
     /** How many vectors the index has (0 when the device lacks it). */
     count: number;
   } {
+    checkInt(index, 'index', 0, 0xffffffff);
     return this.live().irqInfo(index);
   }
 
