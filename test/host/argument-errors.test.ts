@@ -85,6 +85,18 @@ const cases: Call[] = [
     /^kind must be one of .*, not an object/,
   ],
   [
+    'VfioPciDevice.exportDmaBuf(2, symbol)',
+    () => (Object.create(lib.VfioPciDevice.prototype) as lib.VfioPciDevice).exportDmaBuf(2, Symbol() as never),
+    TypeError,
+    /^ranges must be an array, not symbol/,
+  ],
+  [
+    'VfioPciDevice.regionInfo("0")',
+    () => (Object.create(lib.VfioPciDevice.prototype) as lib.VfioPciDevice).regionInfo('0' as never),
+    TypeError,
+    /^index must be a number/,
+  ],
+  [
     'DmaPool.create(4096, { kind: {} })',
     () => lib.DmaPool.create(4096, { kind: Object.create(null) as never }),
     TypeError,
