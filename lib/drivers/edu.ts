@@ -140,6 +140,10 @@ export class EduDevice implements Disposable {
       );
     }
     this.bar0 = device.bar(0);
+    // Start from a quiet device, as a driver's probe does: edu's status register outlives its
+    // users, so interrupts a previous one raised and never acknowledged are acknowledged here.
+    const stale = this.bar0.read32(EduReg.IRQ_STATUS);
+    if (stale !== 0) this.bar0.write32(EduReg.IRQ_ACK, stale);
     device.setBusMaster(true);
   }
 
