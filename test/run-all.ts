@@ -5,12 +5,14 @@
  *  host     pure TypeScript and the ABI check, on this machine
  *  harness  the guest harness itself: boots guests, kills them, reads device files
  *  guest    the library against real VFIO, in a guest on the project's kernel (bundled QEMU 10)
+ *  robust   the process-level robustness tests (fuzz, cycles, kill, workers, second process),
+ *           in a second guest on the project's kernel, beside the first
  *  stock    the same suite on Debian's stock kernel (legacy type1 only), on the system's QEMU,
  *           but for the files in STOCK_SKIPS
  *  lint     eslint, prettier and clang-format over the sources (one test)
  *
  * A suite that cannot run (no kernel, a dead guest) counts as failed with its reason.
- * The three suites that boot guests run side by side, and beside the host
+ * The four suites that boot guests run side by side, and beside the host
  * suite and the linters (a guest mostly waits on its devices' timers); each
  * suite's output is printed whole when it ends.
  */
@@ -41,9 +43,17 @@ const log = (line: string): void => {
   process.stdout.write(`[run-all] ${line}\n`);
 };
 
-function mochaArgs(dir: string, ignore: readonly string[] = []): string[] {
-  const ignores = ignore.flatMap((file) => ['--ignore', `dist/test/${dir}/${file}.test.js`]);
-  return ['--expose-gc', MOCHA, '--reporter', REPORTER, '--timeout', '120000', ...ignores, `dist/test/${dir}/**/*.test.js`];
+/** Which test files of a directory a suite runs: all but `skip`, or `only` these (names without `.test.ts`). */
+interface Selection {
+  skip?: readonly string[];
+  only?: readonly string[];
+}
+
+function mochaArgs(dir: string, select: Selection = {}): string[] {
+  const file = (name: string): string => `dist/test/${dir}/${name}.test.js`;
+  const specs = select.only ? select.only.map(file) : [`dist/test/${dir}/**/*.test.js`];
+  const ignores = (select.skip ?? []).flatMap((name) => ['--ignore', file(name)]);
+  return ['--expose-gc', MOCHA, '--reporter', REPORTER, '--timeout', '120000', ...ignores, ...specs];
 }
 
 /**
@@ -59,6 +69,13 @@ function mochaArgs(dir: string, ignore: readonly string[] = []): string[] {
  * run on both.
  */
 const STOCK_SKIPS = ['cli', 'readme-examples', 'worker-terminate', 'dma-pool', 'cycles', 'workers'];
+
+/**
+ * The project kernel's long process-level robustness tests: they run in a
+ * guest of their own beside the rest of that suite (a guest is one emulated
+ * CPU, so two use both of the host's cores once the shorter suites are done).
+ */
+const ROBUSTNESS = ['fuzz', 'cycles', 'kill', 'workers', 'second-process'];
 
 function readCounts(file: string, why: string): Counts {
   try {
@@ -94,8 +111,7 @@ async function hostSuite(dir: string, env: NodeJS.ProcessEnv, out: Transcript): 
   return readCounts(results, `the ${dir} suite ended (status ${code}) without reporting results`);
 }
 
-async function guestSuite(kernel: KernelKind, qemu: QemuChoice, out: Transcript): Promise<Counts> {
-  const name = kernel === 'custom' ? 'guest' : 'stock';
+async function guestSuite(name: string, kernel: KernelKind, qemu: QemuChoice, select: Selection, out: Transcript): Promise<Counts> {
   const results = path.join(resultsDir, `${name}.json`);
   fs.rmSync(results, { force: true });
   const files = prepareWitnessFiles(path.join(ROOT, '.vm', `witness-${name}`));
@@ -104,7 +120,7 @@ async function guestSuite(kernel: KernelKind, qemu: QemuChoice, out: Transcript)
     qemu,
     files,
     log: (line) => out.write(`${line}\n`),
-    command: ['node', ...mochaArgs('guest', kernel === 'debian' ? STOCK_SKIPS : [])],
+    command: ['node', ...mochaArgs('guest', select)],
     env: { NODE_VFIO_RESULTS: results },
     onOutput: out.write,
     timeoutMs: 40 * 60_000,
@@ -168,9 +184,14 @@ async function main(): Promise<void> {
       hostLane(),
       timed('harness', 'harness suite: boots, kills and inspects guests', (out) => hostSuite('harness', env, out)),
       timed('guest', "guest suite: VFIO on the project's kernel (iommufd and type1), bundled QEMU", (out) =>
-        guestSuite('custom', 'bundled', out),
+        guestSuite('guest', 'custom', 'bundled', { skip: ROBUSTNESS }, out),
       ),
-      timed('stock', "guest suite: VFIO on Debian's stock kernel (type1), the system's QEMU", (out) => guestSuite('debian', 'system', out)),
+      timed('robust', "guest suite: the robustness tests on the project's kernel, in a second guest", (out) =>
+        guestSuite('robust', 'custom', 'bundled', { only: ROBUSTNESS }, out),
+      ),
+      timed('stock', "guest suite: VFIO on Debian's stock kernel (type1), the system's QEMU", (out) =>
+        guestSuite('stock', 'debian', 'system', { skip: STOCK_SKIPS }, out),
+      ),
     ]);
     suites.push(...host, ...(guests as [string, Counts][]));
   }
