@@ -18,9 +18,6 @@
  *    Uncorrectable, ...): only reads, identify, log pages, get features,
  *    abort, async events, keep alive, reads and writes, flush, write
  *    zeroes and compare are sent, and opcodes no controller knows;
- *  - writes of the PCI power-management control register (PMCSR) through
- *    config space: D3hot makes VFIO unmap the BARs, as a reset would, a
- *    state the library does not track (reported as a remaining item).
  */
 import type { Entry, Guard } from './fuzz-driver';
 import type { Region } from '../../lib/region';
@@ -120,20 +117,11 @@ function fence(region: Region, from: number, to: number, why: string, allowed: (
   }
 }
 
-/** The offset of the power-management capability's control register in config space, if the device has one. */
-function pmcsrOffset(config: Region): number | undefined {
-  let cap = config.read8(0x34) & 0xfc;
-  for (let n = 0; cap !== 0 && n < 48; n++) {
-    if (config.read8(cap) === 0x01) return cap + 4;
-    cap = config.read8(cap + 1) & 0xfc;
-  }
-  return undefined;
-}
-
 /**
  * Patches regions as the pool takes them in: edu's BAR0 refuses writes to
- * its DMA registers except from EduDevice's own methods (`inEdu()`), config
- * space refuses writes to PMCSR.
+ * its DMA registers except from EduDevice's own methods (`inEdu()`). Config
+ * space is written freely: the Command register's memory bit and the power
+ * state (PMCSR) included, which the library tracks.
  */
 export function regionFences(inEdu: () => boolean): (obj: object) => void {
   const done = new WeakSet<object>();
@@ -142,10 +130,6 @@ export function regionFences(inEdu: () => boolean): (obj: object) => void {
     done.add(r);
     try {
       if (r.index === 0 && r.size === EDU_BAR0_SIZE) fence(r, EDU_DMA_REGS[0], EDU_DMA_REGS[1], "edu's DMA registers", inEdu);
-      else if (r.index === 7) {
-        const pm = pmcsrOffset(r);
-        if (pm !== undefined) fence(r, pm, pm + 2, 'PCI power state (PMCSR)', () => false);
-      }
     } catch {
       // a closed region: it cannot be written either
     }
