@@ -24,6 +24,7 @@ import { KernelKind } from '../vm/kernel';
 import { PROJECT_ROOT } from '../vm/paths';
 import { prepareGuest } from '../vm/prepare';
 import { QemuChoice } from '../vm/qemu';
+import { fuzzSeedEnv } from './support/fuzz-seed-env';
 import { prepareWitnessFiles } from './support/witness';
 
 interface Counts {
@@ -121,7 +122,7 @@ async function guestSuite(name: string, kernel: KernelKind, qemu: QemuChoice, se
     files,
     log: (line) => out.write(`${line}\n`),
     command: ['node', ...mochaArgs('guest', select)],
-    env: { NODE_VFIO_RESULTS: results },
+    env: { NODE_VFIO_RESULTS: results, ...fuzzSeedEnv() },
     onOutput: out.write,
     timeoutMs: 40 * 60_000,
   });

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { runInGuest } from '../vm/guest';
 import { PROJECT_ROOT } from '../vm/paths';
 import { QemuChoice, qemuChoice } from '../vm/qemu';
+import { fuzzSeedEnv } from './support/fuzz-seed-env';
 import { prepareWitnessFiles } from './support/witness';
 
 async function main(argv: string[]): Promise<number> {
@@ -33,6 +34,7 @@ async function main(argv: string[]): Promise<number> {
     files: prepareWitnessFiles(witness),
     command: ['node', '--expose-gc', mocha, '--timeout', '120000', ...specs],
     onOutput: (t) => process.stdout.write(t),
+    env: fuzzSeedEnv(),
   });
   if (r.failure) process.stderr.write(`${r.failure}\n`);
   if (ownWitness) fs.rmSync(witness, { recursive: true, force: true });
