@@ -199,6 +199,13 @@ describe('argument errors name the argument (what the fuzz found as engine error
         name: 'TypeError',
         message: /^cmd\.cdw10 must be a number/,
       });
+      // a length past what the queue's PRP lists take: a RangeError, not an array grown until V8 aborts (SIGTRAP), nor an endless loop
+      for (const length of [2 ** 40, 169220804 * 4096, Infinity]) {
+        assert.throws(() => queue.transfer(2, 'Read', 1, 0, 0, 0, 0x10000, length, () => undefined, 0), {
+          name: 'RangeError',
+          message: /PRP entries/,
+        });
+      }
       assert.throws(() => queue.useShadowDoorbells(new Uint32Array(2), 1), { name: 'RangeError', message: /shadow doorbells/ });
       assert.throws(() => queue.useShadowDoorbells([] as never, 1024), { name: 'TypeError', message: /^words must be a Uint32Array/ });
     } finally {

@@ -173,12 +173,20 @@ export function put64(words: Uint32Array, i: number, value: number): void {
 /**
  * The PRP entries of `ranges`: the first may be unaligned, the others page addresses.
  *
- * @throws RangeError for ranges PRPs cannot express (see the module comment).
+ * @param max - The most entries the caller can take: more is a RangeError
+ *   before any is made (a huge length would otherwise grow the array past
+ *   what the engine allows, which aborts the process).
+ * @throws RangeError for ranges PRPs cannot express (see the module comment), or more than `max` entries.
  */
-export function prpEntries(ranges: readonly DmaRange[], pageSize: number): number[] {
+export function prpEntries(ranges: readonly DmaRange[], pageSize: number, max = Number.MAX_SAFE_INTEGER): number[] {
   const entries: number[] = [];
   ranges.forEach((s, i) => {
     const end = s.address + s.length;
+    const count = Math.ceil((end - (s.address - (s.address % pageSize))) / pageSize);
+    if (!(entries.length + count <= max))
+      throw new RangeError(
+        `the transfer needs more than ${max} PRP entries (segment ${i}: ${s.length} bytes); the queue takes at most ${max}`,
+      );
     if (i === 0 && s.address % 4 !== 0) throw new RangeError(`the data starts at IOVA ${hex(s.address)}: NVMe needs it dword aligned`);
     if (i > 0 && s.address % pageSize !== 0)
       throw new RangeError(`segment ${i} starts at IOVA ${hex(s.address)}, inside a page: only the first segment may`);
@@ -206,7 +214,7 @@ export function contiguousPrp2(address: number, length: number, pageSize: number
   const end = address + length;
   if (end <= second) return 0;
   if (end <= second + pageSize) return second;
-  return writePrpList(prpEntries([{ address, length }], pageSize), pageSize, area);
+  return writePrpList(prpEntries([{ address, length }], pageSize, maxEntries(area, pageSize)), pageSize, area);
 }
 
 /**
@@ -216,9 +224,14 @@ export function contiguousPrp2(address: number, length: number, pageSize: number
  * @throws RangeError for ranges PRPs cannot express, or a list longer than `area`.
  */
 export function buildPrps(ranges: readonly DmaRange[], pageSize: number, area: PrpListArea, out: Float64Array): void {
-  const entries = ranges.length === 0 ? [0] : prpEntries(ranges, pageSize);
+  const entries = ranges.length === 0 ? [0] : prpEntries(ranges, pageSize, maxEntries(area, pageSize));
   out[0] = entries[0];
   out[1] = entries.length === 1 ? 0 : entries.length === 2 ? entries[1] : writePrpList(entries, pageSize, area);
+}
+
+/** At most how many PRP entries a command with `area` can have: PRP1, and the list pages' entries (a bound; writePrpList checks exactly). */
+function maxEntries(area: PrpListArea, pageSize: number): number {
+  return 1 + area.pages * (pageSize / 8);
 }
 
 /** Writes entries 1.. of `entries` as a PRP list into `area` (chaining full list pages); returns the list's IOVA. */
