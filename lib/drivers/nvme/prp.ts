@@ -229,9 +229,13 @@ export function buildPrps(ranges: readonly DmaRange[], pageSize: number, area: P
   out[1] = entries.length === 1 ? 0 : entries.length === 2 ? entries[1] : writePrpList(entries, pageSize, area);
 }
 
-/** At most how many PRP entries a command with `area` can have: PRP1, and the list pages' entries (a bound; writePrpList checks exactly). */
+/**
+ * A bound on the PRP entries made before writePrpList checks them exactly
+ * against `area` (whose message says how many list pages were needed): far
+ * above any area, far below an array the engine cannot grow.
+ */
 function maxEntries(area: PrpListArea, pageSize: number): number {
-  return 1 + area.pages * (pageSize / 8);
+  return Math.max(1 << 20, 4 * area.pages * (pageSize / 8));
 }
 
 /** Writes entries 1.. of `entries` as a PRP list into `area` (chaining full list pages); returns the list's IOVA. */
