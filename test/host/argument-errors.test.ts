@@ -195,6 +195,10 @@ describe('argument errors name the argument (what the fuzz found as engine error
         name: 'TypeError',
         message: /^cmd\.data must be an array/,
       });
+      await assert.rejects(queue.submit({ name: 'x', opcode: 2, data: [{ iova: 0x10000n, length: 512n as never }] }), {
+        name: 'TypeError',
+        message: /^cmd\.data\[0\] must be an \{ iova: bigint, length: number \} segment/,
+      });
       await assert.rejects(queue.submit({ name: 'x', opcode: 2, cdw10: 1n as never }), {
         name: 'TypeError',
         message: /^cmd\.cdw10 must be a number/,

@@ -877,6 +877,11 @@ function checkCommand(cmd: NvmeCommand): void {
     throw new TypeError(`cmd.name must be a string (the command's name, for messages), not ${kind(cmd.name)}`);
   if (cmd.data !== undefined && !Array.isArray(cmd.data))
     throw new TypeError(`cmd.data must be an array of { iova, length } segments, not ${kind(cmd.data)}`);
+  cmd.data?.forEach((seg: unknown, i) => {
+    const sg = seg as { iova?: unknown; length?: unknown } | null;
+    if (sg === null || typeof sg !== 'object' || typeof sg.iova !== 'bigint' || typeof sg.length !== 'number')
+      throw new TypeError(`cmd.data[${i}] must be an { iova: bigint, length: number } segment, not ${kind(seg)}`);
+  });
   for (const k of ['nsid', 'cdw10', 'cdw11', 'cdw12', 'cdw13', 'cdw14', 'cdw15'] as const) {
     if (cmd[k] !== undefined && typeof cmd[k] !== 'number') throw new TypeError(`cmd.${k} must be a number, not ${kind(cmd[k])}`);
   }
