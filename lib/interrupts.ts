@@ -622,6 +622,11 @@ export class DeviceInterrupts implements VectorOwner, Disposable {
    * @throws {@link VfioStateError} `ERR_VFIO_IRQ_MODE` when no mode is enabled.
    */
   trigger(vectors: number | Iterable<number>): void {
+    if (
+      typeof vectors !== 'number' &&
+      (vectors === null || typeof vectors !== 'object' || typeof (vectors as Partial<Iterable<number>>)[Symbol.iterator] !== 'function')
+    )
+      throw new TypeError(`vectors must be a vector number or an iterable of them, not ${kindOf(vectors)}`);
     const index = this.modeIndex('trigger');
     if (typeof vectors === 'number') {
       this.armedVector(index, vectors).trigger(); // its own prepared ioctl

@@ -97,6 +97,12 @@ const cases: Call[] = [
     /^index must be a number/,
   ],
   [
+    'DeviceInterrupts.trigger({})',
+    () => (Object.create(lib.DeviceInterrupts.prototype) as lib.DeviceInterrupts).trigger({} as never),
+    TypeError,
+    /^vectors must be a vector number or an iterable of them, not an object/,
+  ],
+  [
     'DmaPool.create(4096, { kind: {} })',
     () => lib.DmaPool.create(4096, { kind: Object.create(null) as never }),
     TypeError,
