@@ -139,6 +139,8 @@ export class IovaAllocatorError extends Error {
    * @param message - What was asked, and what stood in the way.
    */
   constructor(code: IovaErrorCode, message: string) {
+    if (typeof code !== 'string') throw new TypeError(`code must be a string (an errno name), got ${typeof code}`);
+    if (typeof message !== 'string') throw new TypeError(`message must be a string, got ${typeof message}`);
     super(message);
     this.name = 'IovaAllocatorError';
     this.code = code;
@@ -168,6 +170,11 @@ export class IovaNoSpaceError extends IovaAllocatorError {
     /** Largest free block anywhere, in bytes. */
     readonly largestFreeAnywhere: bigint,
   ) {
+    checkBigint('length', length);
+    checkBigint('align', align);
+    checkBigint('limit', limit);
+    checkBigint('largestFree', largestFree);
+    checkBigint('largestFreeAnywhere', largestFreeAnywhere);
     super(
       'ENOSPC',
       `no free IOVA range for length ${hex(length)} (align ${hex(align)}, limit ${hex(limit)}): ` +
@@ -243,6 +250,7 @@ export class IovaAllocator {
    *   page size that is not a power of two.
    */
   constructor(ranges: readonly IovaRange[], options: IovaAllocatorOptions = {}) {
+    checkOptions(options);
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     checkPowerOfTwo('pageSize', this.pageSize);
     if (!Array.isArray(ranges)) throw new TypeError('ranges must be an array of {start, last}');
@@ -377,6 +385,9 @@ export class IovaAllocator {
    * @param limit - As given to `allocFast`.
    */
   noSpaceError(size: number, align: number = this.#page, limit: number = FAST_END): IovaNoSpaceError {
+    this.#pagesOf('size', size);
+    if (align !== this.#page) this.#alignPages(align);
+    if (typeof limit !== 'number' || !(limit >= 0)) throw badNumber('limit', limit, 'a number >= 0');
     const clipped = BigInt(limit < FAST_END ? Math.floor(limit) : FAST_END);
     return new IovaNoSpaceError(BigInt(size), BigInt(align), clipped, this.largestFree(clipped), this.largestFree());
   }
@@ -395,6 +406,7 @@ export class IovaAllocator {
    *   {@link IovaAllocatorError} EEXIST or EADDRNOTAVAIL when `at` cannot be honoured.
    */
   allocate(length: bigint, options: IovaAllocateOptions = {}): bigint {
+    checkOptions(options);
     const size = this.#roundLength('length', length);
     const align = options.align ?? this.pageSize;
     checkPowerOfTwo('align', align);
@@ -601,6 +613,11 @@ function rangeToSpan(name: string, range: IovaRange): Span {
   checkAddress(`${name}.last`, range.last);
   if (range.start > range.last) throw new RangeError(`${name}: start ${hex(range.start)} > last ${hex(range.last)}`);
   return { start: range.start, end: range.last + 1n };
+}
+
+function checkOptions(options: unknown): void {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(`options must be an object, got ${options === null ? 'null' : typeof options}`);
 }
 
 function checkBigint(name: string, value: unknown): asserts value is bigint {

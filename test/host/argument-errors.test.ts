@@ -235,6 +235,19 @@ describe('argument errors name the argument (what the fuzz found as engine error
     assert.throws(() => space.mapPhysList(null as never), { name: 'TypeError', message: /^list must be a PhysList, not null/ });
   });
 
+  it('the IOVA allocator: noSpaceError, allocate and the constructors name what is wrong', () => {
+    const a = new lib.IovaAllocator([{ start: 0x1000n, last: (1n << 32n) - 1n }]);
+    assert.throws(() => a.noSpaceError({} as never), { name: 'TypeError', message: /^size must be a number/ });
+    assert.throws(() => a.noSpaceError(Infinity), { name: 'RangeError', message: /^size Infinity/ });
+    assert.throws(() => a.noSpaceError(4096, 0.5), { name: 'RangeError', message: /^align/ });
+    assert.throws(() => a.noSpaceError(4096, 4096, -Infinity), { name: 'RangeError', message: /^limit/ });
+    assert.throws(() => a.allocate(4096n, null as never), { name: 'TypeError', message: /^options must be an object, got null/ });
+    assert.throws(() => new lib.IovaAllocator([], null as never), { name: 'TypeError', message: /^options must be an object/ });
+    assert.throws(() => new lib.IovaNoSpaceError(1 as never, 1n, 1n, 1n, 1n), { name: 'TypeError', message: /^length must be a bigint/ });
+    assert.throws(() => new lib.IovaAllocatorError(Symbol() as never, 'x'), { name: 'TypeError', message: /^code must be a string/ });
+    assert.equal(a.noSpaceError(8192).code, 'ENOSPC');
+  });
+
   it('the allocator errors are exported from the package', () => {
     assert.equal(typeof lib.IovaAllocatorError, 'function');
     assert.equal(typeof lib.IovaNoSpaceError, 'function');

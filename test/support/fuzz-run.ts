@@ -1,7 +1,7 @@
 /**
  * Runs fuzz processes (test/fixtures/fuzz-child.js) and judges them: a
  * process must end on its own, by exit 0 and no signal, within its time,
- * with a report that has no internal error (outside {@link KNOWN}), no
+ * with a report that has no internal error, no
  * uncaught exception and no unhandled rejection. A crash names the call it
  * died in (the trace file) and the seed that replays it.
  */
@@ -14,17 +14,6 @@ import type { FuzzReport } from './fuzz-driver';
 const CHILD = path.resolve(__dirname, '../fixtures/fuzz-child.js');
 /** How long a child may take to end once it has closed everything and reported. */
 const LINGER_MS = 20_000;
-
-/**
- * Entries whose internal errors are known and left to their owners: not
- * counted as failures, but printed with their counts. lib/iova-allocator.ts
- * is the IOVA hot path's own file (another change): its number API
- * (allocFast, noSpaceError) and its error classes do not check their
- * arguments' types yet.
- */
-export const KNOWN = {
-  has: (entry: string): boolean => /^(new )?Iova(Allocator|NoSpaceError|AllocatorError)\b/.test(entry),
-};
 
 /** A child's report, with what the process saw. */
 export interface ChildReport extends FuzzReport {
@@ -107,16 +96,11 @@ export function problems(run: ChildRun, replay: string): string[] {
     out.push(`no report; last call ${run.lastCall}; replay: ${replay}\n${run.output.slice(-3000)}`);
     return out;
   }
-  for (const f of r.internal.filter((x) => !KNOWN.has(x.entry)))
+  for (const f of r.internal)
     out.push(`engine-internal error (${f.count}x) in call #${f.call} ${f.entry}(${f.args}) ${f.how}: ${f.reason}\n${f.stack ?? ''}`);
   for (const u of r.uncaught) out.push(`uncaught exception after call #${u.call} ${u.entry}(${u.args}): ${u.error}`);
   for (const u of r.unhandled) out.push(`unhandled rejection after call #${u.call} ${u.entry}(${u.args}): ${u.error}`);
   return out;
-}
-
-/** Internal errors of the KNOWN entries, counted. */
-export function knownCount(r: ChildReport | undefined): number {
-  return r ? r.internal.filter((x) => KNOWN.has(x.entry)).reduce((n, f) => n + f.count, 0) : 0;
 }
 
 /** The figures of a run, one line. */
@@ -124,13 +108,13 @@ export function fuzzFigures(label: string, seed: number, run: ChildRun): string 
   const r = run.report;
   const hung = run.lingered || run.timedOut ? 1 : 0;
   const crashed = !hung && (run.signal || run.status !== 0) ? 1 : 0;
-  const internal = r ? r.internal.filter((x) => !KNOWN.has(x.entry)).reduce((n, f) => n + f.count, 0) : 0;
+  const internal = r ? r.internal.reduce((n, f) => n + f.count, 0) : 0;
   const refused = r ? Object.values(r.refused).reduce((a, b) => a + b, 0) : 0;
   const skipped = r ? Object.values(r.skipped).reduce((a, b) => a + b, 0) : 0;
   return (
     `fuzz ${label} seed ${seed}: ${r?.calls ?? 0} calls of ${r?.entries ?? 0} entries (${r ? r.entries - r.neverCalled.length : 0} reached), ` +
     `crashes ${crashed}, hangs ${hung}, uncaught ${r?.uncaught.length ?? 0}, unhandled ${r?.unhandled.length ?? 0}, engine-internal ${internal}` +
-    `${knownCount(r) ? ` (+${knownCount(r)} known, in lib/iova-allocator.ts)` : ''}; ${r?.ok ?? 0} returned, ${refused} refused with the library's errors, ` +
+    `; ${r?.ok ?? 0} returned, ${refused} refused with the library's errors, ` +
     `${skipped} declined by the guards; ${r?.epochs ?? 0} worlds, ${Math.round((r?.durationMs ?? 0) / 100) / 10} s (+${Math.round((r?.loadMs ?? 0) / 100) / 10} s to load)`
   );
 }
