@@ -68,7 +68,8 @@ export interface NamespaceHost {
  *   peer's BAR (a mapping of a PhysList.p2p()).
  * @param offset - Byte offset in `mapping`, dword aligned (with the mapping's IOVA).
  * @param callback - Called once: `error` undefined on success, else an
- *   {@link NvmeError} (status, ETIMEDOUT, ERR_NVME_FATAL, ERR_NVME_ABORTED).
+ *   {@link NvmeError} (status, ETIMEDOUT, ERR_NVME_FATAL, ERR_NVME_ABORTED, or an
+ *   {@link NvmeRevokedError} ERR_NVME_REVOKED when a peer's mapping was revoked while the command was out).
  * @param tag - Handed to `callback`.
  * @param options - Queue, FUA, time-out.
  * @throws TypeError or RangeError for bad arguments; {@link VfioStateError}

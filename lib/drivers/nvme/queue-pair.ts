@@ -80,7 +80,8 @@ export interface SubmitOptions {
  * How a command submitted with a callback ends, called once: `error` is
  * undefined on success, else an {@link NvmeError} (an
  * {@link NvmeStatusError} for an error status; `ETIMEDOUT`,
- * `ERR_NVME_FATAL`, `ERR_NVME_ABORTED`) or a RangeError for a data pointer
+ * `ERR_NVME_FATAL`, `ERR_NVME_ABORTED`; an {@link NvmeRevokedError}
+ * `ERR_NVME_REVOKED` when its data mapping was revoked meanwhile) or a RangeError for a data pointer
  * PRPs cannot express. `tag` is what the submitter passed along (for
  * telling commands apart without a closure each), `result` the completion's
  * DW0 (0 when there was no completion).
@@ -320,6 +321,7 @@ export class QueuePair implements Reaper {
    *
    * @returns Its completion. Rejects with an {@link NvmeStatusError} for an error
    *   status, an {@link NvmeError} `ETIMEDOUT`, `ERR_NVME_FATAL` or `ERR_NVME_ABORTED`,
+   *   an {@link NvmeRevokedError} `ERR_NVME_REVOKED` when its data mapping was revoked meanwhile,
    *   a RangeError for a bad `timeoutMs` or a data pointer PRPs cannot express,
    *   a TypeError or RangeError for a malformed `cmd` (no opcode in 0..255, no name).
    */
