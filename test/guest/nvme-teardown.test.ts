@@ -13,25 +13,9 @@ import { AddressSpace, DmaMapping } from '../../lib/address-space';
 import { NvmeCompletionMode, NvmeController, NvmeError } from '../../lib/drivers/nvme';
 import { DmaBuffer } from '../../lib/memory';
 import { BDF, forEachBackend } from '../support/guest';
+import { uncaughtDuring } from '../support/uncaught';
 
 const MODES: NvmeCompletionMode[] = ['polled', 'interrupt'];
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Uncaught exceptions and unhandled rejections seen while `body` runs and for `afterMs` (past several watchdog periods) after. */
-async function uncaughtDuring(body: () => Promise<void>, afterMs = 400): Promise<unknown[]> {
-  const seen: unknown[] = [];
-  const record = (e: unknown): void => void seen.push(e);
-  process.on('uncaughtException', record);
-  process.on('unhandledRejection', record);
-  try {
-    await body();
-    await sleep(afterMs);
-  } finally {
-    process.off('uncaughtException', record);
-    process.off('unhandledRejection', record);
-  }
-  return seen;
-}
 
 /** 100 reads of 4 KiB (more than the queue holds: some wait for a slot), half by promise, half by callback; their outcomes. */
 function readMany(nvme: NvmeController, mapping: DmaMapping): Promise<(Error | undefined)[]> {

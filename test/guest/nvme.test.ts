@@ -23,6 +23,7 @@ import { DmaBuffer } from '../../lib/memory';
 import { PhysList } from '../../lib/phys-list';
 import { NVME_IMAGE_SIZE, NVME_SERIAL } from '../../vm/devices';
 import { BDF, forEachBackend, pattern } from '../support/guest';
+import { nvmeImageFile, readImage } from '../support/p2p-storage';
 import { NVME_BLOCK, NVME_PATTERN_BLOCKS, nvmeBlock } from '../support/witness';
 
 const MODES: NvmeCompletionMode[] = ['polled', 'interrupt'];
@@ -30,24 +31,6 @@ const BLOCKS_4K = NVME_IMAGE_SIZE / NVME_BLOCK;
 /** The last 1 MiB is written by these tests; the host's pattern is trusted below NVME_PATTERN_BLOCKS. */
 const OWNED_FIRST = BLOCKS_4K - 256;
 const CELL_BLOCKS = 16;
-
-function imagePath(): string {
-  const f = process.env.NODE_VFIO_NVME_IMAGE;
-  assert.ok(f, 'NODE_VFIO_NVME_IMAGE is set by the harness');
-  return f;
-}
-
-/** Bytes of the image file, read through 9p (served by the host). */
-function readImage(offset: number, length: number): Buffer {
-  const fd = fs.openSync(imagePath(), 'r');
-  try {
-    const b = Buffer.alloc(length);
-    assert.equal(fs.readSync(fd, b, 0, length, offset), length);
-    return b;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 /** Checks `bytes` against the host's pattern from 4 KiB block `block4k` on. */
 function assertHostPattern(bytes: Uint8Array, block4k: number, what: string): void {
@@ -107,7 +90,7 @@ forEachBackend('NVMe driver', (backend) => {
           `version ${JSON.stringify(id.version)}, ${id.namespaceCount} namespaces`,
         );
         assert.deepEqual([...nvme.namespaces.keys()], [1]);
-        assert.equal(fs.statSync(imagePath()).size, NVME_IMAGE_SIZE);
+        assert.equal(fs.statSync(nvmeImageFile()).size, NVME_IMAGE_SIZE);
         assert.ok([512, 4096].includes(ns.blockSize), `block size ${ns.blockSize}`);
         assert.equal(ns.blocks, BigInt(NVME_IMAGE_SIZE / ns.blockSize));
         assert.equal(ns.bytes, BigInt(NVME_IMAGE_SIZE));

@@ -21,9 +21,9 @@ import { IoOpcode } from '../../lib/drivers/nvme/commands';
 import { VfioStateError } from '../../lib/errors';
 import { DmaBuffer } from '../../lib/memory';
 import { FakeNvme } from '../support/nvme-fake';
+import { sleep, uncaughtDuring } from '../support/uncaught';
 
 const BLOCK = 512;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A polled queue pair of `entries` on a fake controller, with `health` for its watchdog. */
 function queueOn(fake: FakeNvme, entries: number, health: () => NvmeError | undefined = () => undefined): QueuePair {
@@ -40,23 +40,6 @@ function queueOn(fake: FakeNvme, entries: number, health: () => NvmeError | unde
   });
   fake.attach(1, entries, queue.sqIova, queue.cqIova);
   return queue;
-}
-
-/** Collects the process's uncaught exceptions and unhandled rejections while `body` runs, and a while after. */
-async function uncaughtDuring(body: () => Promise<void>, afterMs = 200): Promise<unknown[]> {
-  const seen: unknown[] = [];
-  const record = (e: unknown): void => void seen.push(e);
-  // mocha's own handler stays: an uncaught error fails the test either way, this one says which
-  process.on('uncaughtException', record);
-  process.on('unhandledRejection', record);
-  try {
-    await body();
-    await sleep(afterMs);
-  } finally {
-    process.off('uncaughtException', record);
-    process.off('unhandledRejection', record);
-  }
-  return seen;
 }
 
 describe('NVMe queue pair: timers and callbacks that outlive what they watch (fake controller)', function () {

@@ -597,13 +597,7 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     } catch (err) {
       if (!this.device.isClosed) throw err; // closed under it meanwhile: deviceClosed() did the rest
     } finally {
-      for (const q of this.queuesAll()) q.close();
-      this.ioQueues = [];
-      this.admin = undefined;
-      this.vectors = [];
-      this.shadow?.mapping.unmap();
-      this.shadow?.buffer.close();
-      this.shadow = undefined;
+      this.releaseQueues();
       this.device.close(); // and its interrupts
     }
   }
@@ -627,14 +621,19 @@ export class NvmeController implements NamespaceHost, AsyncDisposable {
     try {
       this.failAll(new NvmeError(`the device ${this.device.bdf} was closed under its NVMe controller`, 'ERR_NVME_ABORTED'));
     } finally {
-      for (const q of this.queuesAll()) q.close();
-      this.ioQueues = [];
-      this.admin = undefined;
-      this.vectors = [];
-      this.shadow?.mapping.unmap();
-      this.shadow?.buffer.close();
-      this.shadow = undefined;
+      this.releaseQueues();
     }
+  }
+
+  /** Closes every queue (their timers and listeners go) and frees the shadow doorbells' memory. */
+  private releaseQueues(): void {
+    for (const q of this.queuesAll()) q.close();
+    this.ioQueues = [];
+    this.admin = undefined;
+    this.vectors = [];
+    this.shadow?.mapping.unmap();
+    this.shadow?.buffer.close();
+    this.shadow = undefined;
   }
 
   /** {@link NvmeController.close}, for `await using`. */
