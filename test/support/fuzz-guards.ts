@@ -16,11 +16,17 @@
  *    the suite (Format NVM, Sanitize, namespace management, firmware, Set
  *    Features, queue creation and deletion, Doorbell Buffer Config, Write
  *    Uncorrectable, ...): only reads, identify, log pages, get features,
- *    abort, async events, keep alive, reads and writes, flush, write
- *    zeroes and compare are sent, and opcodes no controller knows;
+ *    abort, async events, keep alive, reads, flush and compare are sent as
+ *    raw commands, and opcodes no controller knows;
+ *  - NVMe writes outside the fuzz's own blocks of the image (witness.ts's
+ *    FUZZ_NVME_BLOCKS): later tests in the same guest read the rest as the
+ *    host's pattern or as their own data. A namespace's write, writeFrom and
+ *    writeZeroes may write there (raw Write and Write Zeroes commands, whose
+ *    LBA is anywhere in their dwords, are not sent).
  */
 import type { Entry, Guard } from './fuzz-driver';
 import type { Region } from '../../lib/region';
+import { FUZZ_NVME_BLOCKS, NVME_BLOCK } from './witness';
 
 const BIG_ALLOCATION = 16 << 20;
 const EDU_DEVICE_ID = 0x11e8;
@@ -29,8 +35,8 @@ const EDU_DMA_REGS: [number, number] = [0x80, 0xa0];
 
 /** Admin opcodes that leave the controller and the medium as they were (and 0x03/0x07/0x0b/0xc1/0xff, which no controller has). */
 const SAFE_ADMIN = new Set([0x02, 0x03, 0x06, 0x07, 0x08, 0x0a, 0x0b, 0x0c, 0x18, 0xc1, 0xff]);
-/** I/O opcodes: flush, write, read, compare, write zeroes, and unknown ones. */
-const SAFE_IO = new Set([0x00, 0x01, 0x02, 0x05, 0x08, 0x03, 0x7f, 0xfe]);
+/** I/O opcodes: flush, read, compare, and unknown ones. */
+const SAFE_IO = new Set([0x00, 0x02, 0x05, 0x03, 0x7f, 0xfe]);
 
 function numeric(v: unknown): number | undefined {
   if (typeof v === 'number') return v;
@@ -72,6 +78,19 @@ const nvmeCommands: Guard = (e, target, args) => {
   return undefined;
 };
 
+/** A namespace's writes: only into the fuzz's own blocks (the LBA and block count as numbers; anything else is the library's to refuse). */
+const nvmeWrites: Guard = (e, target, args) => {
+  if (e.id !== 'NvmeNamespace#write' && e.id !== 'NvmeNamespace#writeFrom' && e.id !== 'NvmeNamespace#writeZeroes') return undefined;
+  const lba = numeric(args[0]);
+  const blocks = numeric(args[1]);
+  const blockBytes = (target as { blockSize?: unknown } | undefined)?.blockSize;
+  if (lba === undefined || blocks === undefined || typeof blockBytes !== 'number') return undefined;
+  const [first, end] = FUZZ_NVME_BLOCKS;
+  const from = lba * blockBytes;
+  const to = from + Math.max(blocks, 1) * blockBytes;
+  return from >= first * NVME_BLOCK && to <= end * NVME_BLOCK ? undefined : "NVMe write outside the fuzz's blocks";
+};
+
 const eduPeer: Guard = (e, _t, args) => {
   if (e.id !== 'new P2PProvider') return undefined;
   const dev = args[0] as { pci?: { device?: unknown } } | undefined;
@@ -88,7 +107,7 @@ const eduWholeBuffer = (qemuMajor: number): Guard => {
 
 /** The guards, for a guest whose QEMU has major version `qemuMajor`. */
 export function guards(qemuMajor: number): Guard[] {
-  return [allocation, nvmeCommands, eduPeer, eduWholeBuffer(qemuMajor)];
+  return [allocation, nvmeCommands, nvmeWrites, eduPeer, eduWholeBuffer(qemuMajor)];
 }
 
 /** Raised by a patched region for a write the fuzz must not make; counted as a skip. */

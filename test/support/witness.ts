@@ -22,6 +22,9 @@ export const NVME_BLOCK = 4096;
  */
 export const NVME_PATTERN_BLOCKS = NVME_IMAGE_SIZE / NVME_BLOCK - 1024;
 
+/** The 4 KiB blocks [first, end) of the nvme image the fuzz may write: the first 256 KiB of the tests' 4 MiB. */
+export const FUZZ_NVME_BLOCKS: readonly [number, number] = [NVME_PATTERN_BLOCKS, NVME_PATTERN_BLOCKS + 64];
+
 /** The 4 KiB block `lba` of the nvme image as the host wrote it. */
 export function nvmeBlock(lba: number): Buffer {
   const b = Buffer.alloc(NVME_BLOCK);
