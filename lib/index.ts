@@ -9,12 +9,13 @@
  * @module node-vfio
  */
 export { AddressSpace, DmaMapping, IovaWindow } from './address-space';
+export type { DmaMappingEvent } from './dma-mapping';
 export type { AddressSpaceOptions, AllocationOptions, MapOptions, BackendChoice } from './address-space';
 export { VfioPciDevice, PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from './device';
 export { Region, PciRegion } from './region';
 export type { RegionInfo } from './region';
 export { DeviceInterrupts, IrqVector, IrqIndex } from './interrupts';
-export type { IrqInfo, IrqMode, IrqWaitOptions } from './interrupts';
+export type { IrqInfo, IrqMode, IrqWaitOptions, Listener as IrqListener } from './interrupts';
 export { DmaBuffer, PAGE_SIZE, HUGE_PAGE_SIZE, freeHugePages } from './memory';
 export type { DmaMemoryKind, DmaBufferOptions } from './memory';
 export { DmaPool, DmaPiece } from './dma-pool';
@@ -34,5 +35,5 @@ export { readPciDevice, listVfioPciDevices, normalizeBdf } from './sysfs';
 export type { PciDeviceInfo, PciResource } from './sysfs';
 export type { NativeFile } from './native';
 export { EduDevice } from './drivers/edu';
-export type { EduWaitOptions } from './drivers/edu';
+export type { EduWaitOptions, EduOptions } from './drivers/edu';
 export * from './drivers/nvme';

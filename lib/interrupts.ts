@@ -103,9 +103,9 @@ interface VectorOwner {
   mask(vector: IrqVector): void;
 }
 
-/** An EventEmitter listener, typed as EventEmitter types it. */
+/** A listener of an {@link IrqVector}'s events, typed as EventEmitter types its listeners. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
-type Listener = (...args: any[]) => void;
+export type Listener = (...args: any[]) => void;
 
 /**
  * `signal` is undefined or an AbortSignal: anything else would fail only

@@ -70,6 +70,11 @@ function checkRoom(length: bigint, kind: DmaMemoryKind): void {
   }
 }
 
+/**
+ * Free 2 MiB huge pages in the system's pool
+ * (`/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages`; 0 when it
+ * cannot be read): how many `hugetlb` DmaBuffers of 2 MiB can still be had.
+ */
 export function freeHugePages(): number {
   try {
     return Number(fs.readFileSync('/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages', 'utf8'));

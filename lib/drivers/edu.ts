@@ -84,6 +84,18 @@ function checkWait(options: EduWaitOptions): void {
   if (o.signal !== undefined) checkInstance(o.signal, AbortSignal, 'options.signal');
 }
 
+/** Options of {@link EduDevice}. */
+export interface EduOptions {
+  /**
+   * Allow DMA transfers that reach the last byte of edu's buffer. QEMU 7.2's
+   * edu has an off-by-one in its range check: such a transfer (4096 bytes at
+   * offset 0, or 1 byte at offset 4095) aborts the whole virtual machine
+   * ("hw_error: EDU: DMA range ... out of bounds"); newer QEMU (10 and up)
+   * takes it. Default false: such transfers are refused with a RangeError.
+   */
+  wholeBuffer?: boolean;
+}
+
 /**
  * A driver for QEMU's edu device: its DMA engine (4 KiB buffer, 28-bit
  * IOVAs), its factorial unit and its interrupts, over BAR0. Each operation
@@ -99,17 +111,6 @@ function checkWait(options: EduWaitOptions): void {
  * await edu.dmaToDevice(m.iova, 0, 64);
  * ```
  */
-/** Options of {@link EduDevice}. */
-export interface EduOptions {
-  /**
-   * Allow DMA transfers that reach the last byte of edu's buffer. QEMU 7.2's
-   * edu has an off-by-one in its range check: such a transfer (4096 bytes at
-   * offset 0, or 1 byte at offset 4095) aborts the whole virtual machine
-   * ("hw_error: EDU: DMA range ... out of bounds"); newer QEMU (10 and up)
-   * takes it. Default false: such transfers are refused with a RangeError.
-   */
-  wholeBuffer?: boolean;
-}
 
 export class EduDevice implements Disposable {
   /** BAR0: edu's registers (`EduReg`). */

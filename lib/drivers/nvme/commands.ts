@@ -137,7 +137,7 @@ export interface NvmeCommand {
  * into a software floating-point library: each value goes through `| 0`,
  * which keeps a small integer an integer (`x | 0` has the bits of `x` for
  * every integer below 2^32, so the Uint32Array stores the same value), and
- * a PRP's high half is computed only when it is not 0 ({@link put64}).
+ * a PRP's high half is computed only when it is not 0 (`put64` in prp.ts).
  */
 export function writeSubmission(
   sq: Uint32Array,
