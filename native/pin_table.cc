@@ -2,30 +2,32 @@
 
 namespace nvfio {
 
-uint32_t PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first,
-                       std::vector<MappingRef> more) {
+PinTable::Pin* PinTable::Take(uint32_t space, uint64_t iova, uint64_t length, uint32_t* id) {
   Pin* pin;
-  uint32_t id = static_cast<uint32_t>(pins_.Take(&pin));
+  *id = static_cast<uint32_t>(pins_.Take(&pin));
   pin->space = space;
   pin->iova = iova;
   pin->length = length;
+  live_++;
+  return pin;
+}
+
+uint32_t PinTable::Add(uint32_t space, uint64_t iova, uint64_t length, MappingRef first,
+                       std::vector<MappingRef> more) {
+  uint32_t id;
+  Pin* pin = Take(space, iova, length, &id);
   pin->first = std::move(first);
   pin->more = std::move(more);
-  live_++;
   return id;
 }
 
 uint32_t PinTable::AddPinned(uint32_t space, uint64_t iova, uint64_t length, uint32_t slot,
                              std::vector<uint32_t> more) {
-  Pin* pin;
-  uint32_t id = static_cast<uint32_t>(pins_.Take(&pin));
-  pin->space = space;
-  pin->iova = iova;
-  pin->length = length;
+  uint32_t id;
+  Pin* pin = Take(space, iova, length, &id);
   pin->in_table = true;
   pin->slot = slot;
   if (!more.empty()) pin->slots = std::move(more);
-  live_++;
   return id;
 }
 

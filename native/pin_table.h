@@ -62,6 +62,8 @@ class PinTable {
   size_t Size() const { return live_; }
 
  private:
+  // A fresh record for a mapping of [iova, iova + length) in `space`, counted live; its id in *id.
+  Pin* Take(uint32_t space, uint64_t iova, uint64_t length, uint32_t* id);
   // Unpins and frees slot `index`.
   void Drop(uint32_t index);
   template <typename Pred>
