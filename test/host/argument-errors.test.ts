@@ -197,6 +197,12 @@ describe('argument errors name the argument (what the fuzz found as engine error
         message: /^opcode must be a number, not undefined/,
       });
       await assert.rejects(queue.transferAsync(null as never), { name: 'TypeError', message: /^t must be a Transfer object, not null/ });
+      // with a command pending: fail() of anything but an NvmeError is refused and the command stays pending
+      const pending = queue.submit(lib.nvmeCommands.flush(1));
+      for (const bad of [undefined, new Error('plain'), 'text'])
+        assert.throws(() => queue.fail(bad as never), { name: 'TypeError', message: /^error must be an NvmeError, not / });
+      queue.fail(new lib.NvmeError('test ends it', 'ERR_NVME_ABORTED'));
+      await assert.rejects(pending, { name: 'NvmeError', code: 'ERR_NVME_ABORTED', message: /test ends it/ });
       await assert.rejects(queue.submit({ name: 'v1', opcode: 0, data: 4096 as never }), {
         name: 'TypeError',
         message: /^cmd\.data must be an array/,

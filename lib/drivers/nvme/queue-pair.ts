@@ -801,8 +801,11 @@ export class QueuePair implements Reaper {
    * controller holds stay taken until their completions come or `resetRings()`.
    * Every command is told, also after a callback threw; the first callback's
    * error is thrown then.
+   *
+   * @throws TypeError when `error` is not an {@link NvmeError} (before any command is touched).
    */
   fail(error: NvmeError): void {
+    if (!(error instanceof NvmeError)) throw new TypeError(`error must be an NvmeError, not ${kindOf(error)}`);
     const held = this.awaitedCids().map((cid) => this.abandon(cid));
     const waiting = this.backlog;
     this.backlog = [];
