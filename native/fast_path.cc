@@ -59,7 +59,7 @@ uint32_t Resolve(Napi::Env env, FastPath& fp, uint64_t handle, uint64_t offset, 
     return fragment < 0 ? std::string("DmaBuffer") : "fragment " + std::to_string(fragment) + ": DmaBuffer";
   };
   if (slot < 0) ThrowClosed(env, what().c_str());
-  const uint64_t size = fp.memories->At(static_cast<uint32_t>(slot))->Length();
+  const uint64_t size = fp.memories->Length(static_cast<uint32_t>(slot));
   if (length == 0 || offset > size || length > size - offset) {
     ThrowRange(env, what() + ": range [" + std::to_string(offset) + ", +" + std::to_string(length) +
                         ") is empty or outside its " + std::to_string(size) + "-byte memory");
@@ -82,7 +82,7 @@ napi_value MapUser(napi_env raw, napi_callback_info, FastPath& fp) {
   }
   fp.core->Fd(env, "the address space");
   const uint32_t slot = Resolve(env, fp, handle, offset, length, -1);
-  const uint8_t* addr = fp.memories->At(slot)->Addr();
+  const uint8_t* addr = fp.memories->Addr(slot);
   if (fp.core->MapUser(fp.ioas, reinterpret_cast<uintptr_t>(addr + offset), length, iova,
                        static_cast<uint32_t>(access)) < 0) {
     ThrowErrno(env, errno, fp.core->MapCall());
@@ -123,7 +123,7 @@ napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
       BadArgs(env, "link");
     const uint32_t slot = Resolve(env, fp, handle, offset, len[i], static_cast<int64_t>(i));
     if (slots.empty() || slots.back() != slot) slots.push_back(slot);
-    va[i] = reinterpret_cast<uintptr_t>(fp.memories->At(slot)->Addr() + offset);
+    va[i] = reinterpret_cast<uintptr_t>(fp.memories->Addr(slot) + offset);
     if (total + len[i] < total || iova + total + len[i] < iova)
       ThrowRange(env, "link: the list runs past the end of the IOVA space");
     total += len[i];
@@ -178,7 +178,7 @@ napi_value MapUserAsync(napi_env raw, napi_callback_info info, FastPath& fp) {
   const int fd = fp.core->Fd(env, "the address space");
   const uint32_t slot = Resolve(env, fp, handle, offset, length, -1);
   std::vector<uint8_t> arg;
-  const uintptr_t va = reinterpret_cast<uintptr_t>(fp.memories->At(slot)->Addr() + offset);
+  const uintptr_t va = reinterpret_cast<uintptr_t>(fp.memories->Addr(slot) + offset);
   unsigned long request = fp.core->MapRequest(fp.ioas, va, length, iova, static_cast<uint32_t>(access), &arg);
   fp.memories->Pin(slot);  // held from now on: closing the buffer meanwhile frees nothing
   auto core = fp.core;

@@ -84,7 +84,7 @@ Memory::Memory(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Memory>(info) 
   mapping_ = *info[0].As<Napi::External<MappingRef>>().Data();
   info.This().As<Napi::Object>().TypeTag(&kTypeTag);
   table_ = Data(info.Env()).memories;
-  handle_ = table_->Add(mapping_);
+  handle_ = table_->Add(mapping_, mapping_->Addr(), mapping_->Length());
 }
 
 Memory::~Memory() {

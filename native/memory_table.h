@@ -23,9 +23,12 @@ using MappingRef = std::shared_ptr<Mapping>;
 
 class MemoryTable {
  public:
-  uint64_t Add(MappingRef mapping) {
+  // `addr` and `length`: the mapping's, kept beside it (see Addr()).
+  uint64_t Add(MappingRef mapping, uint8_t* addr, uint64_t length) {
     Entry* e;
     uint64_t handle = slots_.Take(&e);
+    e->addr = addr;
+    e->length = length;
     e->mapping = std::move(mapping);
     e->open = true;
     return handle;
@@ -48,6 +51,10 @@ class MemoryTable {
   }
 
   const MappingRef& At(uint32_t index) const { return slots_.At(index).mapping; }
+  // The memory's first byte and length, kept in the slot: a list's fragments read them from the
+  // table itself, not each from its own Mapping elsewhere on the heap.
+  uint8_t* Addr(uint32_t index) const { return slots_.At(index).addr; }
+  uint64_t Length(uint32_t index) const { return slots_.At(index).length; }
   void Pin(uint32_t index) { slots_.At(index).pins++; }
   void Unpin(uint32_t index) {
     Entry& e = slots_.At(index);
@@ -57,6 +64,8 @@ class MemoryTable {
  private:
   struct Entry {
     MappingRef mapping;
+    uint8_t* addr = nullptr;
+    uint64_t length = 0;
     uint64_t pins = 0;
     bool open = false;
   };
