@@ -18,12 +18,14 @@ import assert from 'node:assert/strict';
 import { deriveSeed } from '../support/fuzz-random';
 import { figure } from '../support/figures';
 import { fuzzFigures, fuzzSeeds, problems, runFuzzChild } from '../support/fuzz-run';
-import { forEachBackend, MATRIX } from '../support/guest';
+import { forEachBackend, KERNEL, MATRIX } from '../support/guest';
 
 const TOTAL = 20_000;
 const seeds = fuzzSeeds();
 const backends = MATRIX.filter((c) => !c.absent).length;
 const CALLS = Math.ceil(TOTAL / (backends * seeds.length));
+/** What the replay line adds to run in the guest this ran in: npm test runs the stock kernel on the system's QEMU. */
+const STOCK_ARGS = KERNEL === 'debian' ? ' --kernel debian --qemu system' : '';
 
 forEachBackend('fuzz of the public API on real devices', (backend) => {
   for (const seed of seeds) {
@@ -33,7 +35,7 @@ forEachBackend('fuzz of the public API on real devices', (backend) => {
       figure(fuzzFigures(`[${backend}]`, seed, run));
       if (run.report?.neverCalled.length)
         console.log(`      not reached (no receiver of their class at hand): ${run.report.neverCalled.join(', ')}`);
-      const replay = `NODE_VFIO_FUZZ_SEED=${seed} node dist/test/run-guest.js dist/test/guest/fuzz.test.js`;
+      const replay = `NODE_VFIO_FUZZ_SEED=${seed} node dist/test/run-guest.js${STOCK_ARGS} dist/test/guest/fuzz.test.js`;
       const found = problems(run, replay);
       assert.deepEqual(found, [], found.join('\n\n'));
       assert.ok(run.report!.calls >= CALLS, `${run.report!.calls} calls made`);
