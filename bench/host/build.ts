@@ -23,7 +23,11 @@ function mtime(file: string): number {
 function build(output: string, source: string, args: string[], log: (line: string) => void): string {
   const out = path.join(BUILD_DIR, output);
   const src = path.join(HERE, source);
-  const inputs = [src, path.join(HERE, 'fake-device.h'), ...fs.readdirSync(UAPI).map((f) => path.join(UAPI, f))];
+  const headers = fs
+    .readdirSync(HERE)
+    .filter((f) => f.endsWith('.h'))
+    .map((f) => path.join(HERE, f));
+  const inputs = [src, ...headers, ...fs.readdirSync(UAPI).map((f) => path.join(UAPI, f))];
   if (fs.existsSync(out) && inputs.every((f) => mtime(f) <= mtime(out))) return out;
   log(`bench:host: c++ ${path.relative(PROJECT_ROOT, src)}`);
   fs.mkdirSync(BUILD_DIR, { recursive: true });
@@ -36,6 +40,24 @@ function build(output: string, source: string, args: string[], log: (line: strin
 /** The LD_PRELOAD library: bench/host/build/fake-kernel.so. */
 export function buildFakeKernel(log: (line: string) => void = () => {}): string {
   return build('fake-kernel.so', 'fake-kernel.cc', ['-shared', '-fPIC'], log);
+}
+
+/**
+ * Where node_api.h is: beside the running Node (its include/node), as
+ * node-gyp finds it for a Node installed under /usr.
+ */
+function nodeIncludeDir(): string {
+  const dir = path.join(path.dirname(process.execPath), '..', 'include', 'node');
+  if (!fs.existsSync(path.join(dir, 'node_api.h')))
+    throw new Error(
+      `bench:host: no node_api.h in ${dir}: the same-process C side needs Node's headers (Debian: the nodejs package's /usr/include/node)`,
+    );
+  return dir;
+}
+
+/** The C side inside the library's process (an addon): bench/host/build/c-same-process.node. */
+export function buildSameProcessC(log: (line: string) => void = () => {}): string {
+  return build('c-same-process.node', 'c-same-process.cc', ['-shared', '-fPIC', '-I', nodeIncludeDir()], log);
 }
 
 /** The C side: bench/host/build/c-loop. */

@@ -40,35 +40,23 @@
 
 #include "../../native/uapi/iommufd.h"
 #include "../../native/uapi/vfio.h"
+#include "c-dma-ops.h"
 #include "fake-device.h"
 
 namespace u = nvfio::uapi;
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
-constexpr int kLiveMappings = 1000;  // plan.ts LIVE_MAPPINGS
-constexpr int kFragments = 1024;     // plan.ts LINK_FRAGMENTS
+using cside::Allocate;
+using cside::CpuNs;
+using cside::kPage;
+using cside::Must;
 constexpr uint64_t kReadAt = 0x40;
 constexpr uint64_t kWriteAt = 0x80;
-
-// A system call's result, or an exception naming the call and errno's text.
-// (The fake kernel never fails with EINTR: no retry loop, unlike the addon.)
-int Must(int r, const std::string& call) {
-  if (r < 0) throw std::runtime_error(call + ": " + std::strerror(errno));
-  return r;
-}
 
 uint64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
-}
-
-// CPU time of the process, every thread: what process.cpuUsage() (getrusage) counts, in ns.
-uint64_t CpuNs() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
 }
 
@@ -205,15 +193,6 @@ std::function<double()> Timed(uint64_t ops, std::function<void()> run) {
 // The device, as the library opens it
 // ---------------------------------------------------------------------------
 
-// DMA memory as DmaBuffer.allocate() makes it: populated, out of fork()ed children.
-uint8_t* Allocate(uint64_t length) {
-  void* p =
-      ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-  Must(p == MAP_FAILED ? -1 : 0, "mmap (DMA buffer)");
-  Must(::madvise(p, length, MADV_DONTFORK), "madvise");
-  return static_cast<uint8_t*>(p);
-}
-
 // The VFIO cdev sysfs names: vfio-dev/vfioN.
 std::string CdevOf(const Plan& p) {
   std::string dir = p.sysfs + "/bus/pci/devices/" + p.bdf + "/vfio-dev";
@@ -229,23 +208,10 @@ std::string CdevOf(const Plan& p) {
 }
 
 struct Device {
-  int iommufd = -1, ioas = 0, fd = -1;
+  cside::Ioas ioas;
+  int fd = -1;
   volatile uint8_t* bar0 = nullptr;
   int eventfd = -1, epoll = -1;
-
-  // At a fixed IOVA, readable and writable: as the library maps.
-  void Map(const uint8_t* va, uint64_t length, uint64_t iova) const {
-    const uint32_t flags =
-        u::IOMMU_IOAS_MAP_FIXED_IOVA | u::IOMMU_IOAS_MAP_READABLE | u::IOMMU_IOAS_MAP_WRITEABLE;
-    u::iommu_ioas_map cmd{sizeof(cmd), flags, uint32_t(ioas), 0, reinterpret_cast<uintptr_t>(va),
-                          length,      iova};
-    Must(::ioctl(iommufd, u::IOMMU_IOAS_MAP, &cmd), "IOMMU_IOAS_MAP");
-  }
-
-  void Unmap(uint64_t iova, uint64_t length) const {
-    u::iommu_ioas_unmap cmd{sizeof(cmd), uint32_t(ioas), iova, length};
-    Must(::ioctl(iommufd, u::IOMMU_IOAS_UNMAP, &cmd), "IOMMU_IOAS_UNMAP");
-  }
 };
 
 // A VFIO_DEVICE_SET_IRQS argument for MSI-X vector 0 with ACTION_TRIGGER
@@ -264,30 +230,26 @@ std::vector<uint8_t> MsixSet(uint32_t data_type, const void* payload, size_t siz
 
 Device Open(const Plan& p) {
   Device d;
-  d.iommufd = Must(::open("/dev/iommu", O_RDWR | O_CLOEXEC), "open /dev/iommu");
-  u::iommu_ioas_alloc alloc{};
-  alloc.size = sizeof(alloc);
-  Must(::ioctl(d.iommufd, u::IOMMU_IOAS_ALLOC, &alloc), "IOMMU_IOAS_ALLOC");
-  d.ioas = alloc.out_ioas_id;
+  d.ioas = cside::OpenIoas();
   std::string cdev = CdevOf(p);
   d.fd = Must(::open(cdev.c_str(), O_RDWR | O_CLOEXEC), "open " + cdev);
   u::vfio_device_bind_iommufd bind{};
   bind.argsz = sizeof(bind);
-  bind.iommufd = d.iommufd;
+  bind.iommufd = d.ioas.iommufd;
   Must(::ioctl(d.fd, u::VFIO_DEVICE_BIND_IOMMUFD, &bind), "VFIO_DEVICE_BIND_IOMMUFD");
   u::vfio_device_attach_iommufd_pt attach{};
   attach.argsz = sizeof(attach);
-  attach.pt_id = d.ioas;
+  attach.pt_id = d.ioas.id;
   Must(::ioctl(d.fd, u::VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach), "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
   // The IOVA ranges, as the library's allocator reads them: grow on EMSGSIZE.
   std::vector<u::iommu_iova_range> ranges(1);
   for (;;) {
     u::iommu_ioas_iova_ranges cmd{};
     cmd.size = sizeof(cmd);
-    cmd.ioas_id = d.ioas;
+    cmd.ioas_id = d.ioas.id;
     cmd.num_iovas = static_cast<uint32_t>(ranges.size());
     cmd.allowed_iovas = reinterpret_cast<uintptr_t>(ranges.data());
-    if (::ioctl(d.iommufd, u::IOMMU_IOAS_IOVA_RANGES, &cmd) == 0) break;
+    if (::ioctl(d.ioas.iommufd, u::IOMMU_IOAS_IOVA_RANGES, &cmd) == 0) break;
     if (errno != EMSGSIZE || cmd.num_iovas <= ranges.size()) Must(-1, "IOMMU_IOAS_IOVA_RANGES");
     ranges.resize(cmd.num_iovas);
   }
@@ -325,45 +287,14 @@ Device Open(const Plan& p) {
 void DmaMetrics(const Plan& p, const Device& d) {
   const uint64_t n = p.map;
   const Expect pair{{{"IOMMU_IOAS_MAP", n}, {"IOMMU_IOAS_UNMAP", n}}};
-  uint8_t* buffer = Allocate(kPage);
-  const uint64_t iova = kPage;  // where the library's allocator puts it: the lowest free page after page 0
-  Measure(p, "map4k", pair, Timed(n, [&] {
-            for (uint64_t i = 0; i < n; i++) {
-              d.Map(buffer, kPage, iova);
-              d.Unmap(iova, kPage);
-            }
-          }));
-
-  std::vector<uint8_t*> others;
-  for (int i = 0; i < kLiveMappings; i++) {
-    others.push_back(Allocate(kPage));
-    d.Map(others.back(), kPage, kPage * (1 + i));
-  }
-  const uint64_t after = kPage * (1 + kLiveMappings);
-  Measure(p, "map4k.live1000", pair, Timed(n, [&] {
-            for (uint64_t i = 0; i < n; i++) {
-              d.Map(buffer, kPage, after);
-              d.Unmap(after, kPage);
-            }
-          }));
-  for (int i = 0; i < kLiveMappings; i++) {
-    d.Unmap(kPage * (1 + i), kPage);
-    ::munmap(others[i], kPage);
-  }
-  ::munmap(buffer, kPage);
-
+  const cside::DmaWork w;
+  Measure(p, "map4k", pair, Timed(n, [&] { w.MapPairs(d.ioas, w.kMapAt, n); }));
+  w.SetLive(d.ioas, true);
+  Measure(p, "map4k.live1000", pair, Timed(n, [&] { w.MapPairs(d.ioas, w.kAfterLive, n); }));
+  w.SetLive(d.ioas, false);
   const uint64_t links = p.link;
-  std::vector<uint8_t*> pieces;
-  for (int i = 0; i < kFragments; i++) pieces.push_back(Allocate(kPage));
-  const uint64_t window = kPage;
-  Measure(p, "link1024", {{{"IOMMU_IOAS_MAP", links * kFragments}, {"IOMMU_IOAS_UNMAP", links}}},
-          Timed(links * kFragments, [&] {
-            for (uint64_t l = 0; l < links; l++) {
-              for (int i = 0; i < kFragments; i++) d.Map(pieces[i], kPage, window + kPage * i);
-              d.Unmap(window, kPage * kFragments);
-            }
-          }));
-  for (uint8_t* piece : pieces) ::munmap(piece, kPage);
+  Measure(p, "link1024", {{{"IOMMU_IOAS_MAP", links * cside::kFragments}, {"IOMMU_IOAS_UNMAP", links}}},
+          Timed(links * cside::kFragments, [&] { w.Links(d.ioas, links); }));
 }
 
 uint64_t sink = 0;

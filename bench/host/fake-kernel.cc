@@ -67,6 +67,7 @@
 #include "../../native/uapi/iommufd.h"
 #include "../../native/uapi/vfio.h"
 #include "fake-device.h"
+#include "node-pool.h"
 
 namespace u = nvfio::uapi;
 
@@ -297,7 +298,9 @@ class Areas {
   }
 
  private:
-  using Map = std::map<uint64_t, uint64_t>;  // first -> last
+  // first -> last; nodes from the fake kernel's own pool (node-pool.h), not the process's heap
+  using Map = std::map<uint64_t, uint64_t, std::less<uint64_t>,
+                       fake::PoolAllocator<std::pair<const uint64_t, uint64_t>>>;
 
   // The lowest area overlapping [first, last], or end().
   Map::const_iterator First(uint64_t first, uint64_t last) const {

@@ -7,7 +7,11 @@
  * of the process per operation, but for irq.trigger.p50, the median
  * latency (wall time) of each sample.
  *
- *   node dist/bench/host/library-side.js sysfs=DIR bdf=BDF samples=N warmup_ms=N map=N link=N mmio=N irq_event=N irq_trigger=N
+ *   node dist/bench/host/library-side.js sysfs=DIR bdf=BDF samples=N warmup_ms=N map=N link=N mmio=N irq_event=N irq_trigger=N [same_process_c=ADDON]
+ *
+ * With same_process_c, the DMA metrics (map4k, map4k.live1000, link1024)
+ * also time the C side's same operations in this process, in turns with
+ * the library's (c-same-process.cc), and print them as "cNs" beside "ns".
  *
  * Around every metric it reads the fake kernel's counters and fails unless
  * exactly the ioctls that many operations make were made, none failing:
@@ -26,8 +30,28 @@ const MSIX = 2;
 
 type Calls = Record<string, number>;
 
-function emit(id: string, ns: number[]): void {
-  process.stdout.write(`${JSON.stringify({ id, ns })}\n`);
+/** The same-process C side (c-same-process.cc): the C loop's DMA operations on an IOAS of its own; each timing returns CPU ns per operation. */
+interface SameProcessC {
+  open(): void;
+  map4k(n: number): number;
+  setLive(live: boolean): void;
+  live1000(n: number): number;
+  link1024(n: number): number;
+}
+
+/** The word run.ts adds for this side alone: where the same-process C side's addon is. */
+const SAME_PROCESS_WORD = 'same_process_c=';
+
+/** Loads and opens the same-process C side at `file`. */
+function loadSameProcessC(file: string): SameProcessC {
+  const m = { exports: {} as SameProcessC };
+  process.dlopen(m, file);
+  m.exports.open();
+  return m.exports;
+}
+
+function emit(id: string, ns: number[], cNs?: number[]): void {
+  process.stdout.write(`${JSON.stringify(cNs ? { id, ns, cNs } : { id, ns })}\n`);
 }
 
 function times(calls: Calls, n: number): Calls {
@@ -61,19 +85,33 @@ function cpuNs(): number {
  * Runs `run` untimed for the warm-up time (at least twice), then `samples`
  * times timed: CPU ns per operation, `ops` operations per run. CPU time, not
  * wall time, so that other load on the machine does not count.
+ *
+ * With `c` (the same-process C side's run of the same operations, returning
+ * its CPU ns per operation) the two take turns, warm-up included, each going
+ * first in every other sample; the C samples are emitted beside the
+ * library's (`cNs`), pair by pair.
  */
-function measure(plan: Plan, id: string, ops: number, expect: Expect, run: () => void): void {
+function measure(plan: Plan, id: string, ops: number, expect: Expect, run: () => void, c?: () => number): void {
   const before = readStats();
   let runs = 0;
-  for (const until = performance.now() + plan.warmupMs; runs < 2 || performance.now() < until; runs++) run();
+  for (const until = performance.now() + plan.warmupMs; runs < 2 || performance.now() < until; runs++) {
+    run();
+    c?.();
+  }
   const ns: number[] = [];
-  for (let i = 0; i < plan.samples; i++, runs++) {
+  const cNs: number[] = [];
+  const timed = (): number => {
     const t0 = cpuNs();
     run();
-    ns.push((cpuNs() - t0) / ops);
+    return (cpuNs() - t0) / ops;
+  };
+  for (let i = 0; i < plan.samples; i++, runs++) {
+    if (c && i % 2 === 1) cNs.push(c());
+    ns.push(timed());
+    if (c && i % 2 === 0) cNs.push(c());
   }
-  check(id, before, runs, expect);
-  emit(id, ns);
+  check(id, before, c ? 2 * runs : runs, expect);
+  emit(id, ns, c ? cNs : undefined);
 }
 
 /** The same for samples that measure themselves (ns per operation). */
@@ -87,22 +125,38 @@ async function measureAsync(plan: Plan, id: string, expect: Expect, sample: () =
   emit(id, ns);
 }
 
-function dmaMetrics(plan: Plan, space: AddressSpace): void {
+function dmaMetrics(plan: Plan, space: AddressSpace, c: SameProcessC | undefined): void {
   const n = plan.batch.map;
   const pair = { calls: { IOMMU_IOAS_MAP: n, IOMMU_IOAS_UNMAP: n } };
   const buffer = DmaBuffer.allocate(PAGE_SIZE);
   space.map(buffer).unmap(); // the first map reads the IOVA ranges for the allocator: not timed, not counted
-  measure(plan, 'map4k', n, pair, () => {
-    for (let i = 0; i < n; i++) space.map(buffer).unmap();
-  });
+  measure(
+    plan,
+    'map4k',
+    n,
+    pair,
+    () => {
+      for (let i = 0; i < n; i++) space.map(buffer).unmap();
+    },
+    c && (() => c.map4k(n)),
+  );
 
   const others = Array.from({ length: LIVE_MAPPINGS }, () => DmaBuffer.allocate(PAGE_SIZE));
   const live = others.map((b) => space.map(b));
   if (readStats().liveAreas !== LIVE_MAPPINGS)
     throw new Error(`map4k.live1000: the fake kernel holds ${readStats().liveAreas} mappings, expected ${LIVE_MAPPINGS}`);
-  measure(plan, 'map4k.live1000', n, pair, () => {
-    for (let i = 0; i < n; i++) space.map(buffer).unmap();
-  });
+  c?.setLive(true);
+  measure(
+    plan,
+    'map4k.live1000',
+    n,
+    pair,
+    () => {
+      for (let i = 0; i < n; i++) space.map(buffer).unmap();
+    },
+    c && (() => c.live1000(n)),
+  );
+  c?.setLive(false);
   live.forEach((m) => m.unmap());
   others.forEach((b) => b.close());
   buffer.close();
@@ -111,9 +165,16 @@ function dmaMetrics(plan: Plan, space: AddressSpace): void {
   const pieces = Array.from({ length: LINK_FRAGMENTS }, () => DmaBuffer.allocate(PAGE_SIZE));
   const list = PhysList.cpu(pieces.map((buffer) => ({ buffer })));
   const window = space.reserve(BigInt(LINK_FRAGMENTS) * PAGE_SIZE);
-  measure(plan, 'link1024', links * LINK_FRAGMENTS, { calls: { IOMMU_IOAS_MAP: links * LINK_FRAGMENTS, IOMMU_IOAS_UNMAP: links } }, () => {
-    for (let i = 0; i < links; i++) window.link(list).unmap();
-  });
+  measure(
+    plan,
+    'link1024',
+    links * LINK_FRAGMENTS,
+    { calls: { IOMMU_IOAS_MAP: links * LINK_FRAGMENTS, IOMMU_IOAS_UNMAP: links } },
+    () => {
+      for (let i = 0; i < links; i++) window.link(list).unmap();
+    },
+    c && (() => c.link1024(links)),
+  );
   window.release();
   pieces.forEach((b) => b.close());
 }
@@ -231,13 +292,14 @@ async function irqMetrics(plan: Plan, vector: IrqVector): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const plan = parsePlan(argv);
+  const plan = parsePlan(argv.filter((a) => !a.startsWith(SAME_PROCESS_WORD)));
+  const addon = argv.find((a) => a.startsWith(SAME_PROCESS_WORD))?.slice(SAME_PROCESS_WORD.length);
   readStats(); // fails first when the shim is missing
   using space = AddressSpace.open({ backend: 'iommufd', sysfs: plan.sysfs });
   const device = space.openDevice(plan.bdf);
   const opened = readStats().opens;
   if (opened.iommufd < 1 || opened.device < 1) throw new Error(`the library did not open the fake nodes: ${JSON.stringify(opened)}`);
-  dmaMetrics(plan, space);
+  dmaMetrics(plan, space, addon ? loadSameProcessC(addon) : undefined);
   mmioMetrics(plan, device.bar(0));
   const [vector] = device.interrupts.enableMsix(1);
   await irqMetrics(plan, vector);

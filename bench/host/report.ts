@@ -1,7 +1,12 @@
 /**
  * The host lane's results: per metric the medians of the library's and the
- * C loop's samples, the overhead (library - C), the target and whether it is
+ * C side's samples, the overhead (library - C), the target and whether it is
  * met; as bench/results/host.json and as a Markdown table.
+ *
+ * For the DMA metrics the C side also runs inside the library's process, in
+ * turns with it (c-same-process.cc): there `cNs` is that C's median and the
+ * overhead the median of the pairs' differences, each pair timed back to
+ * back; `cProgramNs` keeps the C loop's own-process median beside it.
  */
 import { formatNs, summarize } from '../stats';
 import { HostMetric } from './metrics';
@@ -12,8 +17,12 @@ export interface HostRow {
   /** Median of the samples: CPU ns of the process per operation (irq.trigger.p50: wall-time latency, the median of the samples' p50s). */
   libraryNs: number;
   cNs: number;
-  /** libraryNs - cNs. */
+  /** libraryNs - cNs; for paired rows, the median of the pairs' differences. */
   overheadNs: number;
+  /** Paired rows: the median of the C loop's samples in its own process. */
+  cProgramNs?: number;
+  /** Paired rows: 'same-process' (the C side timed in the library's process, in turns with it). */
+  pairing?: 'same-process';
   /** The most overheadNs may be (irq.event: what its ratio target allows at this cNs). */
   targetNs: number;
   met: boolean;
@@ -32,9 +41,30 @@ export interface HostReport {
 
 const round = (ns: number): number => Math.round(ns * 10) / 10;
 
-/** The row of `m` from both sides' samples (ns per operation). */
-export function toRow(m: HostMetric, library: number[], c: number[]): HostRow {
+/**
+ * The row of `m` from both sides' samples (ns per operation). `paired`: the
+ * same-process C side's samples, pair by pair with `library` (the DMA rows);
+ * then `c` is the C loop's own-process samples, kept as cProgramNs.
+ */
+export function toRow(m: HostMetric, library: number[], c: number[], paired?: number[]): HostRow {
   const lib = summarize(library).median;
+  if (paired && paired.length > 0) {
+    if (paired.length !== library.length) throw new Error(`${m.id}: ${library.length} library samples, ${paired.length} paired C samples`);
+    const cNs = summarize(paired).median;
+    const overheadNs = round(summarize(library.map((x, i) => x - paired[i])).median);
+    const targetNs = 'ratio' in m.target ? round((m.target.ratio - 1) * cNs) : m.target.overheadNs;
+    return {
+      id: m.id,
+      libraryNs: lib,
+      cNs,
+      overheadNs,
+      targetNs,
+      met: overheadNs <= targetNs,
+      runs: library.length,
+      cProgramNs: summarize(c).median,
+      pairing: 'same-process',
+    };
+  }
   const cNs = summarize(c).median;
   const overheadNs = round(lib - cNs);
   const runs = Math.min(library.length, c.length);
@@ -61,13 +91,21 @@ function formatDelta(ns: number): string {
 /** The Markdown table (the console's and the README's). */
 export function table(rows: readonly HostRow[], metrics: readonly HostMetric[]): string {
   const label = new Map(metrics.map((m) => [m.id, m.label]));
-  const lines = ['| metric | what | library | C | overhead | target | met | runs |', '| --- | --- | --- | --- | --- | --- | --- | --- |'];
+  const lines = [
+    '| metric | what | library | C | overhead | target | met | runs | C as its own program |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
   for (const r of rows) {
     const overhead = r.ratio === undefined ? formatDelta(r.overheadNs) : `${formatDelta(r.overheadNs)} (${r.ratio.toFixed(2)}×)`;
     const target = r.targetRatio === undefined ? `≤ ${formatNs(r.targetNs)}` : `≤ ${r.targetRatio.toFixed(2)}× C`;
     lines.push(
-      `| ${r.id} | ${label.get(r.id) ?? ''} | ${formatNs(r.libraryNs)} | ${formatNs(r.cNs)} | ${overhead} | ${target} | ${r.met ? 'yes' : 'no'} | ${r.runs} |`,
+      `| ${r.id} | ${label.get(r.id) ?? ''} | ${formatNs(r.libraryNs)} | ${formatNs(r.cNs)}${r.pairing ? ' ¹' : ''} | ${overhead} | ${target} | ${r.met ? 'yes' : 'no'} | ${r.runs} | ${r.cProgramNs === undefined ? 'the same' : formatNs(r.cProgramNs)} |`,
     );
   }
+  if (rows.some((r) => r.pairing))
+    lines.push(
+      '',
+      "¹ C inside the library's process, timed in turns with it; the overhead is the median of the pairs' differences (library − C, sample by sample).",
+    );
   return lines.join('\n');
 }

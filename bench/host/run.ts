@@ -14,7 +14,14 @@
  * writes bench/results/host.json: per metric the medians of every round's
  * samples (CPU ns of the process per operation, so that other load on the
  * machine does not count; irq.trigger.p50 is a latency, wall time), library
- * minus C, the target and whether it is met. --syscall makes every faked ioctl also cross into the kernel once
+ * minus C, the target and whether it is met. For the DMA metrics (map4k,
+ * map4k.live1000, link1024) the library's side also loads the C side as an
+ * addon (c-same-process.cc) and times it in turns with the library, sample
+ * by sample: this host's speed shifts from one process, and one minute, to
+ * the next by more than those targets are wide, and two samples taken back
+ * to back in one process shift together. Those rows' C and overhead come from
+ * the pairs; the C loop's own-process figure is printed beside them.
+ * --syscall makes every faked ioctl also cross into the kernel once
  * (FAKE_KERNEL_SYSCALL=1). Either side failing, or the fake kernel not
  * seeing exactly the calls a side timed, fails the run (exit status 1).
  */
@@ -23,7 +30,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PROJECT_ROOT } from '../../vm/paths';
-import { buildCLoop, buildFakeKernel } from './build';
+import { buildCLoop, buildFakeKernel, buildSameProcessC } from './build';
 import { createFakeSysfs, FAKE_DEVICE } from './fake-sysfs';
 import { HOST_METRICS } from './metrics';
 import { Plan, planArgs } from './plan';
@@ -55,18 +62,24 @@ const log = (line: string): void => {
 
 type Side = 'library' | 'c';
 
+/** One metric's samples from one run of a side: the side's, and (library side, DMA metrics) the same-process C side's. */
+interface SideSamples {
+  ns: number[];
+  cNs?: number[];
+}
+
 /** Runs one side once under the fake kernel: its samples by metric id. */
-function runSide(side: Side, command: string[], env: NodeJS.ProcessEnv): Map<string, number[]> {
+function runSide(side: Side, command: string[], env: NodeJS.ProcessEnv): Map<string, SideSamples> {
   const r = spawnSync(command[0], command.slice(1), { env, encoding: 'utf8', maxBuffer: 16 << 20, timeout: 120_000 });
   const lines = (r.stdout ?? '')
     .split('\n')
     .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as { id?: string; ns?: number[]; done?: boolean });
+    .map((l) => JSON.parse(l) as { id?: string; ns?: number[]; cNs?: number[]; done?: boolean });
   if (r.status !== 0 || !lines.some((l) => l.done)) {
     const why = r.error?.message ?? (r.stderr.trim() || `exit status ${r.status}, signal ${r.signal}`);
     throw new Error(`the ${side} side failed: ${why}`);
   }
-  return new Map(lines.filter((l) => l.id !== undefined).map((l) => [l.id!, l.ns!]));
+  return new Map(lines.filter((l) => l.id !== undefined).map((l) => [l.id!, { ns: l.ns!, cNs: l.cNs }]));
 }
 
 function firstLine(file: string, args: string[]): string {
@@ -82,8 +95,9 @@ function main(argv: string[]): void {
   const started = Date.now();
   const shim = buildFakeKernel(log);
   const cLoop = buildCLoop(log);
+  const sameProcessC = buildSameProcessC(log);
   const sysfs = createFakeSysfs();
-  const samples = new Map(HOST_METRICS.map((m) => [m.id, { library: [] as number[], c: [] as number[] }]));
+  const samples = new Map(HOST_METRICS.map((m) => [m.id, { library: [] as number[], c: [] as number[], paired: [] as number[] }]));
   try {
     const plan: Plan = {
       sysfs: sysfs.root,
@@ -94,7 +108,7 @@ function main(argv: string[]): void {
     };
     const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: shim, FAKE_KERNEL_SYSCALL: o.syscall ? '1' : '0' };
     const commands: Record<Side, string[]> = {
-      library: [process.execPath, path.join(__dirname, 'library-side.js'), ...planArgs(plan)],
+      library: [process.execPath, path.join(__dirname, 'library-side.js'), ...planArgs(plan), `same_process_c=${sameProcessC}`],
       c: [cLoop, ...planArgs(plan)],
     };
     for (let round = 0; round < o.rounds; round++) {
@@ -104,9 +118,10 @@ function main(argv: string[]): void {
       for (const side of order) {
         const got = runSide(side, commands[side], env);
         for (const [id, s] of samples) {
-          const ns = got.get(id);
-          if (!ns || ns.length === 0) throw new Error(`the ${side} side reported no samples for ${id}`);
-          s[side].push(...ns);
+          const got1 = got.get(id);
+          if (!got1 || got1.ns.length === 0) throw new Error(`the ${side} side reported no samples for ${id}`);
+          s[side].push(...got1.ns);
+          if (got1.cNs) s.paired.push(...got1.cNs);
         }
       }
     }
@@ -114,7 +129,10 @@ function main(argv: string[]): void {
     sysfs.remove();
   }
   const report: HostReport = {
-    metrics: HOST_METRICS.map((m) => toRow(m, samples.get(m.id)!.library, samples.get(m.id)!.c)),
+    metrics: HOST_METRICS.map((m) => {
+      const s = samples.get(m.id)!;
+      return toRow(m, s.library, s.c, s.paired);
+    }),
     machine: {
       cpu: os.cpus()[0]?.model ?? 'unknown',
       cores: os.cpus().length,
