@@ -35,6 +35,9 @@ struct FastPath {
   MemoryTableRef memories;
   uint32_t ioas = 0;
   double args[8] = {};
+  // Link()'s per-fragment scratch (addresses and lengths), kept between calls: no allocation per link.
+  std::vector<uintptr_t> va;
+  std::vector<uint64_t> len;
 };
 using FastPathRef = std::shared_ptr<FastPath>;
 
@@ -50,21 +53,29 @@ inline bool Exact(double d, uint64_t* out) {
   ThrowRange(env, std::string(fn) + ": its arguments must be non-negative safe integers");
 }
 
+// Why Resolve() refused a handle: a closed (or unknown) memory, or a range outside it. Off the hot
+// path: messages are built only here.
+[[noreturn]] __attribute__((noinline)) void Unresolved(Napi::Env env, FastPath& fp, uint64_t handle,
+                                                       uint64_t offset, uint64_t length, int64_t fragment) {
+  const std::string what =
+      fragment < 0 ? std::string("DmaBuffer") : "fragment " + std::to_string(fragment) + ": DmaBuffer";
+  const int64_t slot = fp.memories->Find(handle);
+  if (slot < 0) ThrowClosed(env, what.c_str());
+  ThrowRange(env, what + ": range [" + std::to_string(offset) + ", +" + std::to_string(length) +
+                      ") is empty or outside its " +
+                      std::to_string(fp.memories->Length(static_cast<uint32_t>(slot))) + "-byte memory");
+}
+
 // The table slot of a handle's memory, checked to hold [offset, offset + length); `fragment` names a
-// list's fragment in errors (-1: a single buffer). Messages are built only when thrown.
-uint32_t Resolve(Napi::Env env, FastPath& fp, uint64_t handle, uint64_t offset, uint64_t length,
-                 int64_t fragment) {
-  int64_t slot = fp.memories->Find(handle);
-  auto what = [&] {
-    return fragment < 0 ? std::string("DmaBuffer") : "fragment " + std::to_string(fragment) + ": DmaBuffer";
-  };
-  if (slot < 0) ThrowClosed(env, what().c_str());
-  const uint64_t size = fp.memories->Length(static_cast<uint32_t>(slot));
-  if (length == 0 || offset > size || length > size - offset) {
-    ThrowRange(env, what() + ": range [" + std::to_string(offset) + ", +" + std::to_string(length) +
-                        ") is empty or outside its " + std::to_string(size) + "-byte memory");
+// list's fragment in errors (-1: a single buffer).
+inline uint32_t Resolve(Napi::Env env, FastPath& fp, uint64_t handle, uint64_t offset, uint64_t length,
+                        int64_t fragment) {
+  const int64_t slot = fp.memories->Find(handle);
+  if (slot >= 0) {
+    const uint64_t size = fp.memories->Length(static_cast<uint32_t>(slot));
+    if (length != 0 && offset <= size && length <= size - offset) return static_cast<uint32_t>(slot);
   }
-  return static_cast<uint32_t>(slot);
+  Unresolved(env, fp, handle, offset, length, fragment);
 }
 
 napi_value Uint(napi_env env, uint32_t v) {
@@ -114,8 +125,12 @@ napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
   const double* f = static_cast<const double*>(data);
   // Everything is checked before the first ioctl: a bad fragment leaves nothing to undo.
   std::vector<uint32_t> slots;  // the memory the list spans, each once per run of fragments in it
-  std::vector<uintptr_t> va(count);
-  std::vector<uint64_t> len(count);
+  if (fp.va.size() < count) {
+    fp.va.resize(count);
+    fp.len.resize(count);
+  }
+  uintptr_t* va = fp.va.data();
+  uint64_t* len = fp.len.data();
   uint64_t total = 0;
   for (uint64_t i = 0; i < count; i++) {
     uint64_t handle, offset;

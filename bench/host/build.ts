@@ -60,6 +60,11 @@ export function buildSameProcessC(log: (line: string) => void = () => {}): strin
   return build('c-same-process.node', 'c-same-process.cc', ['-shared', '-fPIC', '-I', nodeIncludeDir()], log);
 }
 
+/** The C side of the instruction counts: bench/host/build/c-count. */
+export function buildCCount(log: (line: string) => void = () => {}): string {
+  return build('c-count', 'c-count.cc', [], log);
+}
+
 /** The C side: bench/host/build/c-loop. */
 export function buildCLoop(log: (line: string) => void = () => {}): string {
   return build('c-loop', 'c-loop.cc', [], log);

@@ -33,7 +33,9 @@ constexpr int kFragments = 1024;     // plan.ts LINK_FRAGMENTS
 // A system call's result, or an exception naming the call and errno's text.
 // (The fake kernel never fails with EINTR: no retry loop, unlike the addon.)
 // The timed loops pass a literal: nothing is built unless the call failed.
-[[noreturn]] inline void Fail(const std::string& call) { throw std::runtime_error(call + ": " + std::strerror(errno)); }
+[[noreturn]] inline void Fail(const std::string& call) {
+  throw std::runtime_error(call + ": " + std::strerror(errno));
+}
 inline int Must(int r, const char* call) {
   if (r < 0) Fail(call);
   return r;
