@@ -130,32 +130,17 @@ function dmaMetrics(plan: Plan, space: AddressSpace, c: SameProcessC | undefined
   const pair = { calls: { IOMMU_IOAS_MAP: n, IOMMU_IOAS_UNMAP: n } };
   const buffer = DmaBuffer.allocate(PAGE_SIZE);
   space.map(buffer).unmap(); // the first map reads the IOVA ranges for the allocator: not timed, not counted
-  measure(
-    plan,
-    'map4k',
-    n,
-    pair,
-    () => {
-      for (let i = 0; i < n; i++) space.map(buffer).unmap();
-    },
-    c && (() => c.map4k(n)),
-  );
+  const mapPairs = (): void => {
+    for (let i = 0; i < n; i++) space.map(buffer).unmap();
+  };
+  measure(plan, 'map4k', n, pair, mapPairs, c && (() => c.map4k(n)));
 
   const others = Array.from({ length: LIVE_MAPPINGS }, () => DmaBuffer.allocate(PAGE_SIZE));
   const live = others.map((b) => space.map(b));
   if (readStats().liveAreas !== LIVE_MAPPINGS)
     throw new Error(`map4k.live1000: the fake kernel holds ${readStats().liveAreas} mappings, expected ${LIVE_MAPPINGS}`);
   c?.setLive(true);
-  measure(
-    plan,
-    'map4k.live1000',
-    n,
-    pair,
-    () => {
-      for (let i = 0; i < n; i++) space.map(buffer).unmap();
-    },
-    c && (() => c.live1000(n)),
-  );
+  measure(plan, 'map4k.live1000', n, pair, mapPairs, c && (() => c.live1000(n)));
   c?.setLive(false);
   live.forEach((m) => m.unmap());
   others.forEach((b) => b.close());
