@@ -158,6 +158,19 @@ describe('argument errors name the argument (what the fuzz found as engine error
     await assert.rejects(ns.writeZeroes(0, Symbol() as never), { name: 'TypeError', message: /^blocks must be a number/ });
     await assert.rejects(ns.flush(null as never), { name: 'TypeError', message: /^options must be an object, not null/ });
     assert.equal(ns.bytes, 4096n);
+    // readInto/writeFrom: an offset of the wrong type is named before anything is submitted (a symbol made
+    // the offset check itself throw "Cannot convert a Symbol value to a number")
+    const m = new lib.DmaMapping({ release: () => undefined } as never, 0, 0x1000, 4096, 0, 4096, true, {});
+    for (const offset of [Symbol('x'), 1n, '0', null])
+      for (const call of [ns.readInto, ns.writeFrom])
+        assert.throws(() => call(0, 1, m, offset as never, () => undefined, 0), {
+          name: 'TypeError',
+          message: /^offset must be a number, not /,
+        });
+    assert.throws(() => ns.readInto(0, 1, m, -1, () => undefined, 0), {
+      name: 'RangeError',
+      message: /^offset must be a non-negative integer/,
+    });
   });
 
   it('DmaMapping listeners: an event that is not one of its own is a TypeError naming it', () => {

@@ -30,7 +30,7 @@
  */
 import { DmaMapping } from '../../dma-mapping';
 import { VfioStateError } from '../../errors';
-import { hex, toBigInt } from '../../validate';
+import { hex, kindOf, toBigInt } from '../../validate';
 import { describeMapping } from './errors';
 
 /** A run of IOVA-contiguous bytes a command transfers. */
@@ -83,7 +83,7 @@ export function revokedRefusal(mapping: DmaMapping): VfioStateError {
  * mapping is active, not revoked, and holds them. Alignment is the PRP
  * builder's check.
  *
- * @throws TypeError when `mapping` is not a DmaMapping; RangeError when it is
+ * @throws TypeError when `mapping` is not a DmaMapping or `offset` not a number; RangeError when it is
  *   unmapped, or `offset` is not a non-negative integer, or the bytes run past
  *   its end; {@link VfioStateError} `ERR_VFIO_REVOKED` when its peer memory was revoked.
  */
@@ -91,6 +91,7 @@ export function mappedAddress(mapping: DmaMapping, offset: number, byteLength: n
   if (!(mapping instanceof DmaMapping)) throw new TypeError('mapping must be a DmaMapping');
   if (!mapping.active) throw new RangeError('the DmaMapping is unmapped');
   if (mapping.revoked) throw revokedRefusal(mapping);
+  if (typeof offset !== 'number') throw new TypeError(`offset must be a number, not ${kindOf(offset)}`);
   if (offset >>> 0 !== offset && !(offset >= 0 && Math.floor(offset) === offset)) {
     throw new RangeError(`offset must be a non-negative integer, not ${offset}`);
   }
