@@ -6,7 +6,7 @@
  * hints (policy) live here.
  */
 import * as fs from 'node:fs';
-import { checkInt, checkObject, checkString } from './validate';
+import { checkInt, checkObject, checkString, kindOf } from './validate';
 
 /** The facts of a failed system call, from which a {@link VfioError} is built. */
 export interface VfioErrorInfo {
@@ -249,7 +249,9 @@ export class VfioError extends Error {
     checkString(info.syscall, 'info.syscall');
     if (info.detail !== undefined) checkString(info.detail, 'info.detail');
     if (info.memory !== undefined && info.memory !== 'cpu' && info.memory !== 'bar' && info.memory !== 'dma-buf')
-      throw new TypeError(`info.memory must be 'cpu', 'bar' or 'dma-buf', not ${String(info.memory)}`);
+      throw new TypeError(
+        `info.memory must be 'cpu', 'bar' or 'dma-buf', not ${typeof info.memory === 'string' ? JSON.stringify(info.memory) : kindOf(info.memory)}`,
+      );
     const hint = hintFor(info.syscall, info.code, info.detail, info.memory);
     super(hint ? `${message} (${hint})` : message);
     bareMessages.set(this, message);

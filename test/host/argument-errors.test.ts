@@ -71,6 +71,18 @@ const cases: Call[] = [
     TypeError,
     /^message must be a string/,
   ],
+  [
+    'new VfioError("", { memory: a null-prototype object })',
+    () => new lib.VfioError('', { code: 'EINVAL', errno: -22, syscall: 'open', memory: Object.create(null) as never }),
+    TypeError,
+    /^info\.memory must be 'cpu', 'bar' or 'dma-buf', not an object/,
+  ],
+  [
+    'new VfioError("", { memory: "gpu" })',
+    () => new lib.VfioError('', { code: 'EINVAL', errno: -22, syscall: 'open', memory: 'gpu' as never }),
+    TypeError,
+    /^info\.memory must be 'cpu', 'bar' or 'dma-buf', not "gpu"/,
+  ],
   ['new VfioStateError(symbol)', () => new lib.VfioStateError(Symbol() as never, 'X'), TypeError, /^message must be a string, not symbol/],
   ['new PolledCompletions(2n)', () => new lib.PolledCompletions(2n as never), TypeError, /^intervalMs must be a number/],
   ['PolledCompletions.attach({})', () => new lib.PolledCompletions().attach({} as never), TypeError, /^queue\.reap must be a function/],
