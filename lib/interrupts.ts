@@ -168,6 +168,12 @@ export class IrqVector extends EventEmitter {
   private listening: Listener[] | undefined = undefined;
   /** EventEmitter.captureRejections when made: then every event goes through emit(), which handles listeners' promises. */
   private readonly capturing = EventEmitter.captureRejections;
+  /**
+   * What ends each pending wait() when the vector is torn down. Kept here,
+   * not as 'close' listeners: removeAllListeners() or a throwing listener
+   * must not leave a wait (and its timer) behind.
+   */
+  private readonly waiters = new Set<() => void>();
 
   /** @internal */
   constructor(
@@ -333,7 +339,7 @@ export class IrqVector extends EventEmitter {
       let timer: NodeJS.Timeout | undefined;
       const settle = (fn: () => void): void => {
         this.off('interrupt', onInterrupt);
-        this.off('close', onClose);
+        this.waiters.delete(onClose);
         signal?.removeEventListener('abort', onAbort);
         clearTimeout(timer);
         fn();
@@ -344,7 +350,7 @@ export class IrqVector extends EventEmitter {
       if (this.closed) return onClose();
       if (signal?.aborted) return onAbort();
       this.on('interrupt', onInterrupt);
-      this.once('close', onClose);
+      this.waiters.add(onClose);
       signal?.addEventListener('abort', onAbort, { once: true });
       // armed last: nothing above can leave it running
       if (timeoutMs !== undefined)
@@ -401,8 +407,9 @@ export class IrqVector extends EventEmitter {
 
   /**
    * @internal Stops watching and closes the eventfd (after the kernel let go
-   * of it). What the eventfd still held is delivered, then 'close', both on
-   * the next tick.
+   * of it). What the eventfd still held is delivered, then pending waits
+   * are rejected and 'close' emitted, all on the next tick; the waits also
+   * when a listener of that last 'interrupt' throws.
    */
   dispose(): void {
     if (this.closed) return;
@@ -411,8 +418,12 @@ export class IrqVector extends EventEmitter {
     this.eventfd.close();
     if (rest > 0) this.count += rest;
     process.nextTick(() => {
-      if (rest > 0) this.emit('interrupt', rest);
-      this.emit('close');
+      try {
+        if (rest > 0) this.emit('interrupt', rest);
+      } finally {
+        for (const end of [...this.waiters]) end();
+        this.emit('close');
+      }
     });
   }
 }

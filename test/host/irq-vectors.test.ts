@@ -107,4 +107,9 @@ describe('IrqVector (fake kernel)', function () {
     assert.equal(result.listeners.store, 'made in als.run');
     assert.ok(result.listeners.asyncId > 1, `executionAsyncId() was ${result.listeners.asyncId}`);
   });
+
+  it('teardown ends every pending wait() at once, also after removeAllListeners() or with a throwing close listener, and leaves no timer', () => {
+    assert.deepEqual(result.teardown.outcomes, ['rejected ERR_VFIO_CLOSED', 'rejected ERR_VFIO_CLOSED']);
+    assert.equal(result.teardown.timersLeft, 0);
+  });
 });

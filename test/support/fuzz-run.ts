@@ -26,6 +26,8 @@ export interface ChildReport extends FuzzReport {
   unhandled: { call: number; entry: string; args: string; error: string }[];
   warnings: string[];
   active: string[];
+  /** Where each timer still active at the end was made (the top of its creation stack). */
+  timers: string[];
 }
 
 /** How one process ended. */
@@ -84,7 +86,8 @@ export function problems(run: ChildRun, replay: string): string[] {
   const r = run.report;
   if (run.lingered)
     out.push(
-      `hang: the process did not end within ${LINGER_MS / 1000} s of closing everything; still active then: ${r?.active.join(', ') || 'nothing'}; replay: ${replay}`,
+      `hang: the process did not end within ${LINGER_MS / 1000} s of closing everything; still active then: ${r?.active.join(', ') || 'nothing'}; replay: ${replay}` +
+        (r?.timers.length ? `\ntimers made at:\n${r.timers.join('\n--\n')}` : ''),
     );
   else if (run.signal)
     out.push(
