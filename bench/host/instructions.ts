@@ -61,7 +61,7 @@ function collected(command: string[], shim: string, dir: string): number {
   const m = /Collected : (\d+)/.exec(r.stderr);
   if (r.status !== 0 || !m)
     throw new Error(
-      `${path.basename(command[command.length - 3] ?? command[0])} under callgrind failed (status ${r.status}): ${r.stderr.slice(-2000)}`,
+      `${path.basename(command.find((a) => a.endsWith('.js')) ?? command[0])} under callgrind failed (status ${r.status}): ${r.stderr.slice(-2000)}`,
     );
   return Number(m[1]);
 }

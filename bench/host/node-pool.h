@@ -53,8 +53,9 @@ class SizePool {
   };
   static constexpr std::size_t kBlock = std::size_t{1} << 20;
   static constexpr std::size_t kAlign = alignof(std::max_align_t);
-  static constexpr std::size_t kStride =
-      (kSize < sizeof(Free) ? sizeof(Free) : kSize + kAlign - 1) / kAlign * kAlign;
+  // An element holds at least the free list's link, rounded up to the alignment.
+  static constexpr std::size_t kUnit = kSize < sizeof(Free) ? sizeof(Free) : kSize;
+  static constexpr std::size_t kStride = (kUnit + kAlign - 1) / kAlign * kAlign;
   struct Pool {
     Free* free = nullptr;
     char* next = nullptr;
