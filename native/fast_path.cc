@@ -36,8 +36,20 @@ struct FastPath {
   uint32_t ioas = 0;
   double args[8] = {};
   // Link()'s per-fragment scratch (addresses and lengths), kept between calls: no allocation per link.
+  // Kept only up to kScratchKept fragments: a rare huge list does not hold its scratch for good.
+  static constexpr size_t kScratchKept = 4096;
   std::vector<uintptr_t> va;
   std::vector<uint64_t> len;
+};
+
+// Lets go of Link()'s scratch on the way out (thrown or not) when a list made it larger than kept.
+struct ScratchTrim {
+  FastPath& fp;
+  ~ScratchTrim() {
+    if (fp.va.size() <= FastPath::kScratchKept) return;
+    std::vector<uintptr_t>().swap(fp.va);
+    std::vector<uint64_t>().swap(fp.len);
+  }
 };
 using FastPathRef = std::shared_ptr<FastPath>;
 
@@ -125,6 +137,7 @@ napi_value Link(napi_env raw, napi_callback_info info, FastPath& fp) {
   const double* f = static_cast<const double*>(data);
   // Everything is checked before the first ioctl: a bad fragment leaves nothing to undo.
   std::vector<uint32_t> slots;  // the memory the list spans, each once per run of fragments in it
+  const ScratchTrim trim{fp};
   if (fp.va.size() < count) {
     fp.va.resize(count);
     fp.len.resize(count);
