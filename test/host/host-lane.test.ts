@@ -67,16 +67,18 @@ describe('host lane: a small round of both sides', function () {
       [...byId.keys()],
       HOST_METRICS.map((m) => m.id),
     );
+    // Samples are CPU time, counted in steps of microseconds or more: a sample of this small plan
+    // (100 register writes take well under one) may read 0, never less.
     for (const [id, l] of byId) {
       assert.equal(l.ns!.length, 3, id);
       assert.ok(
-        l.ns!.every((x) => Number.isFinite(x) && x > 0),
+        l.ns!.every((x) => Number.isFinite(x) && x >= 0),
         `${id}: ${l.ns}`,
       );
       if (DMA_ROWS.includes(id)) {
         assert.equal(l.cNs?.length, 3, `${id}: paired C samples`);
         assert.ok(
-          l.cNs!.every((x) => Number.isFinite(x) && x > 0),
+          l.cNs!.every((x) => Number.isFinite(x) && x >= 0),
           `${id}: ${l.cNs}`,
         );
       } else assert.equal(l.cNs, undefined, id);
